@@ -1,0 +1,50 @@
+"""Settings read from the environment in one place, so every entry point agrees."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MODEL_DIR = REPO_ROOT / "model"
+TEMPLATES_DIR = REPO_ROOT / "templates"
+MIGRATIONS_DIR = REPO_ROOT / "migrations"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Runtime settings; build with `Settings.from_env()`."""
+
+    data_dir: Path
+    database_url: str
+    model_dir: Path = DEFAULT_MODEL_DIR
+    max_upload_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    min_side: int = 100
+    users: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(os.environ.get("ECG_APP_DATA_DIR") or platformdirs.user_data_dir("ecg-app"))
+        database_url = os.environ.get("ECG_APP_DATABASE_URL") or f"sqlite:///{data_dir / 'ecg_app.sqlite3'}"
+        users = tuple(
+            tuple(pair.split(":", 1))  # type: ignore[misc]
+            for pair in os.environ.get("ECG_APP_USERS", "").split(",")
+            if ":" in pair
+        )
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            model_dir=Path(os.environ.get("ECG_APP_MODEL_DIR") or DEFAULT_MODEL_DIR),
+            max_upload_bytes=_env_int("ECG_APP_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
+            max_pixels=_env_int("ECG_APP_MAX_PIXELS", 50_000_000),
+            users=users,
+        )

@@ -1,0 +1,125 @@
+"""Turn uploaded bytes or a file path into an 8-bit RGB array, or raise IntakeError with a human message.
+
+Every entry point (CLI, app, training) goes through `load_image`, so what the model sees in training is
+decoded exactly as what it sees in the app.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Formats a user may upload. MPO is what many phone cameras write for a JPEG.
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MIN_SIDE = 100
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class IntakeError(ValueError):
+    """An upload that cannot be analysed; `code` is stable for programs, `message` is for people."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class IntakeLimits:
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
+
+
+def read_bytes(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()) -> bytes:
+    """Read the raw upload, checking the size limit before the whole file is read into memory."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise IntakeError("not_found", f"File not found: {path.name}")
+        if path.stat().st_size > limits.max_bytes:
+            raise IntakeError("file_too_large", _too_large_message(path.stat().st_size, limits.max_bytes))
+        data = path.read_bytes()
+    if not data:
+        raise IntakeError("empty", "The file is empty. Please upload a photo or scan of an ECG printout.")
+    if len(data) > limits.max_bytes:
+        raise IntakeError("file_too_large", _too_large_message(len(data), limits.max_bytes))
+    return data
+
+
+def load_image(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()) -> np.ndarray:
+    """Decode an upload into an (H, W, 3) uint8 RGB array, upright, with transparency on white."""
+    data = read_bytes(source, limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise IntakeError("too_many_pixels", _too_many_pixels_message(None, limits.max_pixels)) from exc
+    except UnidentifiedImageError as exc:
+        raise IntakeError(
+            "not_an_image",
+            "This file is not an image we can read. Please upload a JPEG, PNG, WebP, BMP, TIFF or GIF "
+            "picture of an ECG printout.",
+        ) from exc
+    with image:
+        width, height = image.size
+        if width * height > limits.max_pixels:
+            raise IntakeError("too_many_pixels", _too_many_pixels_message((width, height), limits.max_pixels))
+        if min(width, height) < limits.min_side:
+            raise IntakeError(
+                "too_small",
+                f"The image is only {width}x{height} pixels; at least {limits.min_side}x{limits.min_side} "
+                "is needed to read an ECG. Please upload a larger picture.",
+            )
+        try:
+            image.seek(0)  # first frame of animated GIF/WebP/TIFF
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise IntakeError(
+                "corrupt",
+                "The image file is damaged or incomplete (it could not be fully decoded). "
+                "Please upload the original file again.",
+            ) from exc
+
+
+def _to_rgb(image: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode (grey, palette, alpha, CMYK, 16-bit, float) to 8-bit RGB."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+        gray = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in image.info or mode in ("LA", "PA", "RGBA", "La", "RGBa"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def _too_large_message(size: int, limit: int) -> str:
+    return (
+        f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB. "
+        "Please upload a smaller photo or scan."
+    )
+
+
+def _too_many_pixels_message(size: tuple[int, int] | None, limit: int) -> str:
+    what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
+    return (
+        f"The image is {what}; the limit is {limit / 1e6:.0f} megapixels. "
+        "Please upload a smaller picture."
+    )
