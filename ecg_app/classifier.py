@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg_app.calibration import softmax
 from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, display_name
@@ -99,8 +100,9 @@ class Classifier:
         return self._model
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw network outputs (pre-softmax) for a preprocessed batch."""
-        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+        """Log-probabilities of the network (its softmax output) for a preprocessed batch."""
+        probs = np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
+        return np.log(np.clip(probs, 1e-12, 1.0))
 
     def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated probabilities, shape (N, 5), for RGB uint8 images."""
@@ -117,12 +119,6 @@ class Classifier:
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_batch([image])[0]
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 _shared: dict[Path, Classifier] = {}

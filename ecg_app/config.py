@@ -48,3 +48,18 @@ class Settings:
             max_pixels=_env_int("ECG_APP_MAX_PIXELS", 50_000_000),
             users=users,
         )
+
+
+def portable_path(path: str | Path) -> str:
+    """A path relative to the repository when it can be (so model.json works from any clone)."""
+    resolved = Path(path).resolve()
+    try:
+        return os.path.relpath(resolved, REPO_ROOT)
+    except ValueError:
+        return str(resolved)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """Inverse of portable_path: relative paths are taken from the repository root."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else (REPO_ROOT / candidate).resolve()

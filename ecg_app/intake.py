@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-# Formats a user may upload. MPO is what many phone cameras write for a JPEG.
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+# Formats a user may upload (Pillow's JPEG reader also opens the MPO files many phone cameras write).
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 100

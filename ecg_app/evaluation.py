@@ -1,0 +1,144 @@
+"""Honest metrics on the held-out split: `ecg-app evaluate` writes model/metrics.json.
+
+Everything is computed on the test split of the manifest written at training time (duplicate groups
+never cross splits), with bootstrap 95% intervals because the split is small.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score, roc_curve
+
+from ecg_app import dataset
+from ecg_app.calibration import reliability
+from ecg_app.classifier import MODEL_INFO_FILE, Classifier
+from ecg_app.config import resolve_path
+from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+
+METRICS_FILE = "metrics.json"
+_ALL = list(range(len(CLASSES)))
+
+
+def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    present = sorted(set(y_true.tolist()))
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
+def _ecg_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Accuracy over images whose true class is one of the four ECG classes (5-way prediction)."""
+    ecg = y_true < len(ECG_CLASSES)
+    return float((y_true[ecg] == y_pred[ecg]).mean()) if ecg.any() else float("nan")
+
+
+def _recall(y_true: np.ndarray, y_pred: np.ndarray, label: str) -> float:
+    of_class = y_true == CLASSES.index(label)
+    return float((y_pred[of_class] == y_true[of_class]).mean()) if of_class.any() else float("nan")
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1000, seed: int = 0) -> list[float]:
+    """Percentile 95% interval of `metric` over resamples of the test images (stratified by class)."""
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
+    values = []
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(members, size=len(members), replace=True) for members in by_class])
+        values.append(metric(y_true[idx], y_pred[idx]))
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else [None, None]
+
+
+def _with_ci(y_true, y_pred, metric) -> dict:
+    return {"value": metric(y_true, y_pred), "ci95": bootstrap_ci(y_true, y_pred, metric)}
+
+
+def _roc(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    curves = {}
+    for c, label in enumerate(CLASSES):
+        positives = y_true == c
+        if positives.all() or not positives.any():
+            continue
+        fpr, tpr, _ = roc_curve(positives, probs[:, c])
+        curves[label] = {
+            "fpr": [round(float(v), 4) for v in fpr],
+            "tpr": [round(float(v), 4) for v in tpr],
+            "auc": float(roc_auc_score(positives, probs[:, c])),
+        }
+    return curves
+
+
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
+    """All headline metrics for integer labels (CLASSES order) and an (N, 5) probability matrix."""
+    y_true = np.asarray(y_true, dtype=int)
+    y_pred = probs.argmax(axis=1)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=_ALL, zero_division=0
+    )
+    calib = reliability(probs, y_true)
+    return {
+        "n": int(len(y_true)),
+        "accuracy": _with_ci(y_true, y_pred, lambda t, p: float((t == p).mean())),
+        "macro_f1": _with_ci(y_true, y_pred, _macro_f1),
+        "ecg_accuracy": _with_ci(y_true, y_pred, _ecg_accuracy),
+        "mi_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, "MI")),
+        "non_ecg_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, NON_ECG)),
+        "per_class": {
+            label: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
+                    "support": int(support[c])}
+            for c, label in enumerate(CLASSES)
+        },
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=_ALL).tolist(),
+        "roc": _roc(y_true, probs),
+        "ece": calib["ece"],
+        "reliability": calib["bins"],
+    }
+
+
+def model_roots(info: dict, overrides: dict[str, Path] | None = None) -> dict[str, Path]:
+    roots = {k: resolve_path(v) for k, v in info.get("data_roots", {}).items()}
+    roots.update({k: Path(v) for k, v in (overrides or {}).items() if v is not None})
+    return roots
+
+
+def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Path] | None = None) -> dict:
+    """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics."""
+    classifier = Classifier(model_dir)
+    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
+    chosen = [s for s in samples if s.split == split]
+    chosen, images = dataset.load_images(chosen)
+    probs = classifier.predict_proba(images) if images else np.zeros((0, len(CLASSES)))
+    labelled = np.array([s.label != dataset.OTHER_ECG for s in chosen], dtype=bool)
+    y_true = np.array([CLASSES.index(s.label) for s, keep in zip(chosen, labelled, strict=True) if keep])
+    metrics = compute_metrics(y_true, probs[labelled])
+    other = probs[~labelled]
+    metrics["other_layout_called_non_ecg"] = {
+        "n": int(len(other)),
+        "rate": float((other.argmax(axis=1) == CLASSES.index(NON_ECG)).mean()) if len(other) else None,
+    }
+    covered = probs[labelled].max(axis=1) >= classifier.review_threshold
+    metrics["needs_review"] = {
+        "threshold": classifier.review_threshold,
+        "coverage": float(covered.mean()) if len(covered) else None,
+        "accuracy_on_covered": float((probs[labelled].argmax(1)[covered] == y_true[covered]).mean())
+        if covered.any() else None,
+    }
+    result = {
+        "model_version": classifier.version,
+        "arch": info.get("arch"),
+        "classes": list(CLASSES),
+        "split": split,
+        "test": metrics,
+        "history": info.get("history", {}),
+        "dataset": info.get("dataset", {}),
+        "calibration": {"temperature": classifier.temperature, "ece": metrics["ece"],
+                        "reliability": metrics["reliability"]},
+    }
+    if split == "test":
+        from ecg_app.training import write_json_atomic
+
+        write_json_atomic(result, Path(model_dir) / METRICS_FILE)
+    return result

@@ -1,0 +1,68 @@
+"""Network architectures, selectable by name: `make_model("default")` or `make_model("seed")`.
+
+Both take the shared preprocessing's output (an ink map of the trace area) and end in a 5-way softmax
+in CLASSES order.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from ecg_app.labels import CLASSES
+from ecg_app.preprocess import INPUT_SHAPE
+
+ARCHITECTURES = ("default", "seed")
+
+
+def make_model(name: str = "default", input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
+    builders = {"default": _default, "seed": _seed}
+    if name not in builders:
+        raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return builders[name](input_shape)
+
+
+def _seed(input_shape: tuple[int, int, int]) -> keras.Model:
+    """The reference design this project started from (224x224x3, three conv blocks, Flatten + Dense 256)."""
+    inputs = keras.Input(input_shape, name="ink")
+    x = layers.Resizing(224, 224, name="to_224")(inputs)
+    x = layers.Concatenate(name="to_rgb")([x, x, x]) if input_shape[-1] == 1 else x
+    for filters in (32, 64, 128):
+        x = layers.Conv2D(filters, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    x = layers.Dropout(0.5)(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="seed")
+
+
+def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _default(input_shape: tuple[int, int, int]) -> keras.Model:
+    """Compact BatchNorm CNN at 320x544 with a head that keeps where on the page a feature was.
+
+    Global average and max pooling see patterns anywhere; a coarse 5x4 grid of cells keeps rough lead
+    position (ST changes matter in specific leads), which a plain global pool would throw away.
+    """
+    inputs = keras.Input(input_shape, name="ink")
+    x = _conv_bn(inputs, 16, kernel=5, strides=2, name="stem")  # 160x272
+    for stage, filters in enumerate((24, 32, 48, 64), start=1):
+        x = _conv_bn(x, filters, name=f"s{stage}a")
+        if stage > 1:
+            x = _conv_bn(x, filters, name=f"s{stage}b")
+        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)  # 80x136 -> 40x68 -> 20x34 -> 10x17
+    x = _conv_bn(x, 96, name="s5a")
+    x = _conv_bn(x, 96, name="s5b")
+    pooled = [layers.GlobalAveragePooling2D(name="gap")(x), layers.GlobalMaxPooling2D(name="gmp")(x)]
+    cells = _conv_bn(x, 16, kernel=1, name="cells")
+    cells = layers.AveragePooling2D(pool_size=(2, 4), name="cell_pool")(cells)  # 5x4 grid of page cells
+    pooled.append(layers.Flatten(name="cell_flat")(cells))
+    x = layers.Concatenate(name="features")(pooled)
+    x = layers.Dropout(0.4, name="dropout")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="ecg_cnn")

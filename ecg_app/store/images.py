@@ -1,0 +1,178 @@
+"""Content-addressed image and thumbnail files: atomic writes, two-phase deletes, sweeping of leftovers.
+
+Files live under `<data dir>/images/<first two hex digits>/<sha256><ext>` (and `<sha256>.thumb.jpg`), so
+the same upload is stored once and a file name says what its content is. A file is only ever created
+whole (temporary file in the same folder, fsync, `os.replace`), and a delete first renames the files to
+a trash name, so the database transaction can still be rolled back and the files put back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+TEMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".del-"
+THUMBNAIL_MAX_SIDE = 800
+THUMBNAIL_QUALITY = 85
+# Leftovers younger than this may belong to a request still in flight in another process.
+DEFAULT_SWEEP_GRACE_S = 15 * 60
+
+_FORMATS = {  # Pillow format -> (extension, media type)
+    "JPEG": (".jpg", "image/jpeg"),
+    "MPO": (".jpg", "image/jpeg"),
+    "PNG": (".png", "image/png"),
+    "WEBP": (".webp", "image/webp"),
+    "BMP": (".bmp", "image/bmp"),
+    "TIFF": (".tif", "image/tiff"),
+    "GIF": (".gif", "image/gif"),
+}
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the database records about an image file (paths relative to the image folder)."""
+
+    sha256: str
+    image_ref: str
+    thumbnail_ref: str
+    media_type: str
+    size_bytes: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    removed: tuple[Path, ...]
+    restored: tuple[Path, ...]
+
+
+def describe(data: bytes, rgb: np.ndarray) -> ImageInfo:
+    """Hash the upload and name its files; `rgb` is the decoded (upright) image, for the dimensions."""
+    sha = hashlib.sha256(data).hexdigest()
+    with Image.open(io.BytesIO(data)) as image:
+        ext, media_type = _FORMATS.get(image.format or "", (".bin", "application/octet-stream"))
+    height, width = rgb.shape[:2]
+    return ImageInfo(
+        sha256=sha,
+        image_ref=f"{sha[:2]}/{sha}{ext}",
+        thumbnail_ref=f"{sha[:2]}/{sha}.thumb.jpg",
+        media_type=media_type,
+        size_bytes=len(data),
+        width=int(width),
+        height=int(height),
+    )
+
+
+def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+    """A JPEG small enough for lists and the PDF, large enough that the ECG traces stay legible."""
+    image = Image.fromarray(rgb)
+    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    out = io.BytesIO()
+    image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
+    return out.getvalue()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write `path` so that readers and crashes only ever see no file or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ImageStore:
+    """The image folder. It never decides what is referenced: the repository tells it."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, ref: str) -> Path:
+        """Absolute path of a stored reference; refuses references that would leave the folder."""
+        path = self.root / ref
+        if ".." in Path(ref).parts or Path(ref).is_absolute():
+            raise ValueError(f"invalid image reference {ref!r}")
+        return path
+
+    def ensure(self, image_ref: str, thumbnail_ref: str, data: bytes, thumbnail: Callable[[], bytes]) -> list[Path]:
+        """Write whichever of the image and thumbnail files is missing; return the files written."""
+        written = []
+        for ref, content in ((image_ref, lambda: data), (thumbnail_ref, thumbnail)):
+            path = self.path(ref)
+            if not path.is_file():
+                atomic_write(path, content())
+                written.append(path)
+        return written
+
+    @staticmethod
+    def discard(paths: Iterable[Path]) -> None:
+        for path in paths:
+            path.unlink(missing_ok=True)
+
+    def trash(self, refs: Iterable[str]) -> list[tuple[Path, Path]]:
+        """First phase of a delete: rename files to trash names; returns (original, trash) pairs."""
+        moved = []
+        for ref in refs:
+            path = self.path(ref)
+            trash = path.with_name(TRASH_PREFIX + path.name)
+            if path.is_file():
+                os.replace(path, trash)
+                moved.append((path, trash))
+        return moved
+
+    @staticmethod
+    def restore(moved: Iterable[tuple[Path, Path]]) -> None:
+        """Undo `trash` (the transaction that deleted the rows failed)."""
+        for original, trash in moved:
+            if trash.exists():
+                os.replace(trash, original)
+
+    @staticmethod
+    def purge(moved: Iterable[tuple[Path, Path]]) -> None:
+        """Second phase of a delete, after the commit."""
+        for _original, trash in moved:
+            trash.unlink(missing_ok=True)
+
+    def sweep(self, referenced: set[str], grace_s: float = DEFAULT_SWEEP_GRACE_S) -> SweepResult:
+        """Remove temp files, trash and unreferenced files older than `grace_s`; put back trashed files
+        whose row survived (a crash between the rename and a rolled-back commit)."""
+        cutoff = time.time() - grace_s
+        removed, restored = [], []
+        for path in sorted(self.root.rglob("*")):
+            try:
+                if not path.is_file() or path.stat().st_mtime > cutoff:
+                    continue
+                if path.name.startswith(TRASH_PREFIX):
+                    original = path.with_name(path.name[len(TRASH_PREFIX) :])
+                    if self._ref(original) in referenced and not original.exists():
+                        os.replace(path, original)
+                        restored.append(original)
+                        continue
+                elif not path.name.startswith(TEMP_PREFIX) and self._ref(path) in referenced:
+                    continue
+                path.unlink()
+                removed.append(path)
+            except FileNotFoundError:  # another process swept it first
+                continue
+        return SweepResult(tuple(removed), tuple(restored))
+
+    def _ref(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()

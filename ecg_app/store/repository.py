@@ -1,0 +1,434 @@
+"""The analysis history API: add, get, list (filters + pagination), delete, CSV export.
+
+Callers get plain frozen dataclasses, never ORM objects, so nothing outside this module touches a
+session. Every write is one transaction that also covers the image files (see `add` and `delete`).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import unicodedata
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TextIO
+
+import numpy as np
+from sqlalchemy import Engine, Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from ecg_app.classifier import STATUS_NEEDS_REVIEW, Prediction
+from ecg_app.labels import CLASSES, NON_ECG, display_name
+from ecg_app.store.db import session_factory
+from ecg_app.store.images import DEFAULT_SWEEP_GRACE_S, ImageStore, SweepResult, describe, make_thumbnail
+from ecg_app.store.models import PROBABILITY_COLUMNS, Analysis, StoredImage
+
+SEXES = ("female", "male", "other")
+_SEX_ALIASES = {"f": "female", "w": "female", "m": "male", "o": "other", "x": "other", "d": "other"}
+MAX_NAME_CHARS = 200
+MAX_NOTES_CHARS = 10_000
+MAX_FILENAME_CHARS = 255
+MAX_PAGE_SIZE = 500
+# Concurrent first uploads of the same image race on its primary key; the loser simply tries again.
+_WRITE_ATTEMPTS = 3
+_CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _clean_text(value: str | None, limit: int, *, single_line: bool) -> str | None:
+    """Strip control characters (and line breaks for one-line fields); empty means absent."""
+    if value is None:
+        return None
+    text = unicodedata.normalize("NFC", str(value))
+    text = _CONTROL_CHARS.sub("", text)
+    if single_line:
+        text = " ".join(text.split())
+    text = text.strip()[:limit].strip()
+    return text or None
+
+
+def sanitize_filename(name: str | None) -> str:
+    """The upload's base name, fit for display: no folders, no control characters, bounded length."""
+    base = PureWindowsPath(PurePosixPath(str(name or "")).name).name
+    return _clean_text(base, MAX_FILENAME_CHARS, single_line=True) or "upload"
+
+
+@dataclass(frozen=True)
+class PatientInfo:
+    """Optional details typed in with an upload; validated and normalised on construction."""
+
+    name: str | None = None
+    age: int | None = None
+    sex: str | None = None
+    notes: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", _clean_text(self.name, MAX_NAME_CHARS, single_line=True))
+        object.__setattr__(self, "notes", _clean_text(self.notes, MAX_NOTES_CHARS, single_line=False))
+        if self.age is not None and self.age != "":
+            try:
+                age = int(self.age)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"age must be a whole number, got {self.age!r}") from exc
+            if not 0 <= age <= 150:
+                raise ValueError(f"age must be between 0 and 150, got {age}")
+            object.__setattr__(self, "age", age)
+        else:
+            object.__setattr__(self, "age", None)
+        sex = _clean_text(self.sex, 16, single_line=True)
+        if sex is not None:
+            sex = _SEX_ALIASES.get(sex.lower(), sex.lower())
+            if sex not in SEXES:
+                raise ValueError(f"sex must be one of {', '.join(SEXES)}, got {self.sex!r}")
+        object.__setattr__(self, "sex", sex)
+
+
+@dataclass(frozen=True)
+class StoredAnalysis:
+    """One analysis as read back from the history."""
+
+    id: uuid.UUID
+    created_at: datetime
+    original_filename: str
+    image_sha256: str
+    image_path: Path
+    thumbnail_path: Path
+    media_type: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    risk_level: str
+    model_version: str
+    status: str
+    patient: PatientInfo = field(default_factory=PatientInfo)
+
+    @property
+    def display_name(self) -> str:
+        return display_name(self.label)
+
+    @property
+    def is_ecg(self) -> bool:
+        return self.label != NON_ECG
+
+    @property
+    def needs_review(self) -> bool:
+        return self.status == STATUS_NEEDS_REVIEW
+
+    @property
+    def prediction(self) -> Prediction:
+        return Prediction(self.label, dict(self.probabilities), self.confidence, self.model_version, self.status)
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields, as `ecg-app history list --json` prints them."""
+        return {
+            "id": str(self.id),
+            "created_at": self.created_at.isoformat(),
+            "file": self.original_filename,
+            "image_sha256": self.image_sha256,
+            **self.prediction.to_dict(),
+            "risk_level": self.risk_level,  # as stored: the guidance in force when it was analysed
+            "patient_name": self.patient.name,
+            "patient_age": self.patient.age,
+            "patient_sex": self.patient.sex,
+            "notes": self.patient.notes,
+        }
+
+
+@dataclass(frozen=True)
+class AnalysisFilter:
+    """History filters; all optional. `since` is inclusive, `until` exclusive; naive times mean UTC."""
+
+    label: str | None = None
+    risk_level: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    search: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[StoredAnalysis]
+    total: int
+    limit: int
+    offset: int
+
+
+def utc(moment: datetime) -> datetime:
+    """Aware UTC datetime; naive values (as SQLite returns them) are taken to be UTC already."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _conditions(filters: AnalysisFilter) -> list:
+    conditions = []
+    if filters.label:
+        conditions.append(Analysis.label == filters.label)
+    if filters.risk_level:
+        conditions.append(Analysis.risk_level == filters.risk_level.upper())
+    if filters.status:
+        conditions.append(Analysis.status == filters.status)
+    if filters.since:
+        conditions.append(Analysis.created_at >= utc(filters.since))
+    if filters.until:
+        conditions.append(Analysis.created_at < utc(filters.until))
+    search = (filters.search or "").strip()
+    if search:
+        pattern = _like_pattern(search)
+        matches = [
+            column.ilike(pattern, escape="\\")
+            for column in (Analysis.patient_name, Analysis.patient_sex, Analysis.notes)
+        ]
+        if search.isdigit():
+            matches.append(Analysis.patient_age == int(search))
+        conditions.append(or_(*matches))
+    return conditions
+
+
+def csv_safe(value: object) -> object:
+    """Neutralise spreadsheet formulas (CSV injection): text starting with = + - @ gets a leading quote."""
+    if isinstance(value, str) and value.startswith(_CSV_FORMULA_START):
+        return "'" + value
+    return value
+
+
+CSV_COLUMNS = (
+    "id",
+    "created_at",
+    "file",
+    "image_sha256",
+    "label",
+    "display_name",
+    "confidence",
+    *(f"prob_{label}" for label in CLASSES),
+    "risk_level",
+    "status",
+    "model_version",
+    "patient_name",
+    "patient_age",
+    "patient_sex",
+    "notes",
+)
+
+
+def _csv_row(analysis: StoredAnalysis) -> list[object]:
+    record = analysis.to_dict()
+    for label, probability in record.pop("probabilities").items():
+        record[f"prob_{label}"] = probability
+    return [csv_safe(record[column]) for column in CSV_COLUMNS]
+
+
+class AnalysisStore:
+    """Analysis rows plus their image files, kept consistent with each other."""
+
+    def __init__(self, engine: Engine, images: ImageStore):
+        self.engine = engine
+        self.images = images
+        self._sessions = session_factory(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> AnalysisStore:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    # -- writes -------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        prediction: Prediction,
+        image_bytes: bytes,
+        rgb: np.ndarray,
+        filename: str | None,
+        patient: PatientInfo | None = None,
+        created_at: datetime | None = None,
+    ) -> StoredAnalysis:
+        """Store an analysis: the files are written (atomically) inside the transaction, before its
+        commit; if anything fails, the row is rolled back and files written by this call are removed."""
+        patient = patient or PatientInfo()
+        info = describe(image_bytes, rgb)
+        thumbnail: Callable[[], bytes] = cache(lambda: make_thumbnail(rgb))
+        created = utc(created_at or datetime.now(UTC))
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            written: list[Path] = []
+            try:
+                with self._sessions.begin() as session:
+                    image = session.get(StoredImage, info.sha256)
+                    if image is None:
+                        image = StoredImage(
+                            sha256=info.sha256,
+                            image_ref=info.image_ref,
+                            thumbnail_ref=info.thumbnail_ref,
+                            media_type=info.media_type,
+                            size_bytes=info.size_bytes,
+                            width=info.width,
+                            height=info.height,
+                            created_at=created,
+                        )
+                        session.add(image)
+                    row = Analysis(
+                        id=uuid.uuid4(),
+                        created_at=created,
+                        image=image,
+                        original_filename=sanitize_filename(filename),
+                        label=prediction.label,
+                        confidence=float(prediction.confidence),
+                        risk_level=prediction.risk_level,
+                        model_version=prediction.model_version,
+                        status=prediction.status,
+                        patient_name=patient.name,
+                        patient_age=patient.age,
+                        patient_sex=patient.sex,
+                        notes=patient.notes,
+                        **{
+                            PROBABILITY_COLUMNS[label]: float(prediction.probabilities[label])
+                            for label in CLASSES
+                        },
+                    )
+                    session.add(row)
+                    # The flush takes SQLite's write lock (PostgreSQL: a lock on the image row), so a
+                    # concurrent delete of the same image cannot remove the files between here and commit.
+                    session.flush()
+                    written = self.images.ensure(image.image_ref, image.thumbnail_ref, image_bytes, thumbnail)
+                return self._record(row, image)
+            except IntegrityError:
+                ImageStore.discard(written)
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+            except BaseException:
+                ImageStore.discard(written)
+                raise
+        raise AssertionError("unreachable")
+
+    def delete(self, analysis_id: uuid.UUID | str) -> bool:
+        """Delete an analysis, and its image files when no other analysis uses them. False if not found."""
+        key = _as_uuid(analysis_id)
+        if key is None:
+            return False
+        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+            moved: list[tuple[Path, Path]] = []
+            try:
+                with self._sessions.begin() as session:
+                    row = session.get(Analysis, key)
+                    if row is None:
+                        return False
+                    sha = row.image_sha256
+                    session.delete(row)
+                    session.flush()
+                    still_used = session.scalar(
+                        select(func.count()).select_from(Analysis).where(Analysis.image_sha256 == sha)
+                    )
+                    if not still_used:
+                        image = session.get(StoredImage, sha)
+                        session.delete(image)
+                        session.flush()  # RESTRICT: fails if a concurrent add just started using it
+                        moved = self.images.trash([image.image_ref, image.thumbnail_ref])
+            except IntegrityError:
+                ImageStore.restore(moved)
+                if attempt == _WRITE_ATTEMPTS:
+                    raise
+                continue
+            except BaseException:
+                ImageStore.restore(moved)
+                raise
+            ImageStore.purge(moved)
+            return True
+        raise AssertionError("unreachable")
+
+    def sweep_orphans(self, grace_s: float = DEFAULT_SWEEP_GRACE_S) -> SweepResult:
+        """Remove files no row refers to (and stale temp files): what a crash mid-write leaves behind."""
+        with self._sessions() as session:
+            referenced = set()
+            for image_ref, thumbnail_ref in session.execute(
+                select(StoredImage.image_ref, StoredImage.thumbnail_ref)
+            ):
+                referenced.update((image_ref, thumbnail_ref))
+        return self.images.sweep(referenced, grace_s)
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def get(self, analysis_id: uuid.UUID | str) -> StoredAnalysis | None:
+        key = _as_uuid(analysis_id)
+        if key is None:
+            return None
+        with self._sessions() as session:
+            row = session.get(Analysis, key, options=[joinedload(Analysis.image)])
+            return None if row is None else self._record(row, row.image)
+
+    def list(self, filters: AnalysisFilter | None = None, limit: int = 50, offset: int = 0) -> Page:
+        """One page, newest first, and the total number of matches (for "page 2 of 9")."""
+        conditions = _conditions(filters or AnalysisFilter())
+        limit = max(1, min(int(limit), MAX_PAGE_SIZE))
+        offset = max(0, int(offset))
+        with self._sessions() as session:
+            total = session.scalar(select(func.count()).select_from(Analysis).where(*conditions)) or 0
+            rows = session.scalars(self._query(conditions).limit(limit).offset(offset)).all()
+            items = [self._record(row, row.image) for row in rows]
+        return Page(items=items, total=total, limit=limit, offset=offset)
+
+    def iter_all(self, filters: AnalysisFilter | None = None, batch_size: int = 500) -> Iterator[StoredAnalysis]:
+        """Every matching analysis, newest first, streamed (for exports of a large history)."""
+        stmt = self._query(_conditions(filters or AnalysisFilter())).execution_options(yield_per=batch_size)
+        with self._sessions() as session:
+            for row in session.scalars(stmt):
+                yield self._record(row, row.image)
+
+    def export_csv(self, out: TextIO, filters: AnalysisFilter | None = None) -> int:
+        """Write the (filtered) history as CSV to an open text file (newline=""); returns the row count."""
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        count = 0
+        for analysis in self.iter_all(filters):
+            writer.writerow(_csv_row(analysis))
+            count += 1
+        return count
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _query(conditions: list) -> Select:
+        return (
+            select(Analysis)
+            .options(joinedload(Analysis.image))
+            .where(*conditions)
+            .order_by(Analysis.created_at.desc(), Analysis.id.desc())
+        )
+
+    def _record(self, row: Analysis, image: StoredImage) -> StoredAnalysis:
+        return StoredAnalysis(
+            id=row.id,
+            created_at=utc(row.created_at),
+            original_filename=row.original_filename,
+            image_sha256=row.image_sha256,
+            image_path=self.images.path(image.image_ref),
+            thumbnail_path=self.images.path(image.thumbnail_ref),
+            media_type=image.media_type,
+            label=row.label,
+            confidence=row.confidence,
+            probabilities={label: getattr(row, PROBABILITY_COLUMNS[label]) for label in CLASSES},
+            risk_level=row.risk_level,
+            model_version=row.model_version,
+            status=row.status,
+            patient=PatientInfo(row.patient_name, row.patient_age, row.patient_sex, row.notes),
+        )
+
+
+def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value).strip())
+    except ValueError:
+        return None

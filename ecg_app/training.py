@@ -1,0 +1,221 @@
+"""Train a network on the duplicate-safe split: `ecg-app train` calls `train(TrainConfig(...))`.
+
+Writes into `out_dir`: `split.csv` (the split manifest), `ecg_cnn.keras` (best epoch on validation
+macro-F1, written to a temp file then renamed, so Ctrl-C never leaves a corrupt model) and `model.json`
+(version, temperature fitted on validation, review threshold, training curves, data roots).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from ecg_app import dataset  # noqa: E402
+from ecg_app.augment import augment  # noqa: E402
+from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
+from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE  # noqa: E402
+from ecg_app.config import REPO_ROOT, portable_path  # noqa: E402
+from ecg_app.labels import CLASSES, NON_ECG  # noqa: E402
+from ecg_app.networks import make_model  # noqa: E402
+from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
+
+
+@dataclass
+class TrainConfig:
+    data_dir: Path
+    non_ecg_dir: Path | None = None
+    other_ecg_dir: Path | None = None
+    arch: str = "default"
+    epochs: int = 40
+    out_dir: Path = REPO_ROOT / "model"
+    seed: int = 42
+    batch_size: int = 16
+    samples_per_class: int = 96  # drawn per class and epoch (class-balanced sampling, with replacement)
+    learning_rate: float = 2e-3
+    limit_per_class: int | None = None  # for smoke tests: keep only the first N groups per class
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    extra: dict = field(default_factory=dict)
+
+
+def set_cross_entropy(y_mask, y_prob):
+    """-log P(true class in mask): ordinary cross-entropy for one-hot masks; for an ECG of unknown
+    diagnosis (mask over the four ECG classes) it only asks "this is some ECG"."""
+    return -ops.log(ops.clip(ops.sum(y_mask * y_prob, axis=-1), 1e-7, 1.0))
+
+
+class BalancedAugmentedBatches(keras.utils.PyDataset):
+    """Each epoch draws the same number of images from every class, augments and preprocesses them."""
+
+    def __init__(self, samples, images, config: TrainConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.images = images
+        self.targets = np.stack([s.target for s in samples])
+        self.by_label: dict[str, np.ndarray] = {}
+        for i, s in enumerate(samples):
+            self.by_label.setdefault(s.label, []).append(i)  # type: ignore[attr-defined]
+        self.config = config
+        self.rng = np.random.default_rng(config.seed)
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        order = []
+        for label, indices in sorted(self.by_label.items()):
+            n = self.config.samples_per_class // 4 if label == dataset.OTHER_ECG else self.config.samples_per_class
+            order.append(self.rng.choice(indices, size=n, replace=len(indices) < n))
+        self.order = self.rng.permutation(np.concatenate(order))
+        # One seed per sample and epoch: reproducible whichever worker thread builds the batch.
+        self.sample_seeds = self.rng.integers(0, 2**32, size=len(self.order))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.order) / self.config.batch_size))
+
+    def __getitem__(self, index: int):
+        start = index * self.config.batch_size
+        picks = self.order[start : start + self.config.batch_size]
+        seeds = self.sample_seeds[start : start + self.config.batch_size]
+        batch = np.stack([
+            preprocess(augment(self.images[i], np.random.default_rng(seed))) for i, seed in zip(picks, seeds, strict=True)
+        ])
+        return batch, self.targets[picks]
+
+
+class ValidationCheckpoint(keras.callbacks.Callback):
+    """Track validation macro-F1 each epoch and keep the best weights on disk atomically."""
+
+    def __init__(self, x_val: np.ndarray, y_val: np.ndarray, path: Path):
+        super().__init__()
+        self.x_val, self.y_val, self.path = x_val, y_val, path
+        self.best = (-1.0, -np.inf)
+        self.best_epoch = -1
+        self.log: dict[str, list[float]] = {"val_macro_f1": [], "val_accuracy": [], "val_loss": []}
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        from sklearn.metrics import f1_score
+
+        probs = self.model.predict(self.x_val, batch_size=32, verbose=0)
+        pred = probs.argmax(axis=1)
+        f1 = float(f1_score(self.y_val, pred, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
+        loss = float(-np.log(np.clip(probs[np.arange(len(pred)), self.y_val], 1e-7, 1)).mean())
+        self.log["val_macro_f1"].append(f1)
+        self.log["val_accuracy"].append(float((pred == self.y_val).mean()))
+        self.log["val_loss"].append(loss)
+        if logs is not None:
+            logs.update(val_macro_f1=f1, val_loss=loss)
+        if (f1, -loss) > self.best:
+            self.best, self.best_epoch = (f1, -loss), epoch
+            save_model_atomic(self.model, self.path)
+        print(f"  epoch {epoch + 1}: val macro-F1 {f1:.3f}, val loss {loss:.3f} (best epoch {self.best_epoch + 1})")
+
+
+def save_model_atomic(model: keras.Model, path: Path) -> None:
+    tmp = path.with_name(path.stem + ".partial.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(data: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def prepare_split(config: TrainConfig) -> tuple[list[dataset.Sample], list[np.ndarray]]:
+    """Discover, decode, group duplicates and split; returns samples (with split) and their images."""
+    samples = dataset.discover(config.data_dir, config.non_ecg_dir, config.other_ecg_dir)
+    if config.limit_per_class:
+        per_label: dict[str, int] = {}
+        kept = []
+        for s in samples:
+            per_label[s.label] = per_label.get(s.label, 0) + 1
+            if per_label[s.label] <= config.limit_per_class:
+                kept.append(s)
+        samples = kept
+    samples, images = dataset.load_images(samples)
+    samples = dataset.assign_groups(samples, images)
+    samples = dataset.split_by_group(samples, config.val_fraction, config.test_fraction, config.seed)
+    return samples, images
+
+
+def data_roots(config: TrainConfig) -> dict[str, Path]:
+    roots = {"mendeley": config.data_dir, "non_ecg": config.non_ecg_dir, "other_ecg": config.other_ecg_dir}
+    return {k: Path(v) for k, v in roots.items() if v is not None}
+
+
+def train(config: TrainConfig) -> dict:
+    """Train, checkpoint, calibrate on validation and write the model directory; returns model.json."""
+    keras.utils.set_random_seed(config.seed)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+
+    samples, images = prepare_split(config)
+    roots = data_roots(config)
+    dataset.write_manifest(samples, out_dir / "split.csv", roots)
+    sizes = dataset.split_sizes(samples)
+    print(f"split (images per class): {json.dumps(sizes)}")
+
+    train_idx = [i for i, s in enumerate(samples) if s.split == "train"]
+    val_idx = [i for i, s in enumerate(samples) if s.split == "val" and s.label != dataset.OTHER_ECG]
+    x_val = np.stack([preprocess(images[i]) for i in val_idx])
+    y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
+
+    model = make_model(config.arch, INPUT_SHAPE)
+    steps_per_epoch = int(np.ceil((5 + 0.25) * config.samples_per_class / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
+    batches = BalancedAugmentedBatches(
+        [samples[i] for i in train_idx], [images[i] for i in train_idx], config, workers=2, use_multiprocessing=False
+    )
+    model_path = out_dir / MODEL_FILE
+    checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
+    try:
+        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
+        curves = {"loss": [float(v) for v in history.history["loss"]]}
+    except KeyboardInterrupt:
+        print("interrupted: keeping the best checkpoint written so far")
+        curves = {"loss": []}
+    curves.update(checkpoint.log)
+    train_seconds = time.perf_counter() - started
+
+    best = keras.saving.load_model(model_path, compile=False)
+    save_model_atomic(best, model_path)  # re-saved uncompiled: the shipped file carries no optimizer state
+    val_probs = np.asarray(best.predict(x_val, batch_size=32, verbose=0), dtype=np.float64)
+    val_logits = np.log(np.clip(val_probs, 1e-12, 1))
+    temperature = fit_temperature(val_logits, y_val)
+    threshold = choose_review_threshold(softmax(val_logits / temperature), y_val)
+    info = {
+        "version": f"{config.arch}-{dataset.file_md5(model_path)[:10]}",
+        "arch": config.arch,
+        "classes": list(CLASSES),
+        "input_shape": list(INPUT_SHAPE),
+        "temperature": temperature,
+        "review_threshold": threshold,
+        "best_epoch": checkpoint.best_epoch + 1,
+        "epochs": config.epochs,
+        "seed": config.seed,
+        "train_seconds": round(train_seconds, 1),
+        "model_bytes": model_path.stat().st_size,
+        "params": int(best.count_params()),
+        "sampling": f"class-balanced: {config.samples_per_class} draws per class per epoch (OtherECG a quarter)",
+        "data_roots": {k: portable_path(v) for k, v in roots.items()},
+        "dataset": {"counts": dataset.counts(samples), "split_sizes": sizes},
+        "history": curves,
+        "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
+        "non_ecg_label": NON_ECG,
+    }
+    write_json_atomic(info, out_dir / MODEL_INFO_FILE)
+    print(f"saved {model_path} ({info['model_bytes'] / 1e6:.1f} MB), version {info['version']}, "
+          f"best epoch {info['best_epoch']}, T={temperature:.2f}, review threshold {threshold:.2f}, "
+          f"{train_seconds / 60:.1f} min")
+    return info

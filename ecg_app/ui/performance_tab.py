@@ -1,0 +1,220 @@
+"""Model Performance tab: the held-out test results in model/metrics.json, as figures and tables.
+
+metrics.json is written by the evaluation module and may be missing or partial (a provisional model, an
+older file): every section is read defensively and a missing one is hidden, never an error.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ecg_app import charts
+from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.ui.context import AppContext
+from ecg_app.ui.widgets import placeholder, stat_card, stat_row
+
+METRICS_FILE = "metrics.json"
+
+
+def load_metrics(model_dir: Path) -> dict | None:
+    """The parsed metrics file, or None if it is absent or unreadable."""
+    path = Path(model_dir) / METRICS_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _value_ci(section: Any) -> tuple[float | None, list | None]:
+    if isinstance(section, Mapping):
+        value = section.get("value")
+        ci = section.get("ci95")
+        return (float(value) if isinstance(value, int | float) else None, ci if isinstance(ci, list) else None)
+    if isinstance(section, int | float):
+        return float(section), None
+    return None, None
+
+
+def _metric_card(title: str, section: Any) -> str | None:
+    value, ci = _value_ci(section)
+    if value is None:
+        return None
+    detail = f"95% CI {ci[0]:.3f} – {ci[1]:.3f}" if ci and len(ci) == 2 else ""
+    return stat_card(title, f"{value:.3f}", detail)
+
+
+def summary_html(metrics: Mapping) -> str:
+    """Headline figures: accuracy and macro-F1 with CIs, calibration error, test size, model version."""
+    test = metrics.get("test") or {}
+    cards = [
+        _metric_card("Accuracy (test)", test.get("accuracy")),
+        _metric_card("Macro-F1 (test)", test.get("macro_f1")),
+    ]
+    if isinstance(test.get("ece"), int | float):
+        cards.append(stat_card("Calibration error (ECE)", f"{test['ece']:.3f}", "lower is better"))
+    if test.get("n") is not None:
+        cards.append(stat_card("Test images", str(test["n"]), "held out, duplicate-free"))
+    if metrics.get("model_version"):
+        cards.append(stat_card("Model version", str(metrics["model_version"])))
+    return stat_row(c for c in cards if c)
+
+
+def per_class_table(metrics: Mapping) -> pd.DataFrame | None:
+    per_class = (metrics.get("test") or {}).get("per_class") or {}
+    if not per_class:
+        return None
+    rows = []
+    for label in [c for c in CLASSES if c in per_class] + [c for c in per_class if c not in CLASSES]:
+        m = per_class[label] or {}
+        rows.append(
+            {
+                "Class": DISPLAY_NAMES.get(label, label),
+                "Precision": _fmt(m.get("precision")),
+                "Recall": _fmt(m.get("recall")),
+                "F1": _fmt(m.get("f1")),
+                "Support": m.get("support", ""),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def dataset_table(metrics: Mapping) -> pd.DataFrame | None:
+    """Images per class, duplicates removed, and the group-aware split sizes."""
+    dataset = metrics.get("dataset") or {}
+    counts = dataset.get("counts") or {}
+    splits = dataset.get("split_sizes") or {}
+    labels = [c for c in CLASSES if c in counts or any(c in (s or {}) for s in splits.values())]
+    if not labels:
+        return None
+    rows = []
+    for label in labels:
+        c = counts.get(label) or {}
+        files, unique = c.get("files"), c.get("unique")
+        row = {
+            "Class": DISPLAY_NAMES.get(label, label),
+            "Files": files if files is not None else "",
+            "Unique images": unique if unique is not None else "",
+            "Duplicates removed": files - unique if isinstance(files, int) and isinstance(unique, int) else "",
+        }
+        for split in ("train", "val", "test"):
+            row[split.capitalize() if split != "val" else "Validation"] = (splits.get(split) or {}).get(label, "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def extra_markdown(metrics: Mapping) -> str:
+    """Calibration and robustness sections, whatever their shape, as readable tables."""
+    parts = []
+    for key, title in (("calibration", "Calibration"), ("robustness", "Robustness")):
+        section = metrics.get(key)
+        if section:
+            parts.append(f"### {title}\n\n{_to_markdown(section)}")
+    return "\n\n".join(parts)
+
+
+def _to_markdown(section: Any) -> str:
+    if not isinstance(section, Mapping):
+        return f"{_fmt(section)}"
+    nested = {k: v for k, v in section.items() if isinstance(v, Mapping)}
+    scalars = {k: v for k, v in section.items() if not isinstance(v, Mapping | list)}
+    lines = []
+    if scalars:
+        lines += ["| Item | Value |", "|---|---|"]
+        lines += [f"| {_words(k)} | {_fmt(v)} |" for k, v in scalars.items()]
+    if nested:
+        columns: list[str] = []
+        for v in nested.values():
+            columns += [k for k, x in v.items() if k not in columns and not isinstance(x, Mapping | list)]
+        if columns:
+            lines.append("")
+            lines.append("| Condition | " + " | ".join(_words(c) for c in columns) + " |")
+            lines.append("|---" * (len(columns) + 1) + "|")
+            for name, v in nested.items():
+                lines.append(f"| {_words(name)} | " + " | ".join(_fmt(v.get(c, "")) for c in columns) + " |")
+    return "\n".join(lines) if lines else "_No details._"
+
+
+def _words(key: Any) -> str:
+    return str(key).replace("_", " ").capitalize()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def performance_outputs(model_dir: Path) -> tuple:
+    """Everything the tab shows, in the order of its output components."""
+    metrics = load_metrics(model_dir)
+    hidden = gr.update(visible=False)
+    if metrics is None:
+        message = placeholder(
+            "No evaluation results yet: model/metrics.json is missing. Run `ecg-app evaluate` after training."
+        )
+        return (message, hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden)
+    test = metrics.get("test") or {}
+    classes = metrics.get("classes") or list(CLASSES)
+    matrix = test.get("confusion_matrix")
+    roc = test.get("roc") or {}
+    history = metrics.get("history") or {}
+    reliability = charts.reliability_figure(test.get("reliability") or metrics.get("reliability") or {})
+    per_class = per_class_table(metrics)
+    dataset = dataset_table(metrics)
+    extra = extra_markdown(metrics)
+
+    def plot(figure):
+        return gr.update(value=figure, visible=figure is not None)
+
+    return (
+        summary_html(metrics),
+        plot(charts.confusion_matrix_figure(matrix, classes) if matrix else None),
+        plot(charts.confusion_matrix_figure(matrix, classes, normalize=True) if matrix else None),
+        gr.update(value=per_class, visible=per_class is not None),
+        plot(charts.roc_figure(roc) if roc else None),
+        plot(reliability),
+        plot(charts.training_curves_figure(history) if history else None),
+        gr.update(value=dataset, visible=dataset is not None),
+        gr.update(value=extra, visible=bool(extra)),
+    )
+
+
+def build_performance_tab(ctx: AppContext) -> gr.Tab:
+    """Lay out the tab; its content is (re)loaded from metrics.json each time the tab is opened."""
+    with gr.Tab("Model Performance", id="performance", elem_id="tab-performance") as tab:
+        gr.Markdown(
+            "Results of the shipped model on the **held-out test split** (images never seen in training; "
+            "duplicate copies of one image are kept on one side of the split).",
+            elem_classes="ecg-intro",
+        )
+        summary = gr.HTML(placeholder("Loading…"))
+        with gr.Row(equal_height=True):
+            cm_counts = gr.Plot(show_label=False, elem_id="cm-counts", visible=False)
+            cm_norm = gr.Plot(show_label=False, elem_id="cm-normalised", visible=False)
+        per_class = gr.Dataframe(
+            label="Per-class precision, recall and F1 (test)", interactive=False, visible=False,
+            elem_id="per-class-table",
+        )
+        with gr.Row(equal_height=True):
+            roc = gr.Plot(show_label=False, elem_id="roc-curves", visible=False)
+            reliability = gr.Plot(show_label=False, elem_id="reliability", visible=False)
+        curves = gr.Plot(show_label=False, elem_id="training-curves", visible=False)
+        dataset = gr.Dataframe(
+            label="Dataset: images per class, duplicates removed, split sizes", interactive=False,
+            visible=False, elem_id="dataset-table",
+        )
+        extra = gr.Markdown(visible=False, elem_id="calibration-robustness")
+    tab.select(
+        lambda: performance_outputs(ctx.settings.model_dir),
+        outputs=[summary, cm_counts, cm_norm, per_class, roc, reliability, curves, dataset, extra],
+        api_visibility="private",
+        queue=False,
+    )
+    return tab

@@ -1,0 +1,129 @@
+"""Small HTML fragments shared by the tabs (result card, risk badge, guidance), all text escaped.
+
+Kept apart from the tabs so the Analyze and History tabs show a result in exactly the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from html import escape
+
+from ecg_app.guidance import RISK_COLORS, load_guidance
+from ecg_app.labels import COLORS, DISPLAY_NAMES, NON_ECG
+
+RISK_WORDS = {"NONE": "No cardiac risk assessed", "LOW": "Low risk", "MEDIUM": "Medium risk", "HIGH": "High risk"}
+
+
+def risk_badge(risk_level: str) -> str:
+    color = RISK_COLORS.get(risk_level, "#7f8c8d")
+    word = RISK_WORDS.get(risk_level, risk_level)
+    return f'<span class="ecg-badge" style="background:{color}">{escape(word)}</span>'
+
+
+def is_diagnostic(result: Mapping) -> bool:
+    """A result is shown as a finding only when it is an ECG class and the model is confident."""
+    return result.get("label") != NON_ECG and result.get("status", "ok") == "ok"
+
+
+def result_card(result: Mapping) -> str:
+    """Headline of one analysis: class, confidence and risk, or a plain 'not a diagnosis' notice."""
+    label = str(result.get("label", ""))
+    confidence = float(result.get("confidence") or 0.0)
+    book = load_guidance()
+    if label == NON_ECG:
+        return _notice(
+            "Not an ECG image",
+            "This picture does not look like a 12-lead ECG printout, so no cardiac assessment is given. "
+            "Please upload a valid ECG image: a clear, flat, complete photo or scan of the printout.",
+            f"Model output: {DISPLAY_NAMES[NON_ECG]} ({confidence:.0%}).",
+        )
+    if result.get("status", "ok") != "ok":
+        name = DISPLAY_NAMES.get(label, label)
+        return _notice(
+            "Inconclusive result: needs review",
+            book.low_confidence_message + " Please upload a valid, clearer ECG image or ask a clinician.",
+            f"Highest model output: {name} ({confidence:.0%}), below the confidence needed to report it. "
+            "This is not a diagnosis.",
+        )
+    color = COLORS.get(label, "#1f6f8b")
+    name = DISPLAY_NAMES.get(label, label)
+    return (
+        f'<div class="ecg-card" style="border-left-color:{color}">'
+        f'<div class="ecg-card-kicker">Predicted class</div>'
+        f'<div class="ecg-card-title" data-testid="predicted-class">{escape(name)}</div>'
+        f'<div class="ecg-card-meta"><span class="ecg-confidence">Confidence '
+        f"<b>{confidence:.1%}</b></span>{risk_badge(str(result.get('risk_level', '')))}</div>"
+        "</div>"
+    )
+
+
+def _notice(title: str, message: str, detail: str) -> str:
+    return (
+        '<div class="ecg-card ecg-card-notice">'
+        f'<div class="ecg-card-title" data-testid="predicted-class">{escape(title)}</div>'
+        f"<p>{escape(message)}</p>"
+        f'<p class="ecg-muted">{escape(detail)}</p>'
+        "</div>"
+    )
+
+
+def emergency_banner(result: Mapping) -> str:
+    """Red banner with the class's emergency advice, only for a confident HIGH-risk result."""
+    label = str(result.get("label", ""))
+    if not is_diagnostic(result) or label not in DISPLAY_NAMES:
+        return ""
+    guidance = load_guidance().for_label(label)
+    if not guidance.is_high_risk or not guidance.emergency:
+        return ""
+    return (
+        '<div class="ecg-emergency" role="alert"><b>Emergency warning.</b> '
+        f"{escape(guidance.emergency)}</div>"
+    )
+
+
+def guidance_html(result: Mapping) -> str:
+    """Interpretation, suggested tests, monitoring and lifestyle advice for a diagnostic result."""
+    label = str(result.get("label", ""))
+    if not is_diagnostic(result) or label not in DISPLAY_NAMES:
+        return ""
+    g = load_guidance().for_label(label)
+    parts = [
+        '<div class="ecg-guidance">',
+        _section("Interpretation", f"<p>{escape(g.interpretation)}</p>"),
+        _section("Suggested tests", _list(g.suggested_tests)),
+        _section("Monitoring", f"<p>{escape(g.monitoring)}</p>"),
+        _section("Lifestyle advice", _list(g.lifestyle)),
+        "</div>",
+    ]
+    return "".join(parts)
+
+
+def _section(title: str, body: str) -> str:
+    return f'<div class="ecg-section"><h4>{escape(title)}</h4>{body}</div>'
+
+
+def _list(items: Iterable[str]) -> str:
+    items = list(items)
+    if not items:
+        return '<p class="ecg-muted">None.</p>'
+    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
+
+
+def disclaimer_html() -> str:
+    return f'<div class="ecg-disclaimer"><b>Disclaimer.</b> {escape(load_guidance().disclaimer)}</div>'
+
+
+def stat_card(title: str, value: str, detail: str = "") -> str:
+    sub = f'<div class="ecg-stat-detail">{escape(detail)}</div>' if detail else ""
+    return (
+        f'<div class="ecg-stat"><div class="ecg-stat-title">{escape(title)}</div>'
+        f'<div class="ecg-stat-value">{escape(value)}</div>{sub}</div>'
+    )
+
+
+def stat_row(cards: Iterable[str]) -> str:
+    return '<div class="ecg-stats">' + "".join(cards) + "</div>"
+
+
+def placeholder(text: str) -> str:
+    return f'<div class="ecg-placeholder">{escape(text)}</div>'
