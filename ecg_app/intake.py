@@ -39,7 +39,10 @@ class IntakeLimits:
     min_side: int = DEFAULT_MIN_SIDE
 
 
-def read_bytes(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()) -> bytes:
+DEFAULT_LIMITS = IntakeLimits()
+
+
+def read_bytes(source: bytes | str | Path, limits: IntakeLimits = DEFAULT_LIMITS) -> bytes:
     """Read the raw upload, checking the size limit before the whole file is read into memory."""
     if isinstance(source, bytes | bytearray | memoryview):
         data = bytes(source)
@@ -57,7 +60,7 @@ def read_bytes(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()
     return data
 
 
-def load_image(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()) -> np.ndarray:
+def load_image(source: bytes | str | Path, limits: IntakeLimits = DEFAULT_LIMITS) -> np.ndarray:
     """Decode an upload into an (H, W, 3) uint8 RGB array, upright, with transparency on white."""
     data = read_bytes(source, limits)
     try:
@@ -84,6 +87,8 @@ def load_image(source: bytes | str | Path, limits: IntakeLimits = IntakeLimits()
             )
         try:
             image.seek(0)  # first frame of animated GIF/WebP/TIFF
+            # Re-assert per call: WeasyPrint sets this Pillow-global flag to True when it is imported.
+            ImageFile.LOAD_TRUNCATED_IMAGES = False
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
@@ -119,7 +124,4 @@ def _too_large_message(size: int, limit: int) -> str:
 
 def _too_many_pixels_message(size: tuple[int, int] | None, limit: int) -> str:
     what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
-    return (
-        f"The image is {what}; the limit is {limit / 1e6:.0f} megapixels. "
-        "Please upload a smaller picture."
-    )
+    return f"The image is {what}; the limit is {limit / 1e6:.0f} megapixels. Please upload a smaller picture."

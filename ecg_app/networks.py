@@ -38,8 +38,11 @@ def _seed(input_shape: tuple[int, int, int]) -> keras.Model:
 
 
 def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
-    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
+        x
+    )
+    # Momentum 0.9: with ~30 steps an epoch the default 0.99 leaves inference statistics stale for epochs.
+    x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 

@@ -71,7 +71,11 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         order = []
         for label, indices in sorted(self.by_label.items()):
-            n = self.config.samples_per_class // 4 if label == dataset.OTHER_ECG else self.config.samples_per_class
+            n = (
+                self.config.samples_per_class // 4
+                if label == dataset.OTHER_ECG
+                else self.config.samples_per_class
+            )
             order.append(self.rng.choice(indices, size=n, replace=len(indices) < n))
         self.order = self.rng.permutation(np.concatenate(order))
         # One seed per sample and epoch: reproducible whichever worker thread builds the batch.
@@ -84,9 +88,12 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
         start = index * self.config.batch_size
         picks = self.order[start : start + self.config.batch_size]
         seeds = self.sample_seeds[start : start + self.config.batch_size]
-        batch = np.stack([
-            preprocess(augment(self.images[i], np.random.default_rng(seed))) for i, seed in zip(picks, seeds, strict=True)
-        ])
+        batch = np.stack(
+            [
+                preprocess(augment(self.images[i], np.random.default_rng(seed)))
+                for i, seed in zip(picks, seeds, strict=True)
+            ]
+        )
         return batch, self.targets[picks]
 
 
@@ -105,7 +112,9 @@ class ValidationCheckpoint(keras.callbacks.Callback):
 
         probs = self.model.predict(self.x_val, batch_size=32, verbose=0)
         pred = probs.argmax(axis=1)
-        f1 = float(f1_score(self.y_val, pred, average="macro", labels=list(range(len(CLASSES))), zero_division=0))
+        f1 = float(
+            f1_score(self.y_val, pred, average="macro", labels=list(range(len(CLASSES))), zero_division=0)
+        )
         loss = float(-np.log(np.clip(probs[np.arange(len(pred)), self.y_val], 1e-7, 1)).mean())
         self.log["val_macro_f1"].append(f1)
         self.log["val_accuracy"].append(float((pred == self.y_val).mean()))
@@ -115,7 +124,10 @@ class ValidationCheckpoint(keras.callbacks.Callback):
         if (f1, -loss) > self.best:
             self.best, self.best_epoch = (f1, -loss), epoch
             save_model_atomic(self.model, self.path)
-        print(f"  epoch {epoch + 1}: val macro-F1 {f1:.3f}, val loss {loss:.3f} (best epoch {self.best_epoch + 1})")
+        print(
+            f"  epoch {epoch + 1}: val macro-F1 {f1:.3f}, val loss {loss:.3f} "
+            f"(best epoch {self.best_epoch + 1})"
+        )
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
@@ -175,7 +187,11 @@ def train(config: TrainConfig) -> dict:
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
     batches = BalancedAugmentedBatches(
-        [samples[i] for i in train_idx], [images[i] for i in train_idx], config, workers=2, use_multiprocessing=False
+        [samples[i] for i in train_idx],
+        [images[i] for i in train_idx],
+        config,
+        workers=2,
+        use_multiprocessing=False,
     )
     model_path = out_dir / MODEL_FILE
     checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
@@ -207,7 +223,7 @@ def train(config: TrainConfig) -> dict:
         "train_seconds": round(train_seconds, 1),
         "model_bytes": model_path.stat().st_size,
         "params": int(best.count_params()),
-        "sampling": f"class-balanced: {config.samples_per_class} draws per class per epoch (OtherECG a quarter)",
+        "sampling": f"class-balanced: {config.samples_per_class} draws per class and epoch (OtherECG 1/4)",
         "data_roots": {k: portable_path(v) for k, v in roots.items()},
         "dataset": {"counts": dataset.counts(samples), "split_sizes": sizes},
         "history": curves,
@@ -215,7 +231,9 @@ def train(config: TrainConfig) -> dict:
         "non_ecg_label": NON_ECG,
     }
     write_json_atomic(info, out_dir / MODEL_INFO_FILE)
-    print(f"saved {model_path} ({info['model_bytes'] / 1e6:.1f} MB), version {info['version']}, "
-          f"best epoch {info['best_epoch']}, T={temperature:.2f}, review threshold {threshold:.2f}, "
-          f"{train_seconds / 60:.1f} min")
+    print(
+        f"saved {model_path} ({info['model_bytes'] / 1e6:.1f} MB), version {info['version']}, "
+        f"best epoch {info['best_epoch']}, T={temperature:.2f}, review threshold {threshold:.2f}, "
+        f"{train_seconds / 60:.1f} min"
+    )
     return info

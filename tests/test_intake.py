@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ecg_app.intake import IntakeError, IntakeLimits, load_image
+from ecg_app.intake import DEFAULT_LIMITS, IntakeError, IntakeLimits, load_image
 from tests.conftest import encode
 
 
-def _code(source, limits=IntakeLimits()) -> str:
+def _code(source, limits=DEFAULT_LIMITS) -> str:
     with pytest.raises(IntakeError) as info:
         load_image(source, limits)
     assert info.value.message  # every rejection carries a human sentence
@@ -106,10 +106,17 @@ def test_rejects_too_many_pixels(printout):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG that claims huge dimensions with almost no data (decompression-bomb shape)."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_rejects_decompression_bomb_without_decoding():

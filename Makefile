@@ -1,0 +1,47 @@
+# Two commands on a fresh machine:  `make run` (the app on the shipped model)  and  `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core poppler-utils chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+HOST ?= 127.0.0.1
+PORT ?= 7860
+
+.PHONY: run test system lint train evaluate compare-seed clean
+
+run: $(VENV)/.installed
+	$(VENV)/bin/ecg-app serve --host $(HOST) --port $(PORT)
+
+test: system $(VENV)/.installed
+	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
+	$(PY) -m pytest -q -ra
+
+# WeasyPrint needs Pango; the report test needs pdftoppm; the browser test needs Debian's Chromium.
+system:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
+
+# Reproduce the shipped model from the shared data (about 25 minutes on 2 cores), then its metrics.
+DATA ?= ../shared/data
+train: $(VENV)/.installed
+	$(VENV)/bin/ecg-app train --data $(DATA)/mendeley-ecg --non-ecg $(DATA)/non-ecg \
+	  --other-ecg $(DATA)/other-layout-ecg --epochs 40 --seed 42 --out model
+	$(VENV)/bin/ecg-app evaluate --model model
+
+evaluate: $(VENV)/.installed
+	$(VENV)/bin/ecg-app evaluate --model model
+
+compare-seed: $(VENV)/.installed
+	$(PY) benchmarks/compare_seed.py --data $(DATA)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

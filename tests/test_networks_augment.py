@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from ecg_app.augment import augment
+from ecg_app.labels import CLASSES
+from ecg_app.networks import make_model
+from ecg_app.preprocess import INPUT_SHAPE
+
+
+@pytest.mark.parametrize("name", ["default", "seed"])
+def test_architectures_map_input_to_five_probabilities(name):
+    model = make_model(name)
+    assert tuple(model.input_shape[1:]) == INPUT_SHAPE
+    probs = np.asarray(model(np.random.default_rng(0).random((2, *INPUT_SHAPE), dtype=np.float32)))
+    assert probs.shape == (2, len(CLASSES))
+    assert np.allclose(probs.sum(axis=1), 1, atol=1e-5)
+
+
+def test_seed_keeps_the_reference_design():
+    model = make_model("seed")
+    names = [layer.__class__.__name__ for layer in model.layers]
+    assert names.count("Conv2D") == 3 and "Flatten" in names
+    assert model.get_layer("to_224").output.shape[1:3] == (224, 224)
+    assert [layer.units for layer in model.layers if layer.__class__.__name__ == "Dense"] == [256, 5]
+
+
+def test_default_model_is_small_enough_to_ship():
+    assert make_model("default").count_params() * 4 < 8 * 1024 * 1024
+
+
+def test_unknown_architecture():
+    with pytest.raises(ValueError, match="seed"):
+        make_model("resnet")
+
+
+def test_augment_is_reproducible_and_changes_the_picture(printout):
+    a = augment(printout, np.random.default_rng(5))
+    b = augment(printout, np.random.default_rng(5))
+    c = augment(printout, np.random.default_rng(6))
+    assert a.shape == printout.shape and a.dtype == np.uint8
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert not np.array_equal(a, printout)
+
+
+def test_augment_never_mirrors(printout):
+    """Leads must stay where they are: the trace on the left half stays mostly on the left half."""
+    marked = printout.copy()
+    marked[300:500, 80:300] = 0
+    out = augment(marked, np.random.default_rng(0), strength=1.0)
+    left, right = out[:, : out.shape[1] // 2].mean(), out[:, out.shape[1] // 2 :].mean()
+    assert left < right

@@ -1,0 +1,126 @@
+"""End to end on a tiny synthetic dataset: train one epoch, evaluate, predict through the CLI."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_app import dataset
+from ecg_app.cli import main
+from ecg_app.labels import CLASSES
+from ecg_app.training import TrainConfig, train
+from tests.conftest import encode, synthetic_printout
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for c, folder in enumerate(["MI", "HMI", "AHB", "Normal"]):
+        for k in range(4):
+            path = root / "ecg" / folder / f"{folder}({k}).png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(encode(synthetic_printout(seed=10 * c + k)))
+    for k in range(4):
+        path = root / "other" / "photos" / f"noise{k}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(encode(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), "JPEG"))
+    # A byte-identical copy, as in the published dataset: must share its original's split.
+    (root / "ecg" / "MI" / "MI(9).png").write_bytes((root / "ecg" / "MI" / "MI(0).png").read_bytes())
+    config = TrainConfig(
+        data_dir=root / "ecg",
+        non_ecg_dir=root / "other",
+        epochs=1,
+        out_dir=root / "model",
+        samples_per_class=4,
+        batch_size=4,
+        seed=1,
+    )
+    train(config)
+    return root
+
+
+def test_training_writes_a_loadable_model_and_manifest(tiny_run):
+    model_dir = tiny_run / "model"
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["classes"] == list(CLASSES) and info["epochs"] == 1
+    assert info["temperature"] > 0 and 0 < info["review_threshold"] < 1
+    assert not list(model_dir.glob("*.partial*")) and not list(model_dir.glob("*.tmp"))
+    samples = dataset.read_manifest(
+        model_dir / "split.csv", {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
+    )
+    split_of = {s.path.name: s.split for s in samples}
+    assert split_of["MI(9).png"] == split_of["MI(0).png"]
+    assert {s.split for s in samples} == {"train", "val", "test"}
+
+
+def test_evaluate_writes_metrics(tiny_run, capsys):
+    assert main(["evaluate", "--model", str(tiny_run / "model")]) == 0
+    metrics = json.loads((tiny_run / "model" / "metrics.json").read_text())
+    assert metrics["test"]["n"] == sum(
+        1 for line in (tiny_run / "model" / "split.csv").read_text().splitlines() if line.endswith(",test")
+    )
+    for key in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "roc", "ece", "reliability"):
+        assert key in metrics["test"]
+    assert metrics["history"]["loss"] and metrics["dataset"]["split_sizes"]
+    assert "macro-F1" in capsys.readouterr().out
+
+
+def test_predict_json_lines_and_errors(tiny_run, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    good.write_bytes(encode(synthetic_printout(seed=99)))
+    bad = tmp_path / "bad.png"
+    bad.write_text("not an image")
+    code = main(["predict", str(good), str(bad), "--json", "--model", str(tiny_run / "model")])
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert code == 1  # one file failed
+    assert lines[0]["file"] == str(good)
+    assert set(lines[0]) >= {
+        "file",
+        "label",
+        "display_name",
+        "confidence",
+        "probabilities",
+        "risk_level",
+        "model_version",
+    }
+    assert list(lines[0]["probabilities"]) == list(CLASSES)
+    assert sum(lines[0]["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    assert lines[0]["confidence"] == max(lines[0]["probabilities"].values())
+    assert lines[1]["file"] == str(bad) and "not an image" in lines[1]["error"]
+
+
+def test_predict_plain_text(tiny_run, tmp_path, capsys):
+    good = tmp_path / "good.png"
+    good.write_bytes(encode(synthetic_printout(seed=98)))
+    assert main(["predict", str(good), "--model", str(tiny_run / "model")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{good}: ") and "risk" in out
+
+
+def test_classifier_loads_once_under_concurrency(tiny_run):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecg_app.classifier import Classifier, get_classifier
+
+    classifier = Classifier(tiny_run / "model")
+    with ThreadPoolExecutor(8) as pool:
+        models = list(pool.map(lambda _: id(classifier.model), range(16)))
+    assert len(set(models)) == 1
+    assert get_classifier(tiny_run / "model") is get_classifier(str(tiny_run / "model"))
+
+
+def test_batch_prediction_matches_single(tiny_run):
+    from ecg_app.classifier import Classifier
+
+    classifier = Classifier(tiny_run / "model")
+    images = [synthetic_printout(seed=s) for s in (1, 2, 3)]
+    batch = classifier.predict_batch(images, batch_size=2)
+    for image, from_batch in zip(images, batch, strict=True):
+        single = classifier.predict(image)
+        assert single.label == from_batch.label
+        assert single.confidence == pytest.approx(from_batch.confidence, abs=1e-5)
+        assert single.status in ("ok", "needs_review") and single.model_version == classifier.version
