@@ -21,9 +21,9 @@ def analyze_and_store(
     patient: PatientInfo | None,
     store: AnalysisStore,
     classifier: Predictor,
-    limits: IntakeLimits = IntakeLimits(),
+    limits: IntakeLimits | None = None,
 ) -> StoredAnalysis:
     """Classify an upload and record it. Bad input raises IntakeError before anything is stored."""
-    rgb = load_image(image_bytes, limits)
+    rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
     return store.add(prediction, bytes(image_bytes), rgb, filename, patient)

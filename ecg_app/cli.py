@@ -22,20 +22,28 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             prediction = classifier.predict(load_image(name))
         except IntakeError as exc:
             failures += 1
-            if args.json:
-                print(json.dumps({"file": name, "error": exc.message, "error_code": exc.code}))
-            else:
-                print(f"{name}: ERROR {exc.message}")
+            _print_intake_error(name, exc, args.json)
             continue
         if args.json:
             print(json.dumps({"file": name, **prediction.to_dict()}))
         else:
-            review = "  [needs review]" if prediction.status != "ok" else ""
-            print(
-                f"{name}: {prediction.display_name} ({prediction.confidence:.1%}), "
-                f"risk {prediction.risk_level}{review}"
-            )
+            print(_prediction_line(name, prediction))
     return 1 if failures else 0
+
+
+def _print_intake_error(name: str, exc, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"file": name, "error": exc.message, "error_code": exc.code}))
+    else:
+        print(f"{name}: ERROR {exc.message}")
+
+
+def _prediction_line(name: str, prediction) -> str:
+    review = "  [needs review]" if prediction.status != "ok" else ""
+    return (
+        f"{name}: {prediction.display_name} ({prediction.confidence:.1%}), "
+        f"risk {prediction.risk_level}{review}"
+    )
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -50,6 +58,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         out_dir=Path(args.out),
         seed=args.seed,
         batch_size=args.batch_size,
+        samples_per_class=args.samples_per_class,
         limit_per_class=args.limit_per_class,
     )
     train(config)
@@ -60,7 +69,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import evaluate_model_dir
 
     roots = {"mendeley": args.data, "non_ecg": args.non_ecg, "other_ecg": args.other_ecg}
-    metrics = evaluate_model_dir(Path(args.model), split=args.split, roots={k: Path(v) for k, v in roots.items() if v})
+    metrics = evaluate_model_dir(
+        Path(args.model), split=args.split, roots={k: Path(v) for k, v in roots.items() if v}
+    )
     summary = metrics["test"]
     print(
         f"{args.split}: n={summary['n']} accuracy={summary['accuracy']['value']:.3f} "
@@ -69,6 +80,200 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"ECE={summary['ece']:.3f}"
     )
     return 0
+
+
+# -- history: analyze, history, report, db (ecg_app.store, ecg_app.analysis, ecg_app.report) ----------
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from ecg_app.analysis import analyze_and_store
+    from ecg_app.classifier import get_classifier
+    from ecg_app.config import Settings
+    from ecg_app.intake import IntakeError, IntakeLimits, read_bytes
+    from ecg_app.store import PatientInfo, open_store
+
+    settings = Settings.from_env()
+    try:
+        patient = PatientInfo(args.patient_name, args.age, args.sex, args.notes)
+        classifier = get_classifier(args.model or settings.model_dir)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ecg-app analyze: error: {exc}", file=sys.stderr)
+        return 2
+    limits = IntakeLimits(settings.max_upload_bytes, settings.max_pixels, settings.min_side)
+    with open_store(settings) as store:
+        try:
+            data = read_bytes(args.file, limits)
+            stored = analyze_and_store(data, Path(args.file).name, patient, store, classifier, limits)
+        except IntakeError as exc:
+            _print_intake_error(args.file, exc, args.json)
+            return 1
+    if args.json:
+        print(json.dumps({"file": args.file, **stored.prediction.to_dict(), "id": str(stored.id)}))
+    else:
+        print(_prediction_line(args.file, stored.prediction))
+        print(f"  stored as {stored.id}")
+    return 0
+
+
+def _history_filters(args: argparse.Namespace):
+    from ecg_app.store import AnalysisFilter
+
+    return AnalysisFilter(
+        label=args.label,
+        risk_level=args.risk,
+        status=args.status,
+        since=args.since,
+        until=args.until,
+        search=args.search,
+    )
+
+
+def _cmd_history_list(args: argparse.Namespace) -> int:
+    from ecg_app.store import open_store
+
+    with open_store() as store:
+        page = store.list(_history_filters(args), limit=args.limit, offset=args.offset)
+    if args.json:
+        items = [item.to_dict() for item in page.items]
+        print(json.dumps({"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}))
+        return 0
+    shown = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
+    print(f"{page.total} analyses{shown}")
+    for item in page.items:
+        print(
+            f"{item.created_at:%Y-%m-%d %H:%M}  {item.id}  {item.label:<6}  {item.confidence:6.1%}  "
+            f"{item.risk_level:<6}  {item.status:<12}  {item.patient.name or '-'}"
+        )
+    return 0
+
+
+def _cmd_history_export(args: argparse.Namespace) -> int:
+    from ecg_app.store import open_store
+
+    with open_store() as store, open(args.out, "w", newline="", encoding="utf-8") as handle:
+        count = store.export_csv(handle, _history_filters(args))
+    print(f"Exported {count} analyses to {args.out}")
+    return 0
+
+
+def _cmd_history_delete(args: argparse.Namespace) -> int:
+    from ecg_app.store import open_store
+
+    with open_store() as store:
+        deleted = store.delete(args.id)
+    print(f"Deleted {args.id}" if deleted else f"No analysis with id {args.id}")
+    return 0 if deleted else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ecg_app.config import Settings
+    from ecg_app.report import render_report_pdf
+    from ecg_app.store import open_store
+
+    settings = Settings.from_env()
+    with open_store(settings) as store:
+        analysis = store.get(args.id)
+    if analysis is None:
+        print(f"ecg-app report: error: no analysis with id {args.id}", file=sys.stderr)
+        return 1
+    Path(args.output).write_bytes(render_report_pdf(analysis, model_dir=args.model or settings.model_dir))
+    print(f"Wrote {args.output}")
+    return 0
+
+
+def _cmd_db(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError
+
+    from ecg_app.config import Settings
+    from ecg_app.store import migrate
+
+    url = Settings.from_env().database_url
+    try:
+        if args.db_command == "upgrade":
+            migrate.upgrade(url, args.revision)
+        elif args.db_command == "downgrade":
+            migrate.downgrade(url, args.revision)
+    except CommandError as exc:
+        print(f"ecg-app db {args.db_command}: error: {exc}", file=sys.stderr)
+        return 1
+    current, head = migrate.current_revision(url), migrate.head_revision()
+    print(f"{current or 'base (empty)'}{' (head)' if current == head else ''}")
+    return 0
+
+
+def _add_store_commands(sub) -> None:
+    from datetime import datetime
+
+    from ecg_app.labels import CLASSES
+
+    p = sub.add_parser("analyze", help="classify one ECG image and store it in the history")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--patient-name", help="patient name or ID")
+    p.add_argument("--age", type=int)
+    p.add_argument("--sex", help="female, male or other")
+    p.add_argument("--notes", help="clinician notes")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    p.add_argument("--model", help="model directory (default: ECG_APP_MODEL_DIR or model/)")
+    p.set_defaults(func=_cmd_analyze)
+
+    history = sub.add_parser("history", help="list, export or delete stored analyses")
+    history_sub = history.add_subparsers(dest="history_command", required=True)
+    p_list = history_sub.add_parser("list", help="newest first")
+    p_list.add_argument("--limit", type=int, default=20)
+    p_list.add_argument("--offset", type=int, default=0)
+    p_list.add_argument("--json", action="store_true", help="print one JSON object with total and items")
+    p_list.set_defaults(func=_cmd_history_list)
+    p_export = history_sub.add_parser("export", help="write the history as CSV")
+    p_export.add_argument("out", metavar="OUT.csv")
+    p_export.set_defaults(func=_cmd_history_export)
+    for p in (p_list, p_export):
+        p.add_argument("--label", choices=CLASSES)
+        p.add_argument("--risk", choices=["NONE", "LOW", "MEDIUM", "HIGH"])
+        p.add_argument("--status", choices=["ok", "needs_review"])
+        p.add_argument("--since", type=datetime.fromisoformat, help="ISO date/time, inclusive (default UTC)")
+        p.add_argument("--until", type=datetime.fromisoformat, help="ISO date/time, exclusive (default UTC)")
+        p.add_argument("--search", help="text in patient name/ID, sex, age or notes")
+    p = history_sub.add_parser("delete", help="delete one analysis (and its image if unused)")
+    p.add_argument("id", metavar="ID")
+    p.set_defaults(func=_cmd_history_delete)
+
+    p = sub.add_parser("report", help="write the PDF report of a stored analysis")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.pdf")
+    p.add_argument("--model", help="model directory whose metrics.json to quote (default: as analyze)")
+    p.set_defaults(func=_cmd_report)
+
+    db = sub.add_parser("db", help="database schema migrations (Alembic)")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    p = db_sub.add_parser("upgrade", help="upgrade the schema (default: to head)")
+    p.add_argument("revision", nargs="?", default="head")
+    p = db_sub.add_parser("downgrade", help="downgrade the schema (default: one step; 'base' empties it)")
+    p.add_argument("revision", nargs="?", default="-1")
+    db_sub.add_parser("current", help="print the schema revision")
+    db.set_defaults(func=_cmd_db)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ecg_app.config import Settings
+    from ecg_app.ui import build_app, launch
+
+    settings = Settings.from_env()
+    if args.model:
+        settings = replace(settings, model_dir=Path(args.model))
+    if not (settings.model_dir / "model.json").is_file():
+        print(f"ecg-app serve: warning: no trained model in {settings.model_dir}", file=sys.stderr)
+    launch(build_app(settings), host=args.host, port=args.port)
+    return 0
+
+
+def _add_serve_command(sub) -> None:
+    p = sub.add_parser("serve", help="start the web dashboard (Gradio); login via ECG_APP_USERS")
+    p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: localhost only)")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--model", help="model directory (default: ECG_APP_MODEL_DIR or model/)")
+    p.set_defaults(func=_cmd_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="default", help="network: 'default' or 'seed'")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -105,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.set_defaults(func=_cmd_evaluate)
 
+    _add_store_commands(sub)
+    _add_serve_command(sub)
     return parser
 
 

@@ -68,7 +68,7 @@ def model_metrics_summary(model_dir: str | Path | None, model_version: str) -> l
         installed = json.loads((folder / MODEL_INFO_FILE).read_text(encoding="utf-8")).get("version")
     except (OSError, ValueError, AttributeError):
         installed = None
-    version = metrics.get("version") or installed
+    version = metrics.get("model_version") or metrics.get("version") or installed
     if version is not None and version != model_version:
         return []
     lines = []

@@ -131,9 +131,13 @@ class ValidationCheckpoint(keras.callbacks.Callback):
 
 
 def save_model_atomic(model: keras.Model, path: Path) -> None:
+    """Write to a temp file and rename: an interrupted save never replaces a good model."""
     tmp = path.with_name(path.stem + ".partial.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(data: dict, path: Path) -> None:
@@ -199,7 +203,9 @@ def train(config: TrainConfig) -> dict:
         history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
         curves = {"loss": [float(v) for v in history.history["loss"]]}
     except KeyboardInterrupt:
-        print("interrupted: keeping the best checkpoint written so far")
+        if checkpoint.best_epoch < 0:
+            raise
+        print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
         curves = {"loss": []}
     curves.update(checkpoint.log)
     train_seconds = time.perf_counter() - started

@@ -124,3 +124,33 @@ def test_batch_prediction_matches_single(tiny_run):
         assert single.label == from_batch.label
         assert single.confidence == pytest.approx(from_batch.confidence, abs=1e-5)
         assert single.status in ("ok", "needs_review") and single.model_version == classifier.version
+
+
+def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path):
+    """A real SIGINT in the middle of training: the best checkpoint so far stays loadable, no partial file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ecg_app.cli", "train", "--data", str(tiny_run / "ecg"), "--non-ecg",
+         str(tiny_run / "other"), "--epochs", "200", "--batch-size", "4", "--samples-per-class", "4",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not (out / "ecg_cnn.keras").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    assert (out / "ecg_cnn.keras").exists(), process.communicate()[0][-2000:]
+    time.sleep(3)  # interrupt somewhere later in training, possibly mid-save
+    process.send_signal(signal.SIGINT)
+    log = process.communicate(timeout=240)[0]
+    assert process.returncode == 0, log[-2000:]
+    assert "interrupted" in log
+    assert not list(out.glob("*.partial*")) and not list(out.glob("*.tmp"))
+    from ecg_app.classifier import Classifier
+
+    prediction = Classifier(out).predict(synthetic_printout(seed=5))
+    assert prediction.label in CLASSES

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -75,11 +76,17 @@ def describe(data: bytes, rgb: np.ndarray) -> ImageInfo:
 
 
 def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
-    """A JPEG small enough for lists and the PDF, large enough that the ECG traces stay legible."""
-    image = Image.fromarray(rgb)
-    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    """A JPEG small enough for lists and the PDF, large enough that the ECG traces stay legible.
+
+    Area averaging (OpenCV) keeps thin trace lines visible and is ~3x faster than Pillow's Lanczos here,
+    which matters because it runs inside every upload."""
+    height, width = rgb.shape[:2]
+    scale = max_side / max(height, width)
+    if scale < 1:
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
     out = io.BytesIO()
-    image.save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
     return out.getvalue()
 
 
@@ -112,14 +119,20 @@ class ImageStore:
             raise ValueError(f"invalid image reference {ref!r}")
         return path
 
-    def ensure(self, image_ref: str, thumbnail_ref: str, data: bytes, thumbnail: Callable[[], bytes]) -> list[Path]:
+    def ensure(
+        self, image_ref: str, thumbnail_ref: str, data: bytes, thumbnail: Callable[[], bytes]
+    ) -> list[Path]:
         """Write whichever of the image and thumbnail files is missing; return the files written."""
-        written = []
-        for ref, content in ((image_ref, lambda: data), (thumbnail_ref, thumbnail)):
-            path = self.path(ref)
-            if not path.is_file():
-                atomic_write(path, content())
-                written.append(path)
+        written: list[Path] = []
+        try:
+            for ref, content in ((image_ref, lambda: data), (thumbnail_ref, thumbnail)):
+                path = self.path(ref)
+                if not path.is_file():
+                    atomic_write(path, content())
+                    written.append(path)
+        except BaseException:
+            self.discard(written)  # all or nothing: no image without its thumbnail
+            raise
         return written
 
     @staticmethod

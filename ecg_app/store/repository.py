@@ -21,11 +21,19 @@ import numpy as np
 from sqlalchemy import Engine, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
+from sqlalchemy.orm.exc import StaleDataError
 
 from ecg_app.classifier import STATUS_NEEDS_REVIEW, Prediction
 from ecg_app.labels import CLASSES, NON_ECG, display_name
 from ecg_app.store.db import session_factory
-from ecg_app.store.images import DEFAULT_SWEEP_GRACE_S, ImageStore, SweepResult, describe, make_thumbnail
+from ecg_app.store.images import (
+    DEFAULT_SWEEP_GRACE_S,
+    ImageInfo,
+    ImageStore,
+    SweepResult,
+    describe,
+    make_thumbnail,
+)
 from ecg_app.store.models import PROBABILITY_COLUMNS, Analysis, StoredImage
 
 SEXES = ("female", "male", "other")
@@ -121,7 +129,9 @@ class StoredAnalysis:
 
     @property
     def prediction(self) -> Prediction:
-        return Prediction(self.label, dict(self.probabilities), self.confidence, self.model_version, self.status)
+        return Prediction(
+            self.label, dict(self.probabilities), self.confidence, self.model_version, self.status
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready fields, as `ecg-app history list --json` prints them."""
@@ -263,40 +273,15 @@ class AnalysisStore:
         created = utc(created_at or datetime.now(UTC))
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             written: list[Path] = []
+            first_upload = False
             try:
                 with self._sessions.begin() as session:
                     image = session.get(StoredImage, info.sha256)
                     if image is None:
-                        image = StoredImage(
-                            sha256=info.sha256,
-                            image_ref=info.image_ref,
-                            thumbnail_ref=info.thumbnail_ref,
-                            media_type=info.media_type,
-                            size_bytes=info.size_bytes,
-                            width=info.width,
-                            height=info.height,
-                            created_at=created,
-                        )
+                        first_upload = True
+                        image = _image_row(info, created)
                         session.add(image)
-                    row = Analysis(
-                        id=uuid.uuid4(),
-                        created_at=created,
-                        image=image,
-                        original_filename=sanitize_filename(filename),
-                        label=prediction.label,
-                        confidence=float(prediction.confidence),
-                        risk_level=prediction.risk_level,
-                        model_version=prediction.model_version,
-                        status=prediction.status,
-                        patient_name=patient.name,
-                        patient_age=patient.age,
-                        patient_sex=patient.sex,
-                        notes=patient.notes,
-                        **{
-                            PROBABILITY_COLUMNS[label]: float(prediction.probabilities[label])
-                            for label in CLASSES
-                        },
-                    )
+                    row = _analysis_row(prediction, image, filename, patient, created)
                     session.add(row)
                     # The flush takes SQLite's write lock (PostgreSQL: a lock on the image row), so a
                     # concurrent delete of the same image cannot remove the files between here and commit.
@@ -305,7 +290,9 @@ class AnalysisStore:
                 return self._record(row, image)
             except IntegrityError:
                 ImageStore.discard(written)
-                if attempt == _WRITE_ATTEMPTS:
+                # Only a concurrent first upload of the same image is worth retrying (it lost the race
+                # for the image's primary key); any other constraint violation is a bug in the caller.
+                if not first_upload or attempt == _WRITE_ATTEMPTS:
                     raise
             except BaseException:
                 ImageStore.discard(written)
@@ -319,6 +306,7 @@ class AnalysisStore:
             return False
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             moved: list[tuple[Path, Path]] = []
+            deleting_image = False
             try:
                 with self._sessions.begin() as session:
                     row = session.get(Analysis, key)
@@ -331,13 +319,17 @@ class AnalysisStore:
                         select(func.count()).select_from(Analysis).where(Analysis.image_sha256 == sha)
                     )
                     if not still_used:
+                        deleting_image = True
                         image = session.get(StoredImage, sha)
                         session.delete(image)
                         session.flush()  # RESTRICT: fails if a concurrent add just started using it
                         moved = self.images.trash([image.image_ref, image.thumbnail_ref])
+            except StaleDataError:  # another process deleted it between our read and our delete
+                return False
             except IntegrityError:
                 ImageStore.restore(moved)
-                if attempt == _WRITE_ATTEMPTS:
+                # A concurrent add started using the image: try again, and this time keep the image.
+                if not deleting_image or attempt == _WRITE_ATTEMPTS:
                     raise
                 continue
             except BaseException:
@@ -378,7 +370,9 @@ class AnalysisStore:
             items = [self._record(row, row.image) for row in rows]
         return Page(items=items, total=total, limit=limit, offset=offset)
 
-    def iter_all(self, filters: AnalysisFilter | None = None, batch_size: int = 500) -> Iterator[StoredAnalysis]:
+    def iter_all(
+        self, filters: AnalysisFilter | None = None, batch_size: int = 500
+    ) -> Iterator[StoredAnalysis]:
         """Every matching analysis, newest first, streamed (for exports of a large history)."""
         stmt = self._query(_conditions(filters or AnalysisFilter())).execution_options(yield_per=batch_size)
         with self._sessions() as session:
@@ -423,6 +417,40 @@ class AnalysisStore:
             status=row.status,
             patient=PatientInfo(row.patient_name, row.patient_age, row.patient_sex, row.notes),
         )
+
+
+def _image_row(info: ImageInfo, created: datetime) -> StoredImage:
+    return StoredImage(
+        sha256=info.sha256,
+        image_ref=info.image_ref,
+        thumbnail_ref=info.thumbnail_ref,
+        media_type=info.media_type,
+        size_bytes=info.size_bytes,
+        width=info.width,
+        height=info.height,
+        created_at=created,
+    )
+
+
+def _analysis_row(
+    prediction: Prediction, image: StoredImage, filename: str | None, patient: PatientInfo, created: datetime
+) -> Analysis:
+    return Analysis(
+        id=uuid.uuid4(),
+        created_at=created,
+        image=image,
+        original_filename=sanitize_filename(filename),
+        label=prediction.label,
+        confidence=float(prediction.confidence),
+        risk_level=prediction.risk_level,
+        model_version=prediction.model_version,
+        status=prediction.status,
+        patient_name=patient.name,
+        patient_age=patient.age,
+        patient_sex=patient.sex,
+        notes=patient.notes,
+        **{PROBABILITY_COLUMNS[label]: float(prediction.probabilities[label]) for label in CLASSES},
+    )
 
 
 def _as_uuid(value: uuid.UUID | str) -> uuid.UUID | None:

@@ -1,0 +1,119 @@
+"""Alembic: empty -> head -> base -> head, and the migrations say exactly what the models say.
+
+Runs on a SQLite file; set ECG_APP_TEST_POSTGRES_URL (e.g. postgresql+psycopg://user@host/db, a database
+these tests may wipe) to run the same tests, and tests/test_store.py, on PostgreSQL as well.
+"""
+
+import io
+import os
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from ecg_app.cli import main
+from ecg_app.config import MIGRATIONS_DIR
+from ecg_app.store.db import create_engine_for
+from ecg_app.store.migrate import alembic_config, current_revision, downgrade, head_revision, upgrade_to_head
+from ecg_app.store.models import Base
+
+POSTGRES_URL = os.environ.get("ECG_APP_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+
+
+def database_url_for(tmp_path, backend: str = "sqlite") -> str:
+    """A database with nothing in it: a new SQLite file, or the test PostgreSQL database wiped clean."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'ecg.sqlite3'}"
+    engine = create_engine_for(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request, tmp_path) -> str:
+    return database_url_for(tmp_path, request.param)
+
+
+def tables(url: str) -> set[str]:
+    engine = create_engine_for(url)
+    try:
+        return set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_downgrade_upgrade(database_url):
+    assert current_revision(database_url) is None
+    upgrade_to_head(database_url)
+    assert current_revision(database_url) == head_revision() == "0001"
+    assert tables(database_url) == {"alembic_version", "images", "analyses"}
+
+    downgrade(database_url, "base")
+    assert current_revision(database_url) is None
+    assert tables(database_url) == {"alembic_version"}
+
+    upgrade_to_head(database_url)
+    upgrade_to_head(database_url)  # a second start is a no-op
+    assert current_revision(database_url) == "0001"
+    assert tables(database_url) == {"alembic_version", "images", "analyses"}
+
+
+def test_models_and_migrations_agree(database_url):
+    upgrade_to_head(database_url)
+    engine = create_engine_for(database_url)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+        index_names = {index["name"] for index in inspect(engine).get_indexes("analyses")}
+        assert {
+            "ix_analyses_label_created_at",
+            "ix_analyses_created_at",
+            "ix_analyses_image_sha256",
+        } <= index_names
+    finally:
+        engine.dispose()
+
+
+def test_config_is_built_in_code_and_works_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no alembic.ini here
+    config = alembic_config()
+    assert config.config_file_name is None
+    assert config.get_main_option("script_location") == str(MIGRATIONS_DIR)
+    url = database_url_for(tmp_path)
+    upgrade_to_head(url)
+    assert current_revision(url) == "0001"
+
+
+def test_offline_sql_generation(tmp_path):
+    config = alembic_config(f"sqlite:///{tmp_path / 'unused.sqlite3'}")
+    config.output_buffer = io.StringIO()
+    command.upgrade(config, "head", sql=True)
+    sql = config.output_buffer.getvalue()
+    assert "CREATE TABLE images" in sql and "CREATE TABLE analyses" in sql
+
+
+def test_db_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("ECG_APP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("ECG_APP_DATABASE_URL", raising=False)
+    assert main(["db", "current"]) == 0
+    assert capsys.readouterr().out.strip() == "base (empty)"
+    assert main(["db", "downgrade"]) == 1  # nothing to downgrade: a message, not a traceback
+    assert "error" in capsys.readouterr().err
+    assert main(["db", "upgrade"]) == 0
+    assert capsys.readouterr().out.strip() == "0001 (head)"
+    assert (tmp_path / "data" / "ecg_app.sqlite3").is_file()  # the default: a file in the data dir
+    assert main(["db", "downgrade"]) == 0
+    assert capsys.readouterr().out.strip() == "base (empty)"
+
+    other = tmp_path / "elsewhere" / "history.db"
+    monkeypatch.setenv("ECG_APP_DATABASE_URL", f"sqlite:///{other}")
+    assert main(["db", "upgrade", "head"]) == 0
+    assert capsys.readouterr().out.strip() == "0001 (head)"
+    assert current_revision(f"sqlite:///{other}") == "0001"

@@ -1,0 +1,202 @@
+"""PDF report: every section and value is in the PDF's text, escaping, pages, and a rendered page 1."""
+
+import io
+import json
+import re
+import shutil
+import subprocess
+import unicodedata
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from PIL import Image
+from pypdf import PdfReader
+
+from ecg_app.guidance import load_guidance
+from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
+from ecg_app.store import PatientInfo, open_store
+from tests.conftest import encode, synthetic_printout
+from tests.test_store import make_prediction, settings_for
+
+GENERATED = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
+METRICS = {
+    "model_version": "test-1.0",
+    "test": {
+        "n": 212,
+        "accuracy": {"value": 0.91, "ci95": [0.88, 0.94]},
+        "macro_f1": {"value": 0.873, "ci95": [0.83, 0.91]},
+        "ece": 0.042,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def page():
+    rgb = synthetic_printout(width=1106, height=786, seed=5)
+    return rgb, encode(rgb)
+
+
+@pytest.fixture
+def store(tmp_path):
+    with open_store(settings_for(tmp_path)) as opened:
+        yield opened
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.json").write_text(json.dumps({"version": "test-1.0"}))
+    (folder / "metrics.json").write_text(json.dumps(METRICS))
+    return folder
+
+
+def add(store, page, label="MI", confidence=0.8, status="ok", patient=None):
+    rgb, data = page
+    patient = patient or PatientInfo("Jane Example", 54, "female", "Chest pain for 2 hours.")
+    return store.add(make_prediction(label, confidence, status), data, rgb, "ecg-scan.png", patient)
+
+
+def norm(value: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", value).split())
+
+
+def page_texts(pdf: bytes) -> list[str]:
+    return [norm(p.extract_text() or "") for p in PdfReader(io.BytesIO(pdf)).pages]
+
+
+def test_every_section_and_value_is_printed(store, page, model_dir):
+    analysis = add(store, page)
+    pdf = render_report_pdf(analysis, model_dir=model_dir, generated_at=GENERATED)
+    assert pdf.startswith(b"%PDF")
+    text = " ".join(page_texts(pdf))
+    guidance = load_guidance().for_label("MI")
+    expected = [
+        "ECG Analysis Report",
+        f"Report ID {analysis.id}",
+        f"Analysed {analysis.created_at:%d %b %Y, %H:%M} UTC",
+        "Generated 02 Mar 2025, 09:30 UTC",
+        "Name / ID Jane Example",
+        "Age 54 years",
+        "Sex Female",
+        "Image file ecg-scan.png",
+        "Clinician notes Chest pain for 2 hours.",
+        "Predicted class Myocardial Infarction",
+        "Confidence 80.0%",
+        "Risk level HIGH",
+        "Status OK",
+        "Class probabilities",
+        "Emergency guidance",
+        guidance.emergency,
+        "Clinical interpretation",
+        guidance.interpretation,
+        "Suggested tests",
+        *guidance.suggested_tests,
+        "Monitoring frequency",
+        guidance.monitoring,
+        "Lifestyle advice",
+        *guidance.lifestyle,
+        "Model version test-1.0",
+        "Held-out test set: 212 images",
+        "Accuracy 91.0% (95% CI 88.0%–94.0%)",
+        "Macro-F1 0.873 (95% CI 0.830–0.910)",
+        "Expected calibration error 0.042",
+        load_guidance().disclaimer,
+    ]
+    for label in CLASSES:
+        expected.append(f"{DISPLAY_NAMES[label]} {analysis.probabilities[label] * 100:.1f}%")
+    for item in expected:  # labels may be upper-cased by the stylesheet
+        assert norm(item).casefold() in text.casefold(), item
+    assert "Needs review" not in text
+    assert analysis.image_sha256 in text.replace(" ", "")  # wrapped over two lines
+
+
+def test_needs_review_is_shown_plainly_and_emergency_only_for_high_risk(store, page):
+    analysis = add(store, page, label="AHB", confidence=0.41, status="needs_review")
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert "predicted class abnormal heartbeat" in text.casefold()
+    assert "Risk level MEDIUM" in text and "Status Needs review" in text
+    assert "Needs review: low model confidence." in text
+    assert norm(load_guidance().low_confidence_message) in text
+    assert "Emergency guidance" not in text
+    assert norm(load_guidance().for_label("AHB").emergency) not in text
+    assert "Suggested tests" in text and "Monitoring frequency" in text
+
+
+def test_non_ecg_is_not_printed_as_a_diagnosis(store, page):
+    analysis = add(store, page, label="NonECG", confidence=0.97)
+    html = render_report_html(analysis)
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert NOT_AN_ECG_TITLE in text and "Not an ECG — no interpretation" in text
+    assert "predicted class" not in text.casefold()
+    for section in ("Suggested tests", "Monitoring frequency", "Lifestyle advice", "Emergency guidance"):
+        assert section not in text
+    assert norm(load_guidance().for_label("NonECG").interpretation) in text
+    assert "Risk level NONE" in text
+    assert "result-nonecg" in html
+
+
+def test_patient_text_is_escaped(store, page):
+    evil = "<script>alert(1)</script> & <b>bold</b>"
+    analysis = add(store, page, patient=PatientInfo(name=evil, notes="<img src=x onerror=alert(2)>"))
+    html = render_report_html(analysis)
+    assert "<script>alert" not in html and "<img src=x" not in html and "<b>bold" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert evil in text and "<img src=x onerror=alert(2)>" in text
+
+
+def test_disclaimer_and_page_number_on_every_page(store, page):
+    long_notes = "\n".join(f"Observation {i}: symptoms reviewed with the patient." for i in range(70))
+    analysis = add(store, page, patient=PatientInfo("Long Notes", 60, "male", long_notes))
+    texts = page_texts(render_report_pdf(analysis))
+    assert len(texts) >= 3
+    disclaimer = norm(load_guidance().disclaimer)
+    for number, text in enumerate(texts, start=1):
+        assert disclaimer in text, number
+        assert f"Page {number} of {len(texts)}" in text
+    assert f"ECG Analysis Report · {analysis.id}" in texts[1]  # running header from page 2 on
+
+
+def test_metrics_summary_tolerates_absence_and_other_versions(tmp_path, model_dir, store, page):
+    assert model_metrics_summary(tmp_path / "nowhere", "test-1.0") == []
+    assert model_metrics_summary(model_dir, "another-version") == []
+    assert model_metrics_summary(model_dir, "test-1.0")[0] == "Held-out test set: 212 images"
+    (model_dir / "metrics.json").write_text(json.dumps({**METRICS, "model_version": "retrained"}))
+    assert model_metrics_summary(model_dir, "test-1.0") == []  # metrics of another model, same folder
+    (model_dir / "metrics.json").write_text("{not json")
+    assert model_metrics_summary(model_dir, "test-1.0") == []
+    analysis = add(store, page)
+    text = " ".join(page_texts(render_report_pdf(analysis, model_dir=tmp_path / "nowhere")))
+    assert "Model version test-1.0 Test metrics Not available for this model version." in text
+
+
+def test_missing_thumbnail_still_renders(store, page):
+    analysis = add(store, page)
+    analysis.thumbnail_path.unlink()
+    assert "Image not available" in " ".join(page_texts(render_report_pdf(analysis)))
+
+
+def test_first_page_renders_to_png(store, page, tmp_path):
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    analysis = add(store, page)
+    pdf_path = tmp_path / "report.pdf"
+    pdf_path.write_bytes(render_report_pdf(analysis))
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", pdf_path, tmp_path / "p1"],
+        check=True,
+    )
+    with Image.open(tmp_path / "p1.png") as rendered:
+        rgb = np.asarray(rendered.convert("RGB")).astype(int)
+    height, width = rgb.shape[:2]
+    assert width / height == pytest.approx(210 / 297, abs=0.01)  # A4 portrait
+    # The HIGH badge and the MI bar are drawn in their colour (#c0392b).
+    red = (np.abs(rgb - (0xC0, 0x39, 0x2B)).sum(axis=2) < 40).sum()
+    assert red > 100
+    # The thumbnail (grid and traces) fills much of the top right of the page.
+    top_right = rgb[int(height * 0.1) : int(height * 0.35), width // 2 :]
+    assert (top_right.sum(axis=2) < 720).mean() > 0.12
+    assert re.fullmatch(r"[0-9a-f-]{36}", str(analysis.id))
