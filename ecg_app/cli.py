@@ -59,6 +59,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         samples_per_class=args.samples_per_class,
+        ensemble=args.ensemble,
         limit_per_class=args.limit_per_class,
     )
     train(config)
@@ -298,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
+    p.add_argument("--ensemble", type=int, default=1, help="average N networks (seeds SEED..SEED+N-1)")
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from ecg_app.augment import augment  # noqa: E402
 from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE  # noqa: E402
 from ecg_app.config import REPO_ROOT, portable_path  # noqa: E402
-from ecg_app.labels import CLASSES, NON_ECG  # noqa: E402
+from ecg_app.labels import CLASSES  # noqa: E402
 from ecg_app.networks import make_model  # noqa: E402
 from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
 
@@ -43,9 +43,9 @@ class TrainConfig:
     samples_per_class: int = 96  # drawn per class and epoch (class-balanced sampling, with replacement)
     learning_rate: float = 2e-3
     limit_per_class: int | None = None  # for smoke tests: keep only the first N groups per class
+    ensemble: int = 1  # >1: average that many networks trained with seeds seed, seed+1, ...
     val_fraction: float = 0.15
     test_fraction: float = 0.15
-    extra: dict = field(default_factory=dict)
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -168,9 +168,96 @@ def data_roots(config: TrainConfig) -> dict[str, Path]:
     return {k: Path(v) for k, v in roots.items() if v is not None}
 
 
+def _fit_member(
+    config: TrainConfig,
+    train_samples: list,
+    train_images: list,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    model_path: Path,
+) -> dict:
+    """Fit one network with `config.seed`; keeps its best validation epoch at `model_path`."""
+    keras.utils.set_random_seed(config.seed)
+    started = time.perf_counter()
+    model = make_model(config.arch, INPUT_SHAPE)
+    steps_per_epoch = int(np.ceil((5 + 0.25) * config.samples_per_class / config.batch_size))
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
+    batches = BalancedAugmentedBatches(
+        train_samples, train_images, config, workers=2, use_multiprocessing=False
+    )
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
+    try:
+        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
+        curves = {"loss": [float(v) for v in history.history["loss"]]}
+    except KeyboardInterrupt:
+        if checkpoint.best_epoch < 0:
+            raise
+        print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
+        curves = {"loss": []}
+    curves.update(checkpoint.log)
+    # Re-saved uncompiled: the shipped file carries no optimizer state.
+    save_model_atomic(keras.saving.load_model(model_path, compile=False), model_path)
+    return {
+        "seed": config.seed,
+        "best_epoch": checkpoint.best_epoch + 1,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "history": curves,
+    }
+
+
+# Settings that must match for a finished ensemble member to be reused instead of retrained.
+_MEMBER_KEYS = ("arch", "epochs", "batch_size", "samples_per_class", "learning_rate", "seed")
+
+
+def _member_settings(config: TrainConfig) -> dict:
+    return {key: getattr(config, key) for key in _MEMBER_KEYS}
+
+
+def average_models(members: list[keras.Model]) -> keras.Model:
+    """One Keras model whose output is the mean of the members' probabilities."""
+    inputs = keras.Input(INPUT_SHAPE, name="ink")
+    outputs = []
+    for k, member in enumerate(members):
+        member.name = f"member_{k}"
+        outputs.append(member(inputs))
+    return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name="ecg_ensemble")
+
+
+def _fit_ensemble(
+    config: TrainConfig, train_samples, train_images, x_val, y_val, out_dir: Path
+) -> list[dict]:
+    """Fit `config.ensemble` members (seeds seed, seed+1, ...) on one split; finished members are reused,
+    so an interrupted ensemble run resumes where it stopped."""
+    records = []
+    for k in range(config.ensemble):
+        member_config = replace(config, seed=config.seed + k)
+        member_dir = out_dir / "members" / f"seed-{member_config.seed}"
+        record_path = member_dir / "member.json"
+        if record_path.is_file() and json.loads(record_path.read_text())["settings"] == _member_settings(
+            member_config
+        ):
+            print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed}): reusing {member_dir}")
+            records.append(json.loads(record_path.read_text()))
+            continue
+        print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed})")
+        record = _fit_member(
+            member_config, train_samples, train_images, x_val, y_val, member_dir / MODEL_FILE
+        )
+        record["settings"] = _member_settings(member_config)
+        write_json_atomic(record, record_path)
+        records.append(record)
+    members = [
+        keras.saving.load_model(out_dir / "members" / f"seed-{r['seed']}" / MODEL_FILE, compile=False)
+        for r in records
+    ]
+    save_model_atomic(average_models(members), out_dir / MODEL_FILE)
+    return records
+
+
 def train(config: TrainConfig) -> dict:
     """Train, checkpoint, calibrate on validation and write the model directory; returns model.json."""
-    keras.utils.set_random_seed(config.seed)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -185,56 +272,42 @@ def train(config: TrainConfig) -> dict:
     val_idx = [i for i, s in enumerate(samples) if s.split == "val" and s.label != dataset.OTHER_ECG]
     x_val = np.stack([preprocess(images[i]) for i in val_idx])
     y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
+    train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
 
-    model = make_model(config.arch, INPUT_SHAPE)
-    steps_per_epoch = int(np.ceil((5 + 0.25) * config.samples_per_class / config.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
-    batches = BalancedAugmentedBatches(
-        [samples[i] for i in train_idx],
-        [images[i] for i in train_idx],
-        config,
-        workers=2,
-        use_multiprocessing=False,
-    )
     model_path = out_dir / MODEL_FILE
-    checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
-    try:
-        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
-        curves = {"loss": [float(v) for v in history.history["loss"]]}
-    except KeyboardInterrupt:
-        if checkpoint.best_epoch < 0:
-            raise
-        print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
-        curves = {"loss": []}
-    curves.update(checkpoint.log)
+    if config.ensemble > 1:
+        members = _fit_ensemble(config, train_samples, train_images, x_val, y_val, out_dir)
+    else:
+        members = [_fit_member(config, train_samples, train_images, x_val, y_val, model_path)]
     train_seconds = time.perf_counter() - started
 
     best = keras.saving.load_model(model_path, compile=False)
-    save_model_atomic(best, model_path)  # re-saved uncompiled: the shipped file carries no optimizer state
     val_probs = np.asarray(best.predict(x_val, batch_size=32, verbose=0), dtype=np.float64)
     val_logits = np.log(np.clip(val_probs, 1e-12, 1))
     temperature = fit_temperature(val_logits, y_val)
     threshold = choose_review_threshold(softmax(val_logits / temperature), y_val)
     info = {
-        "version": f"{config.arch}-{dataset.file_md5(model_path)[:10]}",
+        "version": f"{config.arch}{f'x{config.ensemble}' if config.ensemble > 1 else ''}-"
+        f"{dataset.file_md5(model_path)[:10]}",
         "arch": config.arch,
+        "ensemble": config.ensemble,
         "classes": list(CLASSES),
         "input_shape": list(INPUT_SHAPE),
         "temperature": temperature,
         "review_threshold": threshold,
-        "best_epoch": checkpoint.best_epoch + 1,
+        "best_epoch": [m["best_epoch"] for m in members] if config.ensemble > 1 else members[0]["best_epoch"],
         "epochs": config.epochs,
         "seed": config.seed,
         "train_seconds": round(train_seconds, 1),
+        "member_train_seconds": [m["train_seconds"] for m in members],
         "model_bytes": model_path.stat().st_size,
         "params": int(best.count_params()),
         "sampling": f"class-balanced: {config.samples_per_class} draws per class and epoch (OtherECG 1/4)",
         "data_roots": {k: portable_path(v) for k, v in roots.items()},
         "dataset": {"counts": dataset.counts(samples), "split_sizes": sizes},
-        "history": curves,
+        "history": members[0]["history"],
+        "member_histories": [m["history"] for m in members] if config.ensemble > 1 else [],
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
-        "non_ecg_label": NON_ECG,
     }
     write_json_atomic(info, out_dir / MODEL_INFO_FILE)
     print(

@@ -135,10 +135,27 @@ def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path):
 
     out = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [sys.executable, "-m", "ecg_app.cli", "train", "--data", str(tiny_run / "ecg"), "--non-ecg",
-         str(tiny_run / "other"), "--epochs", "200", "--batch-size", "4", "--samples-per-class", "4",
-         "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "ecg_app.cli",
+            "train",
+            "--data",
+            str(tiny_run / "ecg"),
+            "--non-ecg",
+            str(tiny_run / "other"),
+            "--epochs",
+            "200",
+            "--batch-size",
+            "4",
+            "--samples-per-class",
+            "4",
+            "--out",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 240
     while not (out / "ecg_cnn.keras").exists() and time.monotonic() < deadline and process.poll() is None:
@@ -154,3 +171,36 @@ def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path):
 
     prediction = Classifier(out).predict(synthetic_printout(seed=5))
     assert prediction.label in CLASSES
+
+
+def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
+    from dataclasses import replace
+
+    import keras
+
+    from ecg_app.preprocess import preprocess
+
+    config = TrainConfig(
+        data_dir=tiny_run / "ecg",
+        non_ecg_dir=tiny_run / "other",
+        epochs=1,
+        out_dir=tiny_run / "ensemble",
+        samples_per_class=4,
+        batch_size=4,
+        seed=1,
+        ensemble=2,
+    )
+    info = train(config)
+    assert info["ensemble"] == 2 and len(info["best_epoch"]) == 2
+    assert sorted(p.name for p in (tiny_run / "ensemble" / "members").iterdir()) == ["seed-1", "seed-2"]
+    members = [
+        keras.saving.load_model(tiny_run / "ensemble" / "members" / f"seed-{s}" / "ecg_cnn.keras")
+        for s in (1, 2)
+    ]
+    x = preprocess(synthetic_printout(seed=4))[None]
+    expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in members], axis=0)
+    combined = keras.saving.load_model(tiny_run / "ensemble" / "ecg_cnn.keras")
+    assert np.allclose(np.asarray(combined.predict_on_batch(x)), expected, atol=1e-5)
+    capsys.readouterr()
+    train(replace(config))  # finished members are reused, not retrained
+    assert capsys.readouterr().out.count("reusing") == 2
