@@ -104,18 +104,17 @@ class Classifier:
         probs = np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
         return np.log(np.clip(probs, 1e-12, 1.0))
 
-    def predict_proba(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """Calibrated probabilities, shape (N, 5), for RGB uint8 images."""
-        if len(images) == 0:
-            return np.zeros((0, len(CLASSES)))
-        return softmax(self.logits(preprocess_batch(list(images))) / self.temperature)
+    def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+        """Calibrated probabilities, shape (N, 5), for RGB uint8 images (batched to bound memory)."""
+        chunks = [
+            softmax(self.logits(preprocess_batch(images[start : start + batch_size])) / self.temperature)
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(CLASSES)))
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
-        results: list[Prediction] = []
-        for start in range(0, len(images), batch_size):
-            probs = self.predict_proba(images[start : start + batch_size])
-            results.extend(prediction_from_probabilities(p, self.version, self.review_threshold) for p in probs)
-        return results
+        probs = self.predict_proba(images, batch_size)
+        return [prediction_from_probabilities(p, self.version, self.review_threshold) for p in probs]
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_batch([image])[0]

@@ -10,13 +10,20 @@ import json
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 from ecg_app import dataset
 from ecg_app.calibration import reliability
 from ecg_app.classifier import MODEL_INFO_FILE, Classifier
 from ecg_app.config import resolve_path
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+from ecg_app.robustness import robustness_table
 
 METRICS_FILE = "metrics.json"
 _ALL = list(range(len(CLASSES)))
@@ -38,7 +45,9 @@ def _recall(y_true: np.ndarray, y_pred: np.ndarray, label: str) -> float:
     return float((y_pred[of_class] == y_true[of_class]).mean()) if of_class.any() else float("nan")
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1000, seed: int = 0) -> list[float]:
+def bootstrap_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1000, seed: int = 0
+) -> list[float]:
     """Percentile 95% interval of `metric` over resamples of the test images (stratified by class)."""
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(y_true == c) for c in np.unique(y_true)]
@@ -48,7 +57,11 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, metric, n_boot: int = 1
         values.append(metric(y_true[idx], y_pred[idx]))
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
-    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))] if len(values) else [None, None]
+    return (
+        [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+        if len(values)
+        else [None, None]
+    )
 
 
 def _with_ci(y_true, y_pred, metric) -> dict:
@@ -86,8 +99,12 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
         "mi_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, "MI")),
         "non_ecg_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, NON_ECG)),
         "per_class": {
-            label: {"precision": float(precision[c]), "recall": float(recall[c]), "f1": float(f1[c]),
-                    "support": int(support[c])}
+            label: {
+                "precision": float(precision[c]),
+                "recall": float(recall[c]),
+                "f1": float(f1[c]),
+                "support": int(support[c]),
+            }
             for c, label in enumerate(CLASSES)
         },
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=_ALL).tolist(),
@@ -124,8 +141,11 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         "threshold": classifier.review_threshold,
         "coverage": float(covered.mean()) if len(covered) else None,
         "accuracy_on_covered": float((probs[labelled].argmax(1)[covered] == y_true[covered]).mean())
-        if covered.any() else None,
+        if covered.any()
+        else None,
     }
+    labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
+    robustness = robustness_table(classifier.predict_proba, labelled_images, y_true)
     result = {
         "model_version": classifier.version,
         "arch": info.get("arch"),
@@ -134,8 +154,12 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         "test": metrics,
         "history": info.get("history", {}),
         "dataset": info.get("dataset", {}),
-        "calibration": {"temperature": classifier.temperature, "ece": metrics["ece"],
-                        "reliability": metrics["reliability"]},
+        "calibration": {
+            "temperature": classifier.temperature,
+            "ece": metrics["ece"],
+            "reliability": metrics["reliability"],
+        },
+        "robustness": robustness,
     }
     if split == "test":
         from ecg_app.training import write_json_atomic

@@ -12,6 +12,8 @@ Why these steps:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import cv2
 import numpy as np
 
@@ -42,6 +44,10 @@ def preprocess(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WID
     return np.clip(ink, 0.0, 1.0)[:, :, None]
 
 
-def preprocess_batch(images: list[np.ndarray]) -> np.ndarray:
+def preprocess_batch(images: Sequence[np.ndarray]) -> np.ndarray:
     """Stack preprocessed images into one (N, h, w, 1) batch."""
-    return np.stack([preprocess(image) for image in images]) if images else np.zeros((0, *INPUT_SHAPE), np.float32)
+    return (
+        np.stack([preprocess(image) for image in images])
+        if images
+        else np.zeros((0, *INPUT_SHAPE), np.float32)
+    )

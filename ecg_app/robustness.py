@@ -1,0 +1,59 @@
+"""Fixed capture-like degradations for the robustness evaluation (test split, metrics.json)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ecg_app import augment
+from ecg_app.preprocess import TRACE_BOX
+
+
+def _rotate(angle: float) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda image: augment.warp(image, augment.homography(*image.shape[:2], angle=angle))
+
+
+def _perspective(image: np.ndarray) -> np.ndarray:
+    """A photo taken slightly from below and the left: top edge narrower, one side shorter."""
+    jitter = np.array([[0.04, 0.03], [-0.04, 0.0], [0.0, 0.0], [0.0, -0.03]])
+    return augment.warp(image, augment.homography(*image.shape[:2], corner_jitter=jitter))
+
+
+def _downscale_to_800(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    scale = 800 / image.shape[1]
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
+def _blank_header(image: np.ndarray) -> np.ndarray:
+    """White out everything above the trace area: patient ID, date, heart rate."""
+    blanked = image.copy()
+    blanked[: int(TRACE_BOX[1] * image.shape[0])] = 255
+    return blanked
+
+
+DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "rotate +5 deg": _rotate(5.0),
+    "rotate -5 deg": _rotate(-5.0),
+    "perspective warp": _perspective,
+    "blur (sigma 1.5)": lambda image: augment.blur(image, 1.5),
+    "JPEG quality 30": lambda image: augment.jpeg(image, 30),
+    "downscale to 800 px wide": _downscale_to_800,
+    "lighting gradient (40%)": lambda image: augment.lighting_gradient(image, np.pi / 4, 0.4),
+    "header blanked": _blank_header,
+}
+
+
+def robustness_table(predict_proba, images: list[np.ndarray], y_true: np.ndarray) -> dict:
+    """Accuracy on clean and degraded copies of the same images, and each drop in points."""
+    clean = float((predict_proba(images).argmax(axis=1) == y_true).mean())
+    table = {"clean": {"accuracy": clean, "drop_points": 0.0}}
+    for name, degrade in DEGRADATIONS.items():
+        predicted = predict_proba([degrade(image) for image in images]).argmax(axis=1)
+        accuracy = float((predicted == y_true).mean())
+        table[name] = {"accuracy": accuracy, "drop_points": round(100 * (clean - accuracy), 2)}
+    return table
