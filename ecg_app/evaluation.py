@@ -22,7 +22,9 @@ from ecg_app import dataset
 from ecg_app.calibration import reliability
 from ecg_app.classifier import MODEL_INFO_FILE, Classifier
 from ecg_app.config import resolve_path
+from ecg_app.explain import GradCam, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+from ecg_app.preprocess import crop_box
 from ecg_app.robustness import robustness_table
 
 METRICS_FILE = "metrics.json"
@@ -114,6 +116,23 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def heatmap_placement(classifier: Classifier, images: list[np.ndarray], predicted: np.ndarray) -> dict:
+    """Shortcut detector: where the Grad-CAM mass of each prediction lies on the full page."""
+    cam = GradCam(classifier.model)
+    inside = []
+    for image, label in zip(images, predicted, strict=True):
+        _, page_map = cam.explain(image, int(label))
+        inside.append(mass_inside(page_map, crop_box(*image.shape[:2])))
+    inside = np.asarray(inside)
+    return {
+        "n": int(len(inside)),
+        "share_mostly_inside_trace_area": float((inside > 0.5).mean()) if len(inside) else None,
+        "mean_mass_inside_trace_area": float(inside.mean()) if len(inside) else None,
+        "note": "The network only sees the trace area (preprocessing crops the header and footer away), "
+        "so the header/footer mass is zero by construction; this checks the pipeline end to end.",
+    }
+
+
 def model_roots(info: dict, overrides: dict[str, Path] | None = None) -> dict[str, Path]:
     roots = {k: resolve_path(v) for k, v in info.get("data_roots", {}).items()}
     roots.update({k: Path(v) for k, v in (overrides or {}).items() if v is not None})
@@ -146,6 +165,7 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
     }
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
     robustness = robustness_table(classifier.predict_proba, labelled_images, y_true)
+    shortcut_check = heatmap_placement(classifier, labelled_images, probs[labelled].argmax(axis=1))
     result = {
         "model_version": classifier.version,
         "arch": info.get("arch"),
@@ -160,6 +180,7 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
             "reliability": metrics["reliability"],
         },
         "robustness": robustness,
+        "gradcam": shortcut_check,
     }
     if split == "test":
         from ecg_app.training import write_json_atomic
