@@ -38,11 +38,15 @@ def reliability(probs: np.ndarray, y_true: np.ndarray, n_bins: int = 10) -> dict
         if count:
             gap = abs(correct[in_bin].mean() - confidence[in_bin].mean())
             ece += gap * count / len(y_true)
-        rows.append({
-            "lower": float(edges[b]), "upper": float(edges[b + 1]), "count": count,
-            "confidence": float(confidence[in_bin].mean()) if count else None,
-            "accuracy": float(correct[in_bin].mean()) if count else None,
-        })
+        rows.append(
+            {
+                "lower": float(edges[b]),
+                "upper": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidence[in_bin].mean()) if count else None,
+                "accuracy": float(correct[in_bin].mean()) if count else None,
+            }
+        )
     return {"ece": float(ece), "bins": rows}
 
 

@@ -135,14 +135,18 @@ def roc_figure(roc: Mapping[str, Mapping]) -> go.Figure:
 
 
 def training_curves_figure(history: Mapping[str, Sequence[float]]) -> go.Figure:
-    """Loss and accuracy per epoch, training vs validation, side by side."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Loss", "Accuracy"), horizontal_spacing=0.1)
+    """Loss, and accuracy / macro-F1, per epoch: training vs validation, side by side."""
+    fig = make_subplots(
+        rows=1, cols=2, subplot_titles=("Loss", "Accuracy and macro-F1"), horizontal_spacing=0.1
+    )
     series = (
         ("loss", 1, "Training", ACCENT, "solid"),
         ("val_loss", 1, "Validation", "#e67e22", "dash"),
         ("accuracy", 2, "Training", ACCENT, "solid"),
         ("val_accuracy", 2, "Validation", "#e67e22", "dash"),
+        ("val_macro_f1", 2, "Validation macro-F1", "#27ae60", "dot"),
     )
+    shown: set[str] = set()
     for key, col, name, color, dash in series:
         values = list(history.get(key) or [])
         if not values:
@@ -155,25 +159,32 @@ def training_curves_figure(history: Mapping[str, Sequence[float]]) -> go.Figure:
                 name=name,
                 line=dict(color=color, dash=dash, width=2),
                 legendgroup=name,
-                showlegend=col == 1,
+                showlegend=name not in shown,
             ),
             row=1,
             col=col,
         )
+        shown.add(name)
     fig.update_xaxes(title="Epoch")
     fig.update_layout(legend=dict(orientation="h", x=0, y=-0.25))
     return _style(fig, height=340, title="Training curves")
 
 
-def reliability_figure(reliability: Mapping) -> go.Figure | None:
+def reliability_figure(reliability: Sequence[Mapping] | Mapping) -> go.Figure | None:
     """Reliability diagram (mean confidence vs accuracy per bin), or None when the data is not usable.
 
-    The evaluation module's key names are read defensively: a missing or differently named section
-    means no chart, never an error in the dashboard.
+    Takes the evaluation module's list of bins ({"confidence", "accuracy", "count", ...}; empty bins
+    have None) or a mapping of per-bin lists; anything else means no chart, never a dashboard error.
     """
-    conf = _first(reliability, ("confidence", "mean_confidence", "bin_confidence", "avg_confidence"))
-    acc = _first(reliability, ("accuracy", "bin_accuracy", "avg_accuracy", "fraction_correct"))
-    counts = _first(reliability, ("count", "counts", "bin_count", "bin_counts", "n"))
+    if isinstance(reliability, Sequence) and not isinstance(reliability, str):
+        bins = [b for b in reliability if isinstance(b, Mapping)]
+        conf = [b.get("confidence") for b in bins]
+        acc = [b.get("accuracy") for b in bins]
+        counts = [b.get("count") for b in bins]
+    else:
+        conf = _first(reliability, ("confidence", "mean_confidence", "bin_confidence", "avg_confidence"))
+        acc = _first(reliability, ("accuracy", "bin_accuracy", "avg_accuracy", "fraction_correct"))
+        counts = _first(reliability, ("count", "counts", "bin_count", "bin_counts", "n"))
     if not conf or not acc or len(conf) != len(acc):
         return None
     sizes = counts if counts and len(counts) == len(conf) else [None] * len(conf)
@@ -204,8 +215,8 @@ def reliability_figure(reliability: Mapping) -> go.Figure | None:
             hovertemplate="Confidence %{x:.2f}<br>Accuracy %{y:.2f}<br>%{customdata} images<extra></extra>",
         )
     )
-    fig.update_xaxes(title="Mean confidence in bin", range=[0, 1])
-    fig.update_yaxes(title="Accuracy in bin", range=[0, 1.02])
+    fig.update_xaxes(title="Mean confidence in bin", range=[0, 1.04])
+    fig.update_yaxes(title="Accuracy in bin", range=[-0.02, 1.06])
     fig.update_layout(legend=dict(x=0.02, y=0.98))
     return _style(fig, height=380, title="Reliability (calibration)")
 

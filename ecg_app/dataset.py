@@ -103,7 +103,9 @@ class _UnionFind:
         self.parent[self.find(i)] = self.find(j)
 
 
-def near_duplicate_pairs(prints: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD) -> list[tuple[int, int]]:
+def near_duplicate_pairs(
+    prints: np.ndarray, threshold: float = NEAR_DUPLICATE_THRESHOLD
+) -> list[tuple[int, int]]:
     """Index pairs (i < j) whose fingerprints correlate above `threshold`."""
     similarity = np.triu(prints @ prints.T, k=1)
     return [(int(i), int(j)) for i, j in zip(*np.nonzero(similarity > threshold), strict=True)]
@@ -161,7 +163,9 @@ def split_by_group(
         n_val = max(1, round(n * val_fraction)) if n >= 3 else 0
         for k, group in enumerate(groups):
             # A group seen in an earlier stratum keeps its side.
-            split_of_group.setdefault(group, "test" if k < n_test else "val" if k < n_test + n_val else "train")
+            split_of_group.setdefault(
+                group, "test" if k < n_test else "val" if k < n_test + n_val else "train"
+            )
     return [replace(s, split=split_of_group[s.group]) for s in samples]
 
 

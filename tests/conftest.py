@@ -24,8 +24,15 @@ def synthetic_printout(width: int = 1106, height: int = 786, seed: int = 0) -> n
         page[:, x] = (240, 200, 200)
     for y in range(0, height, max(width // 110, 2)):
         page[y, :] = (240, 200, 200)
-    cv2.putText(page, f"ID : {rng.integers(100000, 999999)}  HR 72", (20, int(0.05 * height)),
-                cv2.FONT_HERSHEY_SIMPLEX, width / 1500, (0, 0, 0), 2)
+    cv2.putText(
+        page,
+        f"ID : {rng.integers(100000, 999999)}  HR 72",
+        (20, int(0.05 * height)),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        width / 1500,
+        (0, 0, 0),
+        2,
+    )
     xs = np.arange(int(0.04 * width), int(0.97 * width))
     for row in range(4):
         base = int(height * (0.27 + 0.18 * row))

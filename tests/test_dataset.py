@@ -101,9 +101,14 @@ def test_manifest_round_trip(tmp_path):
     samples = dataset.split_by_group(dataset.assign_groups(dataset.discover(tmp_path / "data")))
     roots = {"mendeley": tmp_path / "data"}
     dataset.write_manifest(samples, tmp_path / "split.csv", roots)
-    assert "x.png" in (tmp_path / "split.csv").read_text() and str(tmp_path) not in (tmp_path / "split.csv").read_text()
+    assert (
+        "x.png" in (tmp_path / "split.csv").read_text()
+        and str(tmp_path) not in (tmp_path / "split.csv").read_text()
+    )
     back = dataset.read_manifest(tmp_path / "split.csv", roots)
-    assert [(s.path.resolve(), s.group, s.split) for s in back] == [(s.path.resolve(), s.group, s.split) for s in samples]
+    assert [(s.path.resolve(), s.group, s.split) for s in back] == [
+        (s.path.resolve(), s.group, s.split) for s in samples
+    ]
 
 
 def test_targets_mark_unknown_ecgs_as_any_ecg_class():

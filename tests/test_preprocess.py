@@ -9,7 +9,7 @@ from tests.conftest import synthetic_printout
 def test_output_shape_range_and_dtype(printout):
     x = preprocess(printout)
     assert x.shape == INPUT_SHAPE and x.dtype == np.float32
-    assert 0.0 <= x.min() and x.max() <= 1.0
+    assert x.min() >= 0.0 and x.max() <= 1.0
     assert x.max() > 0.5  # the traces are there
 
 
@@ -35,7 +35,9 @@ def test_independent_of_input_resolution(scale, min_corr):
     """Users upload full 2213x1572 scans, screenshots and photos: the same page at another size
     must give (nearly) the same input; below the input size some detail is lost."""
     page = synthetic_printout()
-    resized = cv2.resize(page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    resized = cv2.resize(
+        page, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    )
     a, b = preprocess(page), preprocess(resized)
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > min_corr
 

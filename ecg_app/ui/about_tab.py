@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from html import escape
 from pathlib import Path
 
@@ -74,7 +75,7 @@ DATASET_MARKDOWN = f"""
 
 {DATASET_CITATION} <{DATASET_URL}>
 
-12-lead ECG images of cardiac patients from one hospital (Pakistan). The published files contain many exact
+12-lead ECG images of cardiac patients from one hospital. The published files contain many exact
 duplicates; training and evaluation use duplicate-aware splits so the reported test figures are not
 inflated by copies of training images. Non-ECG examples come from public image collections (scikit-image,
 ImageNet samples, chest X-rays, document scans). The example images in the Analyze tab are four images of
@@ -90,24 +91,34 @@ def model_card(model_dir: Path) -> str | None:
         return None
 
 
+def card_section(card: str, keyword: str) -> str | None:
+    """Body of the first '## ' section whose heading contains `keyword` (case-insensitive), if any."""
+    match = re.search(rf"^## [^\n]*{re.escape(keyword)}[^\n]*\n(.*?)(?=^## |\Z)", card, re.I | re.M | re.S)
+    return match.group(1).strip() if match else None
+
+
 def build_about_tab(ctx: AppContext) -> gr.Tab:
     """Static page; the model card is read once at start-up from model/MODEL_CARD.md when present."""
-    with gr.Tab("About", id="about", elem_id="tab-about") as tab:
-        with gr.Column(elem_classes="ecg-about"):
-            gr.Markdown(about_markdown(ctx.settings.model_dir))
-            gr.HTML(disclaimer_html())
-            gr.Markdown("### Classes")
-            gr.HTML(classes_table())
-            card = model_card(ctx.settings.model_dir)
-            gr.Markdown("### Model card")
-            if card:
-                with gr.Accordion("Model card: intended use, training, evaluation, limitations", open=False):
-                    gr.Markdown(card)
-            else:
-                gr.Markdown(
-                    "_No model card installed (model/MODEL_CARD.md)._ Known limitations: a single-source "
-                    "training set of a few hundred distinct images, one print template, no external "
-                    "validation; see the Model Performance tab for the test results."
-                )
-            gr.Markdown(DATASET_MARKDOWN)
+    with gr.Tab("About", id="about", elem_id="tab-about") as tab, gr.Column(elem_classes="ecg-about"):
+        gr.Markdown(about_markdown(ctx.settings.model_dir))
+        gr.HTML(disclaimer_html())
+        gr.Markdown("### Classes")
+        gr.HTML(classes_table())
+        card = model_card(ctx.settings.model_dir)
+        gr.Markdown("### Model card summary")
+        if card:
+            summary = card_section(card, "what it does")
+            limits = card_section(card, "limit")
+            gr.Markdown(
+                "\n\n".join(filter(None, [summary, "**Known limitations**" if limits else "", limits]))
+            )
+            with gr.Accordion("Full model card: data, training, evaluation, limitations", open=False):
+                gr.Markdown(card)
+        else:
+            gr.Markdown(
+                "_No model card installed (model/MODEL_CARD.md)._ Known limitations: a single-source "
+                "training set of a few hundred distinct images, one print template, no external "
+                "validation; see the Model Performance tab for the test results."
+            )
+        gr.Markdown(DATASET_MARKDOWN)
     return tab

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ecg_app.config import Settings
+
+if TYPE_CHECKING:
+    from ecg_app.analysis import Predictor
+    from ecg_app.store import AnalysisStore
 
 
 @dataclass
 class AppContext:
-    """Settings, the history store, the shared classifier and a scratch folder for downloads."""
+    """Settings, the history store, the shared classifier (None without a model) and a scratch folder."""
 
     settings: Settings
-    store: Any
-    classifier: Any
+    store: AnalysisStore
+    classifier: Predictor | None
     work_dir: Path

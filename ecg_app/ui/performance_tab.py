@@ -20,6 +20,7 @@ from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import placeholder, stat_card, stat_row
 
 METRICS_FILE = "metrics.json"
+DATASET_NAMES = {"OtherECG": "Other-layout ECGs (no diagnosis label)"}
 
 
 def load_metrics(model_dir: Path) -> dict | None:
@@ -36,7 +37,10 @@ def _value_ci(section: Any) -> tuple[float | None, list | None]:
     if isinstance(section, Mapping):
         value = section.get("value")
         ci = section.get("ci95")
-        return (float(value) if isinstance(value, int | float) else None, ci if isinstance(ci, list) else None)
+        return (
+            float(value) if isinstance(value, int | float) else None,
+            ci if isinstance(ci, list) else None,
+        )
     if isinstance(section, int | float):
         return float(section), None
     return None, None
@@ -51,7 +55,7 @@ def _metric_card(title: str, section: Any) -> str | None:
 
 
 def summary_html(metrics: Mapping) -> str:
-    """Headline figures: accuracy and macro-F1 with CIs, calibration error, test size, model version."""
+    """Headline figures with 95% CIs, calibration error, test size, model version, then safety figures."""
     test = metrics.get("test") or {}
     cards = [
         _metric_card("Accuracy (test)", test.get("accuracy")),
@@ -63,7 +67,24 @@ def summary_html(metrics: Mapping) -> str:
         cards.append(stat_card("Test images", str(test["n"]), "held out, duplicate-free"))
     if metrics.get("model_version"):
         cards.append(stat_card("Model version", str(metrics["model_version"])))
-    return stat_row(c for c in cards if c)
+    safety = [
+        _metric_card("4-class ECG accuracy", test.get("ecg_accuracy")),
+        _metric_card("MI recall", test.get("mi_recall")),
+        _metric_card("Non-ECG recall", test.get("non_ecg_recall")),
+    ]
+    other = test.get("other_layout_called_non_ecg") or {}
+    if isinstance(other.get("rate"), int | float):
+        detail = f"of {other.get('n', '?')} ECGs of other layouts (lower is better)"
+        safety.append(stat_card("Other-layout ECGs called non-ECG", f"{other['rate']:.1%}", detail))
+    review = test.get("needs_review") or {}
+    if isinstance(review.get("coverage"), int | float):
+        accuracy = review.get("accuracy_on_covered")
+        detail = f"accuracy on those {accuracy:.3f}" if isinstance(accuracy, int | float) else ""
+        safety.append(stat_card("Confident results (not needs-review)", f"{review['coverage']:.1%}", detail))
+    html = stat_row(c for c in cards if c)
+    if any(safety):
+        html += stat_row(c for c in safety if c)
+    return html
 
 
 def per_class_table(metrics: Mapping) -> pd.DataFrame | None:
@@ -90,7 +111,8 @@ def dataset_table(metrics: Mapping) -> pd.DataFrame | None:
     dataset = metrics.get("dataset") or {}
     counts = dataset.get("counts") or {}
     splits = dataset.get("split_sizes") or {}
-    labels = [c for c in CLASSES if c in counts or any(c in (s or {}) for s in splits.values())]
+    present = set(counts) | {label for sizes in splits.values() for label in (sizes or {})}
+    labels = [c for c in CLASSES if c in present] + sorted(present - set(CLASSES))
     if not labels:
         return None
     rows = []
@@ -98,13 +120,17 @@ def dataset_table(metrics: Mapping) -> pd.DataFrame | None:
         c = counts.get(label) or {}
         files, unique = c.get("files"), c.get("unique")
         row = {
-            "Class": DISPLAY_NAMES.get(label, label),
+            "Class": DATASET_NAMES.get(label) or DISPLAY_NAMES.get(label, label),
             "Files": files if files is not None else "",
             "Unique images": unique if unique is not None else "",
-            "Duplicates removed": files - unique if isinstance(files, int) and isinstance(unique, int) else "",
+            "Duplicates removed": files - unique
+            if isinstance(files, int) and isinstance(unique, int)
+            else "",
         }
         for split in ("train", "val", "test"):
-            row[split.capitalize() if split != "val" else "Validation"] = (splits.get(split) or {}).get(label, "")
+            row[split.capitalize() if split != "val" else "Validation"] = (splits.get(split) or {}).get(
+                label, ""
+            )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -141,8 +167,12 @@ def _to_markdown(section: Any) -> str:
     return "\n".join(lines) if lines else "_No details._"
 
 
+ACRONYMS = {"ece": "ECE", "auc": "AUC", "f1": "F1", "jpeg": "JPEG"}
+
+
 def _words(key: Any) -> str:
-    return str(key).replace("_", " ").capitalize()
+    text = " ".join(ACRONYMS.get(w.lower(), w) for w in str(key).replace("_", " ").split())
+    return text[:1].upper() + text[1:]
 
 
 def _fmt(value: Any) -> str:
@@ -159,7 +189,7 @@ def performance_outputs(model_dir: Path) -> tuple:
         message = placeholder(
             "No evaluation results yet: model/metrics.json is missing. Run `ecg-app evaluate` after training."
         )
-        return (message, hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden)
+        return (message, hidden, hidden, hidden, hidden, hidden, hidden, hidden, None, hidden)
     test = metrics.get("test") or {}
     classes = metrics.get("classes") or list(CLASSES)
     matrix = test.get("confusion_matrix")
@@ -181,7 +211,8 @@ def performance_outputs(model_dir: Path) -> tuple:
         plot(charts.roc_figure(roc) if roc else None),
         plot(reliability),
         plot(charts.training_curves_figure(history) if history else None),
-        gr.update(value=dataset, visible=dataset is not None),
+        gr.update(visible=dataset is not None),
+        dataset,
         gr.update(value=extra, visible=bool(extra)),
     )
 
@@ -199,21 +230,42 @@ def build_performance_tab(ctx: AppContext) -> gr.Tab:
             cm_counts = gr.Plot(show_label=False, elem_id="cm-counts", visible=False)
             cm_norm = gr.Plot(show_label=False, elem_id="cm-normalised", visible=False)
         per_class = gr.Dataframe(
-            label="Per-class precision, recall and F1 (test)", interactive=False, visible=False,
+            label="Per-class precision, recall and F1 (test)",
+            interactive=False,
+            visible=False,
             elem_id="per-class-table",
         )
         with gr.Row(equal_height=True):
             roc = gr.Plot(show_label=False, elem_id="roc-curves", visible=False)
             reliability = gr.Plot(show_label=False, elem_id="reliability", visible=False)
         curves = gr.Plot(show_label=False, elem_id="training-curves", visible=False)
-        dataset = gr.Dataframe(
-            label="Dataset: images per class, duplicates removed, split sizes", interactive=False,
-            visible=False, elem_id="dataset-table",
-        )
+        with gr.Column(visible=False, elem_id="dataset-summary") as dataset_box:
+            dataset = gr.Dataframe(
+                label="Dataset: images per class, duplicates removed, split sizes",
+                interactive=False,
+                elem_id="dataset-table",
+            )
+            gr.Markdown(
+                "Duplicates removed = files minus distinct images. Copies of one image form a group, and "
+                "every group stays on one side of the train / validation / test split, so test images "
+                "were never seen in training.",
+                elem_classes="ecg-caption",
+            )
         extra = gr.Markdown(visible=False, elem_id="calibration-robustness")
     tab.select(
         lambda: performance_outputs(ctx.settings.model_dir),
-        outputs=[summary, cm_counts, cm_norm, per_class, roc, reliability, curves, dataset, extra],
+        outputs=[
+            summary,
+            cm_counts,
+            cm_norm,
+            per_class,
+            roc,
+            reliability,
+            curves,
+            dataset_box,
+            dataset,
+            extra,
+        ],
         api_visibility="private",
         queue=False,
     )

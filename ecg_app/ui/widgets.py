@@ -11,7 +11,12 @@ from html import escape
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import COLORS, DISPLAY_NAMES, NON_ECG
 
-RISK_WORDS = {"NONE": "No cardiac risk assessed", "LOW": "Low risk", "MEDIUM": "Medium risk", "HIGH": "High risk"}
+RISK_WORDS = {
+    "NONE": "Not assessed",
+    "LOW": "Low risk",
+    "MEDIUM": "Medium risk",
+    "HIGH": "High risk",
+}
 
 
 def risk_badge(risk_level: str) -> str:
@@ -89,17 +94,18 @@ def guidance_html(result: Mapping) -> str:
     g = load_guidance().for_label(label)
     parts = [
         '<div class="ecg-guidance">',
-        _section("Interpretation", f"<p>{escape(g.interpretation)}</p>"),
+        _section("Interpretation", f"<p>{escape(g.interpretation)}</p>", wide=True),
+        _section("Monitoring", f"<p>{escape(g.monitoring)}</p>", wide=True),
         _section("Suggested tests", _list(g.suggested_tests)),
-        _section("Monitoring", f"<p>{escape(g.monitoring)}</p>"),
         _section("Lifestyle advice", _list(g.lifestyle)),
         "</div>",
     ]
     return "".join(parts)
 
 
-def _section(title: str, body: str) -> str:
-    return f'<div class="ecg-section"><h4>{escape(title)}</h4>{body}</div>'
+def _section(title: str, body: str, wide: bool = False) -> str:
+    css = "ecg-section ecg-wide" if wide else "ecg-section"
+    return f'<div class="{css}"><h4>{escape(title)}</h4>{body}</div>'
 
 
 def _list(items: Iterable[str]) -> str:
@@ -115,9 +121,10 @@ def disclaimer_html() -> str:
 
 def stat_card(title: str, value: str, detail: str = "") -> str:
     sub = f'<div class="ecg-stat-detail">{escape(detail)}</div>' if detail else ""
+    size = " ecg-small" if len(value) > 10 else ""  # e.g. a model version string
     return (
         f'<div class="ecg-stat"><div class="ecg-stat-title">{escape(title)}</div>'
-        f'<div class="ecg-stat-value">{escape(value)}</div>{sub}</div>'
+        f'<div class="ecg-stat-value{size}">{escape(value)}</div>{sub}</div>'
     )
 
 

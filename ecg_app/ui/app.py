@@ -1,0 +1,157 @@
+"""The dashboard: `build_app(settings)` assembles the four tabs; `launch` serves them.
+
+The classifier and the store are created once per process and shared by every request; the model is
+warmed up before the server reports ready, so the first user does not wait for TensorFlow.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import gradio as gr
+
+from ecg_app import __version__
+from ecg_app.config import Settings
+from ecg_app.intake import load_image
+from ecg_app.ui.about_tab import build_about_tab
+from ecg_app.ui.analyze_tab import EXAMPLES_DIR, build_analyze_tab
+from ecg_app.ui.context import AppContext
+from ecg_app.ui.history_tab import build_history_tab
+from ecg_app.ui.performance_tab import build_performance_tab
+
+log = logging.getLogger(__name__)
+
+CSS_FILE = Path(__file__).with_name("style.css")
+THEME = gr.themes.Default(
+    primary_hue="cyan",
+    secondary_hue="slate",
+    neutral_hue="slate",
+    radius_size="sm",
+    font=["Inter", "Segoe UI", "Helvetica Neue", "Arial", "sans-serif"],
+    font_mono=["DejaVu Sans Mono", "Menlo", "monospace"],
+)
+# Two CPU cores: more parallel inferences only queue inside TensorFlow and raise every user's latency.
+ANALYSIS_CONCURRENCY = 2
+QUEUE_MAX_SIZE = 64
+HEADER_HTML = f"""
+<div class="ecg-header">
+  <div class="ecg-logo" aria-hidden="true">
+    <svg viewBox="0 0 48 24" width="44" height="22">
+      <polyline points="0,14 12,14 16,4 21,22 26,10 30,14 48,14" fill="none" stroke="currentColor"
+        stroke-width="2.4" stroke-linejoin="round" stroke-linecap="round"/>
+    </svg>
+  </div>
+  <div>
+    <div class="ecg-title">ECG Image Classifier</div>
+    <div class="ecg-subtitle">12-lead ECG printout analysis · research and education use only,
+      not a medical device · v{__version__}</div>
+  </div>
+</div>
+"""
+
+
+@dataclass
+class App:
+    """A built dashboard and the context its callbacks use."""
+
+    blocks: gr.Blocks
+    context: AppContext
+
+
+def load_classifier(settings: Settings):
+    """The shared classifier, or None (with a warning) when no trained model is installed."""
+    from ecg_app.classifier import get_classifier
+
+    try:
+        return get_classifier(settings.model_dir)
+    except FileNotFoundError as exc:
+        log.warning("%s: the Analyze tab will report that no model is installed", exc)
+        return None
+
+
+def warm_up(context: AppContext) -> None:
+    """Load the network, trace its graph and load WeasyPrint's fonts before the first real request."""
+    from ecg_app.report import render_report_pdf
+    from ecg_app.store import StoredAnalysis
+
+    if context.classifier is None:
+        return
+    example = EXAMPLES_DIR / "Normal(29).jpg"
+    prediction = context.classifier.predict(load_image(example))
+    fake = StoredAnalysis(
+        id=uuid.uuid4(),
+        created_at=datetime.now(UTC),
+        original_filename=example.name,
+        image_sha256="0" * 64,
+        image_path=example,
+        thumbnail_path=example,
+        media_type="image/jpeg",
+        label=prediction.label,
+        confidence=prediction.confidence,
+        probabilities=prediction.probabilities,
+        risk_level=prediction.risk_level,
+        model_version=prediction.model_version,
+        status=prediction.status,
+    )
+    render_report_pdf(fake, model_dir=context.settings.model_dir)
+
+
+def build_app(settings: Settings | None = None, *, store=None, classifier=None, warm: bool = True) -> App:
+    """Open the store (migrating it), load the model, and lay out the tabs."""
+    from ecg_app.store import open_store
+
+    settings = settings or Settings.from_env()
+    work_dir = Path(tempfile.mkdtemp(prefix="ecg-app-"))
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
+    context = AppContext(
+        settings=settings,
+        store=store if store is not None else open_store(settings),
+        classifier=classifier if classifier is not None else load_classifier(settings),
+        work_dir=work_dir,
+    )
+    if warm:
+        warm_up(context)
+    with gr.Blocks(
+        title="ECG Image Classifier", analytics_enabled=False, delete_cache=(3600, 86400)
+    ) as blocks:
+        gr.HTML(HEADER_HTML)
+        with gr.Tabs(elem_id="main-tabs"):
+            build_analyze_tab(context)
+            build_history_tab(context)
+            build_performance_tab(context)
+            build_about_tab(context)
+    blocks.queue(default_concurrency_limit=ANALYSIS_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    return App(blocks=blocks, context=context)
+
+
+def launch(
+    app: App, host: str = "127.0.0.1", port: int | None = 7860, *, block: bool = True, quiet: bool = False
+) -> str:
+    """Serve the app; returns its local URL (with `block=False` the server runs in a background thread)."""
+    settings = app.context.settings
+    auth = list(settings.users) or None
+    _, url, _ = app.blocks.launch(
+        server_name=host,
+        server_port=port,
+        auth=auth,
+        auth_message="ECG Image Classifier: please sign in." if auth else None,
+        prevent_thread_lock=not block,
+        quiet=quiet,
+        theme=THEME,
+        css_paths=[CSS_FILE],
+        allowed_paths=[str(app.context.store.images.root)],
+        max_file_size=2 * settings.max_upload_bytes,
+        footer_links=["api", "settings"],
+        run_history=False,
+        enable_monitoring=False,
+        show_error=True,
+        favicon_path=None,
+    )
+    return url

@@ -1,0 +1,286 @@
+"""History tab: stored analyses, newest first, with filters, paging, details, PDF, delete and CSV export.
+
+The table is reloaded from the store whenever the tab is opened, so analyses made in the Analyze tab (or
+by API clients and the CLI) show up without a manual refresh.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any
+
+import gradio as gr
+import pandas as pd
+
+from ecg_app.guidance import RISK_LEVELS
+from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.store import AnalysisFilter, Page, StoredAnalysis
+from ecg_app.ui.analyze_tab import result_views, write_report
+from ecg_app.ui.context import AppContext
+from ecg_app.ui.widgets import placeholder
+
+PAGE_SIZE = 20
+ALL = "All"
+COLUMNS = ["Date (UTC)", "Patient", "Class", "Confidence", "Risk", "Status", "ID"]
+CLASS_CHOICES = [(ALL, ALL)] + [(DISPLAY_NAMES[c], c) for c in CLASSES]
+RISK_CHOICES = [ALL, *RISK_LEVELS]
+NO_SELECTION = "Select a row to see its image, probabilities and guidance."
+
+
+def _day(value: Any) -> datetime | None:
+    """A DateTime field's value as midnight UTC of that day (None when empty)."""
+    if value in (None, ""):
+        return None
+    if isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value, UTC)
+    elif isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).strip())
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def make_filter(
+    label: str | None, risk: str | None, since: Any, until: Any, search: str | None
+) -> AnalysisFilter:
+    """Filter from the widgets: both dates inclusive (the store's `until` is exclusive, hence +1 day)."""
+    end = _day(until)
+    return AnalysisFilter(
+        label=None if label in (None, "", ALL) else label,
+        risk_level=None if risk in (None, "", ALL) else risk,
+        since=_day(since),
+        until=end + timedelta(days=1) if end else None,
+        search=(search or "").strip() or None,
+    )
+
+
+def table_rows(page: Page) -> pd.DataFrame:
+    rows = [
+        [
+            f"{a.created_at:%Y-%m-%d %H:%M}",
+            a.patient.name or "—",
+            a.display_name,
+            f"{a.confidence:.1%}",
+            a.risk_level,
+            "needs review" if a.needs_review else "ok",
+            str(a.id)[:8],
+        ]
+        for a in page.items
+    ]
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def page_text(page: Page) -> str:
+    if page.total == 0:
+        return "No analyses match these filters."
+    pages = (page.total + page.limit - 1) // page.limit
+    current = page.offset // page.limit + 1
+    first, last = page.offset + 1, page.offset + len(page.items)
+    return f"Page {current} of {pages} · analyses {first}–{last} of {page.total}"
+
+
+def patient_html(analysis: StoredAnalysis) -> str:
+    p = analysis.patient
+    items = [
+        ("Date (UTC)", f"{analysis.created_at:%Y-%m-%d %H:%M:%S}"),
+        ("File", analysis.original_filename),
+        ("Patient", p.name or "—"),
+        ("Age", "—" if p.age is None else str(p.age)),
+        ("Sex", (p.sex or "—").capitalize()),
+        ("Model", analysis.model_version),
+    ]
+    rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in items)
+    notes = f'<p class="ecg-notes"><b>Notes.</b> {escape(p.notes)}</p>' if p.notes else ""
+    return f'<table class="ecg-kv">{rows}</table>{notes}'
+
+
+def build_history_tab(ctx: AppContext) -> gr.Tab:
+    with gr.Tab("History", id="history", elem_id="tab-history") as tab:
+        with gr.Row(equal_height=True, elem_classes="ecg-filters"):
+            label = gr.Dropdown(
+                CLASS_CHOICES, value=ALL, label="Class", min_width=150, elem_id="filter-class"
+            )
+            risk = gr.Dropdown(RISK_CHOICES, value=ALL, label="Risk", min_width=110, elem_id="filter-risk")
+            since = gr.DateTime(label="From", include_time=False, type="string", min_width=150)
+            until = gr.DateTime(label="To", include_time=False, type="string", min_width=150)
+            search = gr.Textbox(
+                label="Search",
+                placeholder="patient, notes",
+                max_lines=1,
+                min_width=160,
+                elem_id="filter-search",
+            )
+        table = gr.Dataframe(
+            headers=COLUMNS,
+            value=pd.DataFrame(columns=COLUMNS),
+            interactive=False,
+            wrap=True,
+            max_height=520,
+            elem_id="history-table",
+            label="Analyses (newest first; select a row for details)",
+        )
+        with gr.Row(equal_height=True, elem_classes="ecg-pager"):
+            prev_button = gr.Button("← Previous", size="sm", min_width=100, scale=0)
+            page_info = gr.Markdown(elem_id="history-page-info")
+            next_button = gr.Button("Next →", size="sm", min_width=100, scale=0)
+            export_button = gr.Button("Export CSV", size="sm", min_width=120, scale=0, elem_id="export-csv")
+        export_file = gr.File(label="CSV export of the filtered list", visible=False, elem_id="csv-file")
+        offset = gr.State(0)
+        page_ids = gr.State([])
+
+        detail_placeholder = gr.HTML(placeholder(NO_SELECTION))
+        with gr.Row(visible=False, equal_height=False, elem_id="history-detail") as detail:
+            with gr.Column(scale=5, min_width=320):
+                image = gr.Image(label="Image", interactive=False, height=300, buttons=["fullscreen"])
+                info = gr.HTML()
+                selected_id = gr.Textbox(label="Analysis ID", interactive=False, elem_id="selected-id")
+                with gr.Row():
+                    pdf_button = gr.DownloadButton(
+                        "Download PDF", size="sm", interactive=False, elem_id="history-pdf"
+                    )
+                    delete_button = gr.Button(
+                        "Delete…", size="sm", elem_id="delete-button", elem_classes="ecg-danger"
+                    )
+                with gr.Row(visible=False, elem_id="delete-confirm") as confirm_row:
+                    gr.Markdown("**Delete this analysis and its image permanently?**")
+                    confirm_button = gr.Button(
+                        "Yes, delete", variant="stop", size="sm", elem_id="confirm-delete"
+                    )
+                    cancel_button = gr.Button("Cancel", size="sm", elem_id="cancel-delete")
+            with gr.Column(scale=7, min_width=420):
+                card = gr.HTML()
+                emergency = gr.HTML(visible=False)
+                chart = gr.Plot(show_label=False)
+                guidance = gr.HTML()
+
+        filters = [label, risk, since, until, search]
+        listing = [table, page_info, offset, page_ids]
+
+        def load(label, risk, since, until, search, offset=0):
+            try:
+                flt = make_filter(label, risk, since, until, search)
+            except ValueError as exc:
+                raise gr.Error(f"Please enter dates as YYYY-MM-DD ({escape(str(exc))}).") from exc
+            page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, int(offset)))
+            if not page.items and page.offset > 0:  # e.g. the last row of the last page was deleted
+                page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, page.total - PAGE_SIZE))
+            return table_rows(page), page_text(page), page.offset, [str(a.id) for a in page.items]
+
+        def first_page(*values):
+            return load(*values, offset=0)
+
+        def previous_page(*values):
+            *values, current = values
+            return load(*values, offset=max(0, current - PAGE_SIZE))
+
+        def next_page(*values):
+            *values, current = values
+            return load(*values, offset=current + PAGE_SIZE)
+
+        def current_page(*values):
+            *values, current = values
+            return load(*values, offset=current)
+
+        def select(ids: list[str], evt: gr.SelectData):
+            # Match on the ID column, not the row index, which changes when the user sorts the table.
+            short = str((evt.row_value or [""])[-1])
+            matches = [i for i in ids if short and i.startswith(short)]
+            if matches:
+                return matches[0]
+            row = evt.index[0] if isinstance(evt.index, list | tuple) else evt.index
+            return ids[row] if isinstance(row, int) and row < len(ids) else gr.skip()
+
+        def show(analysis_id: str):
+            analysis = ctx.store.get(analysis_id) if analysis_id else None
+            if analysis is None:
+                return (
+                    gr.update(visible=True),
+                    gr.update(visible=False),
+                    None,
+                    "",
+                    "",
+                    gr.update(visible=False),
+                    None,
+                    "",
+                )
+            result = {**analysis.prediction.to_dict(), "risk_level": analysis.risk_level}
+            card_html, banner, figure, advice = result_views(result)
+            return (
+                gr.update(visible=False),
+                gr.update(visible=True),
+                str(analysis.image_path),
+                patient_html(analysis),
+                card_html,
+                banner,
+                figure,
+                advice,
+            )
+
+        def report(analysis_id: str):
+            """PDF report of a stored analysis (by its ID), as a file."""
+            analysis = ctx.store.get(analysis_id) if analysis_id else None
+            if analysis is None:
+                raise gr.Error("No analysis with this ID.")
+            return str(write_report(ctx, analysis))
+
+        def delete(analysis_id: str):
+            if analysis_id and ctx.store.delete(analysis_id):
+                gr.Info("Analysis deleted.")
+            return gr.update(visible=False), "", gr.update(visible=True), gr.update(visible=False)
+
+        def export(*values):
+            flt = make_filter(*values)
+            path = ctx.work_dir / f"ecg-history-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
+            with open(path, "w", newline="", encoding="utf-8") as handle:
+                count = ctx.store.export_csv(handle, flt)
+            return gr.update(value=str(path), visible=True, label=f"CSV export: {count} analyses")
+
+        private: dict = dict(api_visibility="private")
+        tab.select(first_page, inputs=filters, outputs=listing, **private)
+        for widget in (label, risk, since, until):
+            widget.change(first_page, inputs=filters, outputs=listing, **private)
+        search.submit(first_page, inputs=filters, outputs=listing, **private)
+        search.blur(first_page, inputs=filters, outputs=listing, **private)
+        prev_button.click(previous_page, inputs=[*filters, offset], outputs=listing, **private)
+        next_button.click(next_page, inputs=[*filters, offset], outputs=listing, **private)
+        detail_outputs = [detail_placeholder, detail, image, info, card, emergency, chart, guidance]
+        # select -> reset the panel -> details -> PDF (the public `report` endpoint) -> enable the button.
+        (
+            table.select(select, inputs=[page_ids], outputs=[selected_id], **private)
+            .success(
+                lambda: (gr.update(visible=False), gr.update(value=None, interactive=False)),
+                outputs=[confirm_row, pdf_button],
+                queue=False,
+                **private,
+            )
+            .success(show, inputs=[selected_id], outputs=detail_outputs, **private)
+            .success(report, inputs=[selected_id], outputs=[pdf_button], api_name="report")
+            .success(lambda: gr.update(interactive=True), outputs=[pdf_button], queue=False, **private)
+        )
+        delete_button.click(lambda: gr.update(visible=True), outputs=[confirm_row], queue=False, **private)
+        cancel_button.click(lambda: gr.update(visible=False), outputs=[confirm_row], queue=False, **private)
+        confirm_button.click(
+            delete,
+            inputs=[selected_id],
+            outputs=[confirm_row, selected_id, detail_placeholder, detail],
+            **private,
+        ).then(current_page, inputs=[*filters, offset], outputs=listing, **private)
+        export_button.click(export, inputs=filters, outputs=[export_file], **private)
+
+        def history(
+            label: str = "",
+            risk: str = "",
+            since: str = "",
+            until: str = "",
+            search: str = "",
+            limit: int = 50,
+            offset: int = 0,
+        ) -> dict:
+            """Stored analyses, newest first, filtered and paged: as `ecg-app history list --json` prints."""
+            page = ctx.store.list(make_filter(label, risk, since, until, search), limit=limit, offset=offset)
+            items = [item.to_dict() for item in page.items]
+            return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}
+
+        gr.api(history, api_name="history", concurrency_limit=None)
+    return tab

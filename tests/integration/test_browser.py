@@ -1,0 +1,213 @@
+"""End to end in Debian's Chromium (Playwright): analyze, PDF, history, performance, about, bad upload.
+
+Screenshots of each tab go to docs/screenshots/ (committed with the docs); set ECG_APP_SCREENSHOT_DIR to
+write them elsewhere, e.g. in CI.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from app_server import has_model, model_dir, running_app
+
+from ecg_app.config import REPO_ROOT
+from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.ui.analyze_tab import EXAMPLES, EXAMPLES_DIR
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ECG_IMAGE = EXAMPLES_DIR / "MI(19).jpg"
+PATIENT = "Browser Test"
+TIMEOUT_MS = 30_000
+HEADLINES = {*DISPLAY_NAMES.values(), "Not an ECG image", "Inconclusive result: needs review"}
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.skipif(not has_model(), reason="no trained model in model/ yet"),
+    pytest.mark.skipif(
+        not CHROMIUM.exists(), reason="Debian's chromium is not installed (apt-get install chromium)"
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory) -> str:
+    with running_app(tmp_path_factory.mktemp("browser-data")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("ECG_APP_SCREENSHOT_DIR") or REPO_ROOT / "docs" / "screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def plot_data(page, selector: str) -> list[dict]:
+    """The traces Plotly drew inside a gr.Plot (what the user sees, not what the server sent)."""
+    page.wait_for_selector(f"{selector} .js-plotly-plot")
+    return page.evaluate(
+        "(sel) => document.querySelector(sel + ' .js-plotly-plot').data.map("
+        "t => ({type: t.type, x: Array.from(t.x || []), y: Array.from(t.y || [])}))",
+        selector,
+    )
+
+
+def download(page, selector: str) -> bytes:
+    page.wait_for_function(
+        "(sel) => { const b = document.querySelector(sel + ' button') || document.querySelector(sel);"
+        " return b && !b.disabled; }",
+        arg=selector,
+    )
+    with page.expect_download() as info:
+        page.click(selector)
+    return Path(info.value.path()).read_bytes()
+
+
+def upload_and_analyze(page, image: Path, patient: str | None = None) -> str:
+    if patient:
+        page.get_by_text("Patient details (optional)").click()
+        page.locator("#patient-name textarea, #patient-name input").first.fill(patient)
+        page.locator("#patient-age textarea, #patient-age input").first.fill("47")
+    page.set_input_files("#ecg-image input[type=file]", str(image))
+    page.wait_for_selector("#ecg-image img")
+    page.click("#analyze-button")
+    headline = page.wait_for_selector("#result-card [data-testid=predicted-class]")
+    return headline.inner_text().strip()
+
+
+def seed_history(url: str) -> None:
+    """A few earlier analyses through the API, so History looks like a working day in the screenshot."""
+    from gradio_client import Client, handle_file
+
+    client = Client(url, verbose=False)
+    for i, (name, _) in enumerate(EXAMPLES):
+        patient = {"patient_name": f"Demo patient {chr(65 + i)}", "age": str(40 + 7 * i), "sex": "Female"}
+        client.predict(image=handle_file(str(EXAMPLES_DIR / name)), **patient, api_name="/analyze")
+
+
+def test_dashboard_end_to_end(page, app_url, shots):
+    seed_history(app_url)
+    page.goto(app_url)
+    page.wait_for_selector("#analyze-button")
+
+    # Analyze: class headline, probability chart in the fixed class order, PDF download.
+    headline = upload_and_analyze(page, ECG_IMAGE, patient=PATIENT)
+    assert headline in HEADLINES
+    bars = plot_data(page, "#probability-chart")
+    assert bars[0]["type"] == "bar"
+    assert bars[0]["y"] == [DISPLAY_NAMES[c] for c in CLASSES]
+    assert download(page, "#pdf-download").startswith(b"%PDF")
+    page.screenshot(path=str(shots / "analyze.png"), full_page=True)
+
+    # History: the analysis is listed (tab refreshes on open); selecting it shows details and its PDF.
+    open_tab(page, "History")
+    row = page.locator("#history-table [role=gridcell]", has_text=PATIENT).first
+    row.wait_for()
+    row.click()
+    page.wait_for_selector("#history-detail [data-testid=predicted-class]")
+    assert page.locator("#history-detail [data-testid=predicted-class]").inner_text().strip() == headline
+    assert plot_data(page, "#history-detail")[0]["type"] == "bar"
+    details = page.locator("#history-detail .ecg-kv").inner_text()
+    assert PATIENT in details and "47" in details
+    assert download(page, "#history-pdf").startswith(b"%PDF")
+    page.screenshot(path=str(shots / "history.png"), full_page=True)
+
+    # Text search narrows the list; the CSV export holds exactly the filtered rows.
+    page.locator("#filter-search input, #filter-search textarea").first.fill("Demo patient B")
+    page.keyboard.press("Enter")
+    page.locator("#history-page-info", has_text="analyses 1–1 of 1").wait_for()
+    page.click("#export-csv")
+    link = page.wait_for_selector("#csv-file a[download], #csv-file a")
+    with page.expect_download() as info:
+        link.click()
+    lines = Path(info.value.path()).read_text(encoding="utf-8").strip().splitlines()
+    assert len(lines) == 2 and "Demo patient B" in lines[1]
+
+    # Model Performance: the confusion-matrix heatmap (or the plain notice when metrics are missing).
+    open_tab(page, "Model Performance")
+    if (model_dir() / "metrics.json").is_file():
+        assert plot_data(page, "#cm-counts")[0]["type"] == "heatmap"
+        assert plot_data(page, "#cm-normalised")[0]["type"] == "heatmap"
+    else:
+        page.get_by_text("metrics.json is missing").wait_for()
+    page.screenshot(path=str(shots / "performance.png"), full_page=True)
+
+    # About: dataset citation and disclaimer.
+    open_tab(page, "About")
+    about = page.locator("#tab-about")
+    about.get_by_text("doi:10.17632/gwbz3fsgp8.2").first.wait_for()
+    about.get_by_text("not a substitute for professional diagnosis").first.wait_for()
+    page.screenshot(path=str(shots / "about.png"), full_page=True)
+
+
+def test_example_non_ecg_and_delete_from_history(page, app_url):
+    page.goto(app_url)
+    page.wait_for_selector("#analyze-button")
+    page.get_by_role("button", name="Not an ECG").click()
+    page.wait_for_selector("#ecg-image img")
+    page.click("#analyze-button")
+    card = page.wait_for_selector("#result-card [data-testid=predicted-class]")
+    assert card.inner_text().strip() in {"Not an ECG image", "Inconclusive result: needs review"}
+    assert "Please upload a valid" in page.locator("#result-card").inner_text()
+    assert not page.locator("#emergency-banner").is_visible()
+
+    open_tab(page, "History")
+    page.wait_for_selector("#history-table [role=gridcell]")
+    first_id = page.locator("#history-table [data-testid=cell-0-6]").inner_text().strip()
+    page.locator("#history-table [data-testid=cell-0-0]").click()
+    page.wait_for_selector("#history-detail [data-testid=predicted-class]")
+    assert page.locator("#selected-id input, #selected-id textarea").first.input_value().startswith(first_id)
+    page.click("#delete-button")
+    page.click("#confirm-delete")
+    page.wait_for_function(
+        "(id) => ![...document.querySelectorAll('#history-table [role=gridcell]')]"
+        ".some(c => c.innerText.trim() === id)",
+        arg=first_id,
+    )
+
+
+def test_bad_upload_shows_error_and_app_keeps_working(page, app_url, tmp_path):
+    page.goto(app_url)
+    page.wait_for_selector("#analyze-button")
+    bad = tmp_path / "scan.jpg"
+    bad.write_bytes(b"this is not a picture\n" * 40)
+    page.set_input_files("#ecg-image input[type=file]", str(bad))
+    page.click("#analyze-button")
+    toast = page.wait_for_selector("[data-testid=toast-text]")
+    assert "not an image we can read" in toast.inner_text()
+    assert "Upload or capture an ECG image" in page.locator("#result-card").inner_text()
+
+    assert upload_and_analyze(page, ECG_IMAGE) in HEADLINES

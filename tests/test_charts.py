@@ -1,0 +1,117 @@
+"""Plotly figures: fixed class order and colours, correct normalisation, tolerant of partial metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from ecg_app import charts
+from ecg_app.labels import CLASSES, COLORS, DISPLAY_NAMES
+from ecg_app.ui import performance_tab
+
+PROBS = {"Normal": 0.1, "MI": 0.6, "NonECG": 0.05, "AHB": 0.15, "HMI": 0.1}  # deliberately unordered
+MATRIX = [[5, 1, 0, 0, 0], [1, 12, 3, 1, 0], [0, 2, 40, 5, 0], [0, 3, 2, 23, 0], [0, 0, 0, 0, 0]]
+
+
+def test_probability_bars_keep_class_order_and_colours():
+    fig = charts.probability_figure(PROBS)
+    bar = fig.data[0]
+    assert isinstance(fig, go.Figure) and bar.type == "bar" and bar.orientation == "h"
+    assert list(bar.y) == [DISPLAY_NAMES[c] for c in CLASSES]
+    assert list(bar.x) == [PROBS[c] for c in CLASSES]
+    assert list(bar.marker.color) == [COLORS[c] for c in CLASSES]
+    assert list(bar.text)[0] == "60.0%"
+    assert fig.layout.yaxis.autorange == "reversed"  # first class on top
+
+
+def test_probability_bars_fill_missing_classes_with_zero():
+    bar = charts.probability_figure({"MI": 1.0}).data[0]
+    assert list(bar.x) == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_confusion_matrix_counts_and_row_normalised():
+    counts = charts.confusion_matrix_figure(MATRIX).data[0]
+    assert counts.type == "heatmap"
+    assert np.array(counts.z).tolist() == MATRIX
+    assert list(counts.x) == list(CLASSES) and list(counts.y) == list(CLASSES)
+
+    normalised = np.array(charts.confusion_matrix_figure(MATRIX, normalize=True).data[0].z)
+    assert normalised[:4].sum(axis=1) == pytest.approx([1, 1, 1, 1])
+    assert normalised[4].tolist() == [0, 0, 0, 0, 0]  # an empty row stays 0, no division by zero
+    assert normalised[0, 0] == pytest.approx(5 / 6)
+
+
+def test_roc_curves_one_per_class_with_auc_and_colour():
+    roc = {c: {"fpr": [0, 0.2, 1], "tpr": [0, 0.8, 1], "auc": 0.8} for c in CLASSES}
+    roc["MI"] = {"fpr": [], "tpr": []}  # unusable curve is skipped
+    fig = charts.roc_figure(roc)
+    curves = [trace for trace in fig.data if trace.name != "Chance"]
+    assert [trace.name for trace in curves] == [f"{c} (AUC 0.800)" for c in CLASSES[1:]]
+    assert curves[0].line.color == COLORS["HMI"]
+
+
+def test_training_curves_show_available_series():
+    fig = charts.training_curves_figure({"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.5, 0.8]})
+    assert len(fig.data) == 3
+    assert list(fig.data[0].x) == [1, 2]
+
+
+def test_reliability_figure_reads_known_key_names_and_gives_none_otherwise():
+    fig = charts.reliability_figure({"confidence": [0.3, 0.9], "accuracy": [0.2, 0.95], "count": [4, 40]})
+    assert fig is not None and list(fig.data[1].x) == [0.3, 0.9]
+    assert charts.reliability_figure({"bins": 10}) is None
+    assert charts.reliability_figure({"confidence": [0.1], "accuracy": [0.1, 0.2]}) is None
+
+
+def test_reliability_figure_reads_the_evaluation_modules_bins():
+    bins = [
+        {"lower": 0.0, "upper": 0.5, "count": 0, "confidence": None, "accuracy": None},
+        {"lower": 0.5, "upper": 0.8, "count": 5, "confidence": 0.7, "accuracy": 0.6},
+        {"lower": 0.8, "upper": 1.0, "count": 20, "confidence": 0.93, "accuracy": 0.95},
+    ]
+    model = charts.reliability_figure(bins).data[1]
+    assert list(model.x) == [0.7, 0.93] and list(model.y) == [0.6, 0.95]  # empty bin left out
+    assert list(model.customdata) == [5, 20]
+
+
+def test_training_curves_include_validation_macro_f1():
+    fig = charts.training_curves_figure({"loss": [1.0], "val_loss": [1.2], "val_macro_f1": [0.4]})
+    assert [trace.name for trace in fig.data] == ["Training", "Validation", "Validation macro-F1"]
+
+
+def test_performance_tab_tolerates_missing_metrics(tmp_path):
+    outputs = performance_tab.performance_outputs(tmp_path)
+    assert "metrics.json is missing" in outputs[0]
+    assert all(update.get("visible") is False for update in outputs[1:] if update is not None)
+
+
+def test_performance_tab_tolerates_partial_metrics(tmp_path):
+    (tmp_path / "metrics.json").write_text(
+        '{"model_version": "v1", "test": {"n": 10, "accuracy": {"value": 0.9, "ci95": [0.8, 0.95]},'
+        ' "confusion_matrix": ' + str(MATRIX) + "}}"
+    )
+    summary, cm_counts, cm_norm, per_class, roc, reliability, curves, dataset_box, dataset, extra = (
+        performance_tab.performance_outputs(tmp_path)
+    )
+    assert "0.900" in summary and "0.800" in summary and "v1" in summary
+    assert cm_counts["visible"] and cm_norm["visible"]
+    assert cm_counts["value"].data[0].type == "heatmap"
+    assert dataset is None
+    for hidden in (per_class, roc, reliability, curves, dataset_box, extra):
+        assert hidden["visible"] is False
+
+
+def test_dataset_table_counts_duplicates_removed():
+    metrics = {
+        "dataset": {
+            "counts": {"OtherECG": {"files": 40, "unique": 40}, "MI": {"files": 240, "unique": 30}},
+            "split_sizes": {"train": {"MI": 20, "OtherECG": 30}, "val": {"MI": 4}, "test": {"MI": 6}},
+        }
+    }
+    table = performance_tab.dataset_table(metrics)
+    row = table.iloc[0].to_dict()
+    assert row["Class"] == DISPLAY_NAMES["MI"]
+    assert row["Duplicates removed"] == 210
+    assert (row["Train"], row["Validation"], row["Test"]) == (20, 4, 6)
+    assert table.iloc[1]["Class"].startswith("Other-layout ECGs")

@@ -1,0 +1,94 @@
+"""Dashboard building blocks without a server: wording of results, filters, paging, the app layout."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from ecg_app.config import Settings
+from ecg_app.store import Page
+from ecg_app.ui import about_tab, analyze_tab, history_tab, widgets
+
+
+def result(label: str, status: str = "ok", confidence: float = 0.9, risk: str = "HIGH") -> dict:
+    return {"label": label, "status": status, "confidence": confidence, "risk_level": risk}
+
+
+def test_confident_ecg_result_is_shown_as_a_finding_with_its_risk():
+    card = widgets.result_card(result("MI"))
+    assert "Myocardial Infarction" in card and "90.0%" in card and "High risk" in card
+    assert "Emergency warning" in widgets.emergency_banner(result("MI"))
+    assert "Suggested tests" in widgets.guidance_html(result("MI"))
+
+
+@pytest.mark.parametrize(
+    ("res", "headline"),
+    [
+        (result("NonECG", risk="NONE"), "Not an ECG image"),
+        (result("MI", status="needs_review", confidence=0.35), "Inconclusive result: needs review"),
+    ],
+)
+def test_non_ecg_and_low_confidence_are_not_presented_as_diagnoses(res, headline):
+    card = widgets.result_card(res)
+    assert headline in card
+    assert "Please upload a valid" in card
+    assert widgets.emergency_banner(res) == ""
+    assert widgets.guidance_html(res) == ""
+
+
+def test_medium_and_low_risk_have_no_emergency_banner():
+    assert widgets.emergency_banner(result("AHB", risk="MEDIUM")) == ""
+    assert widgets.emergency_banner(result("Normal", risk="LOW")) == ""
+
+
+def test_patient_text_is_escaped():
+    assert "<script>" not in widgets.stat_card("<script>", "1")
+
+
+def test_history_filter_dates_are_inclusive_days_in_utc():
+    flt = history_tab.make_filter("MI", "All", "2024-03-01", "2024-03-02", "  smith ")
+    assert flt.label == "MI" and flt.risk_level is None and flt.search == "smith"
+    assert flt.since == datetime(2024, 3, 1, tzinfo=UTC)
+    assert flt.until == datetime(2024, 3, 3, tzinfo=UTC)
+    empty = history_tab.make_filter("All", "All", None, "", "")
+    assert (empty.label, empty.since, empty.until, empty.search) == (None, None, None, None)
+
+
+def test_page_text():
+    assert (
+        history_tab.page_text(Page(items=[], total=0, limit=20, offset=0))
+        == "No analyses match these filters."
+    )
+    page = Page(items=[object()] * 20, total=45, limit=20, offset=20)
+    assert history_tab.page_text(page) == "Page 2 of 3 · analyses 21–40 of 45"
+
+
+def test_patient_fields_from_the_form():
+    patient = analyze_tab.patient_from_fields(" Ann ", " 61 ", "Female", "")
+    assert (patient.name, patient.age, patient.sex, patient.notes) == ("Ann", 61, "female", None)
+    assert analyze_tab.patient_from_fields(None, "", "Not stated", None).sex is None
+    with pytest.raises(ValueError, match="whole number"):
+        analyze_tab.patient_from_fields(None, "sixty", None, None)
+
+
+def test_model_card_sections():
+    card = "# Card\n\n## What it does\nClassifies.\n\n## Known limits\n- One hospital.\n"
+    assert about_tab.card_section(card, "what it does") == "Classifies."
+    assert about_tab.card_section(card, "limit") == "- One hospital."
+    assert about_tab.card_section(card, "missing") is None
+
+
+def test_examples_are_shipped_and_small():
+    files = [analyze_tab.EXAMPLES_DIR / name for name, _ in analyze_tab.EXAMPLES]
+    assert all(f.is_file() for f in files)
+    assert sum(f.stat().st_size for f in files) < 1.5e6
+
+
+def test_app_builds_with_a_stub_classifier(tmp_path):
+    from ecg_app.ui import build_app
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    app = build_app(settings, classifier=object(), warm=False)
+    api = {dep.api_name for dep in app.blocks.fns.values() if dep.api_visibility == "public"}
+    assert {"analyze", "report", "history"} <= api
