@@ -71,6 +71,7 @@ def overlay(rgb: np.ndarray, page_map: np.ndarray, alpha: float = 0.45) -> np.nd
 
 def mass_inside(page_map: np.ndarray, box: tuple[int, int, int, int]) -> float:
     """Share of the map's total mass inside a (top, bottom, left, right) box."""
-    total = float(page_map.sum())
+    total = float(page_map.sum(dtype=np.float64))
     top, bottom, left, right = box
-    return float(page_map[top:bottom, left:right].sum()) / total if total > 0 else 1.0
+    inside = float(page_map[top:bottom, left:right].sum(dtype=np.float64))
+    return min(inside / total, 1.0) if total > 0 else 1.0
