@@ -1,18 +1,95 @@
-"""One upload, end to end: intake -> classifier -> store. The CLI and the UI both call this."""
+"""One upload, end to end: intake -> classifier -> quality check + Grad-CAM -> store. The CLI and the UI
+both call this."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import weakref
 from typing import Protocol
 
 import numpy as np
 
 from ecg_app.classifier import Prediction
+from ecg_app.explain import GradCam, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
+from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.preprocess import preprocess
+from ecg_app.quality import assess
 from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
+from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
+
+log = logging.getLogger(__name__)
+
+# Shown wherever an explanation would be, for a result that has none.
+NO_EXPLANATION_NON_ECG = (
+    "No Grad-CAM map: the picture was not recognised as an ECG, so there is nothing ECG-like to explain."
+)
+NO_EXPLANATION_MISSING = "No Grad-CAM map is stored for this analysis."
+EXPLANATION_TITLE = "Where the model looked (Grad-CAM)"
+EXPLANATION_CAPTION = (
+    "Attention map: warmer colours show what weighed most in the prediction. It is not a diagnosis."
+)
+
+
+def explanation_note(label: str, has_map: bool) -> str | None:
+    """What to show instead of a Grad-CAM picture, or None when there is one to show."""
+    if label == NON_ECG:
+        return NO_EXPLANATION_NON_ECG
+    return None if has_map else NO_EXPLANATION_MISSING
 
 
 class Predictor(Protocol):
     def predict(self, image: np.ndarray) -> Prediction: ...
+
+
+class Explainer(Protocol):
+    """A Grad-CAM map in [0, 1] for one preprocessed input and one class (`explain.GradCam`)."""
+
+    def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray: ...
+
+
+_explainers: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_explainers_lock = threading.Lock()
+
+
+def explainer_for(classifier: Predictor) -> Explainer | None:
+    """The process-wide Grad-CAM of a classifier's network, built once on first use; None when the
+    classifier has no Keras model (a stand-in) or its network has no layer Grad-CAM can use."""
+    with _explainers_lock:
+        try:
+            return _explainers[classifier]
+        except KeyError:
+            pass
+        except TypeError:  # cannot be weakly referenced: a stand-in, never a Classifier
+            return _build_explainer(classifier)
+        explainer = _explainers[classifier] = _build_explainer(classifier)
+        return explainer
+
+
+def _build_explainer(classifier: Predictor) -> Explainer | None:
+    model = getattr(classifier, "model", None)
+    if model is None:
+        return None
+    try:
+        return GradCam(model)
+    except ValueError as exc:  # e.g. the "seed" network has no s5b_relu layer
+        log.warning("Grad-CAM is not available for this model (%s); analyses get no map", exc)
+        return None
+
+
+def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np.ndarray | None:
+    """Grad-CAM overlay of the predicted class, at thumbnail size so it lines up with the thumbnail.
+
+    The map is computed on exactly the model's input (preprocessed full-size picture), then laid over
+    the scaled-down picture: `GradCam.explain`'s overlay as the thumbnail shows it, without blending a
+    full-size image that is only ever shown small. None for a Non-ECG result: nothing ECG-like to explain.
+    """
+    if label == NON_ECG:
+        return None
+    cam = explainer(preprocess(rgb), CLASSES.index(label))
+    preview = fit(rgb, THUMBNAIL_MAX_SIDE)
+    return overlay(preview, heatmap_on_page(preview, cam))
 
 
 def analyze_and_store(
@@ -23,7 +100,26 @@ def analyze_and_store(
     classifier: Predictor,
     limits: IntakeLimits | None = None,
 ) -> StoredAnalysis:
-    """Classify an upload and record it. Bad input raises IntakeError before anything is stored."""
+    """Classify an upload and record it with its image-quality warnings and its Grad-CAM overlay.
+
+    Bad input raises IntakeError before anything is stored. The explanation is an aid, not part of the
+    result: if Grad-CAM fails, the analysis is stored without it (and the failure logged)."""
     rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
-    return store.add(prediction, bytes(image_bytes), rgb, filename, patient)
+    warnings = assess(rgb)
+    explanation = None
+    explainer = explainer_for(classifier) if prediction.label != NON_ECG else None
+    if explainer is not None:
+        try:
+            explanation = explanation_overlay(explainer, rgb, prediction.label)
+        except Exception:
+            log.exception("Grad-CAM failed; storing the analysis without its map")
+    return store.add(
+        prediction,
+        bytes(image_bytes),
+        rgb,
+        filename,
+        patient,
+        quality_warnings=warnings,
+        explanation=explanation,
+    )

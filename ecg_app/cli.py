@@ -12,20 +12,25 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from ecg_app.classifier import get_classifier
     from ecg_app.intake import IntakeError, load_image
+    from ecg_app.quality import assess
 
     classifier = get_classifier(args.model)
     failures = 0
     for name in args.files:
         try:
-            prediction = classifier.predict(load_image(name))
+            rgb = load_image(name)
+            prediction = classifier.predict(rgb)
         except IntakeError as exc:
             failures += 1
             _print_intake_error(name, exc, args.json)
             continue
         if args.json:
-            print(json.dumps({"file": name, **prediction.to_dict()}))
+            warnings = [asdict(warning) for warning in assess(rgb)]
+            print(json.dumps({"file": name, **prediction.to_dict(), "quality_warnings": warnings}))
         else:
             print(_prediction_line(name, prediction))
     return 1 if failures else 0
@@ -109,10 +114,13 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             _print_intake_error(args.file, exc, args.json)
             return 1
     if args.json:
-        print(json.dumps({"file": args.file, **stored.prediction.to_dict(), "id": str(stored.id)}))
+        record = {"file": args.file, **stored.prediction.to_dict(), "id": str(stored.id)}
+        print(json.dumps({**record, "quality_warnings": stored.to_dict()["quality_warnings"]}))
     else:
         print(_prediction_line(args.file, stored.prediction))
         print(f"  stored as {stored.id}")
+        for warning in stored.quality_warnings or ():
+            print(f"  image quality: {warning.message}")
     return 0
 
 

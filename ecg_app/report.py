@@ -1,7 +1,8 @@
 """PDF report of one stored analysis: Jinja2 template (autoescaped) rendered by WeasyPrint.
 
-Kept fast by avoiding anything that needs a network or a browser: system fonts only, the thumbnail
-embedded as a data URI, probability bars drawn with HTML/CSS, and the stylesheet parsed once.
+Kept fast by avoiding anything that needs a network or a browser: system fonts only, the thumbnail and
+the Grad-CAM overlay embedded as data URIs, probability bars drawn with HTML/CSS, and the stylesheet
+parsed once.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, explanation_note
 from ecg_app.config import DEFAULT_MODEL_DIR, TEMPLATES_DIR
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import CLASSES, COLORS, display_name
@@ -86,7 +88,9 @@ def model_metrics_summary(model_dir: str | Path | None, model_version: str) -> l
     return lines
 
 
-def _data_uri(path: Path) -> str | None:
+def _data_uri(path: Path | None) -> str | None:
+    if path is None:
+        return None
     try:
         encoded = base64.b64encode(path.read_bytes()).decode("ascii")
     except OSError:
@@ -118,6 +122,8 @@ def report_context(
         "file_name": analysis.original_filename,
         "image_sha256": analysis.image_sha256,
         "thumbnail_uri": _data_uri(analysis.thumbnail_path),
+        **explanation_context(analysis),
+        "quality_warnings": [w.message for w in analysis.quality_warnings or ()],
         "is_ecg": analysis.is_ecg,
         "result_title": analysis.display_name if analysis.is_ecg else NOT_AN_ECG_TITLE,
         "confidence": _percent(analysis.confidence),
@@ -145,6 +151,17 @@ def report_context(
         "metrics": model_metrics_summary(model_dir, analysis.model_version),
         "disclaimer": book.disclaimer,
         "stylesheet": _stylesheet_text(),
+    }
+
+
+def explanation_context(analysis: StoredAnalysis) -> dict:
+    """The Grad-CAM figure (title, image, caption), or a one-line note saying why there is none."""
+    uri = _data_uri(analysis.explanation_path) if analysis.is_ecg else None
+    return {
+        "explanation_uri": uri,
+        "explanation_title": EXPLANATION_TITLE,
+        "explanation_caption": EXPLANATION_CAPTION,
+        "explanation_note": explanation_note(analysis.label, uri is not None),
     }
 
 

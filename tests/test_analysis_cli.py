@@ -1,22 +1,40 @@
-"""analyze_and_store (intake -> classifier -> store) and the `analyze`, `history` and `report` commands."""
+"""analyze_and_store (intake -> classifier -> quality + Grad-CAM -> store) and the `predict`, `analyze`,
+`history` and `report` commands."""
 
 import csv
+import io
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image
+from pypdf import PdfReader
 
-from ecg_app.analysis import analyze_and_store
-from ecg_app.classifier import Prediction
+import ecg_app
+from ecg_app.analysis import (
+    EXPLANATION_CAPTION,
+    EXPLANATION_TITLE,
+    analyze_and_store,
+    explainer_for,
+    explanation_overlay,
+)
+from ecg_app.classifier import Prediction, get_classifier
 from ecg_app.cli import main
 from ecg_app.config import Settings
-from ecg_app.intake import IntakeError, IntakeLimits
+from ecg_app.intake import IntakeError, IntakeLimits, load_image
+from ecg_app.labels import NON_ECG
+from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, open_store
+from ecg_app.store.images import fit, make_thumbnail
 from tests.conftest import encode, synthetic_printout
 from tests.test_store import make_prediction, stored_files
 
+EXAMPLES_DIR = Path(ecg_app.__file__).parent / "examples"
 PREDICT_FIELDS = {
-    "file", "label", "display_name", "confidence", "probabilities", "risk_level", "status", "model_version"
+    "file", "label", "display_name", "confidence", "probabilities", "risk_level", "status", "model_version",
+    "quality_warnings",
 }  # fmt: skip
 
 
@@ -59,6 +77,8 @@ def test_analyze_and_store_runs_the_whole_chain(env, ecg_file):
     assert seen.dtype == np.uint8 and seen.shape == (786, 1106, 3)
     assert stored.label == "HMI" and stored.risk_level == "HIGH" and stored.patient.name == "P-7"
     assert stored.image_path.read_bytes() == ecg_file.read_bytes()
+    assert stored.quality_warnings == ()  # checked: a clean full page
+    assert stored.explanation_path is None  # a stand-in classifier has no network to explain
 
 
 @pytest.mark.parametrize(
@@ -159,7 +179,9 @@ def test_analyze_with_the_shipped_model(env, ecg_file, tmp_path, shipped_model, 
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"{ecg_file}: ") and lines[1].startswith("  stored as ")
     with open_store(env) as store:
-        assert store.list().total == 2 and len(stored_files(store)) == 2
+        page = store.list()
+        overlays = sum(item.explanation_path is not None for item in page.items)
+        assert page.total == 2 and len(stored_files(store)) == 2 + overlays  # the image once
 
     bad = tmp_path / "notes.txt"
     bad.write_text("not an image")
@@ -171,3 +193,71 @@ def test_analyze_with_the_shipped_model(env, ecg_file, tmp_path, shipped_model, 
     pdf = tmp_path / "real.pdf"
     assert main(["report", result["id"], "-o", str(pdf)]) == 0
     assert pdf.stat().st_size > 10_000
+
+
+@pytest.fixture
+def blurred_ecg_file(tmp_path):
+    """A real ECG printout (an example of the dataset), photographed out of focus."""
+    rgb = load_image(EXAMPLES_DIR / "MI(19).jpg")
+    path = tmp_path / "blurred-ecg.jpg"
+    path.write_bytes(encode(cv2.GaussianBlur(rgb, (0, 0), 4), "JPEG", quality=92))
+    return path
+
+
+def test_gradcam_overlay_with_the_shipped_model(shipped_model):
+    classifier = get_classifier(shipped_model)
+    explainer = explainer_for(classifier)
+    assert explainer is not None and explainer_for(classifier) is explainer  # built once per classifier
+    assert explainer_for(FixedClassifier(make_prediction())) is None  # nothing to explain without a network
+    rgb = load_image(EXAMPLES_DIR / "MI(19).jpg")
+    picture = explanation_overlay(explainer, rgb, "MI")
+    thumbnail = np.asarray(Image.open(io.BytesIO(make_thumbnail(rgb))))
+    assert picture.dtype == np.uint8 and picture.shape == thumbnail.shape  # lines up with the thumbnail
+    assert not np.array_equal(picture, fit(rgb))  # some heat is drawn
+    assert explanation_overlay(explainer, rgb, NON_ECG) is None
+
+
+def test_analyze_and_store_explains_and_checks_quality_with_the_shipped_model(
+    env, blurred_ecg_file, shipped_model
+):
+    classifier = get_classifier(shipped_model)
+    with open_store(env) as store:
+        stored = analyze_and_store(blurred_ecg_file.read_bytes(), "blurred.jpg", None, store, classifier)
+        assert store.get(stored.id) == stored
+        report_text = " ".join(
+            page.extract_text() for page in PdfReader(io.BytesIO(render_report_pdf(stored))).pages
+        )
+    assert "blurry" in {w.code for w in stored.quality_warnings}
+    report_text = " ".join(report_text.split())
+    assert "Image quality" in report_text and "The image looks blurred." in report_text
+    if stored.label == NON_ECG:  # the model's call on a blurred page: either way the rule holds
+        assert stored.explanation_path is None and EXPLANATION_TITLE not in report_text
+    else:
+        assert stored.explanation_path.is_file()
+        with Image.open(stored.explanation_path) as cam, Image.open(stored.thumbnail_path) as thumb:
+            assert cam.size == thumb.size
+        assert EXPLANATION_TITLE in report_text and " ".join(EXPLANATION_CAPTION.split()) in report_text
+
+
+def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, ecg_file, shipped_model, capsys):
+    assert main(["predict", str(blurred_ecg_file), str(ecg_file), "--json"]) == 0
+    blurred, clean = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert set(blurred) == set(clean) == PREDICT_FIELDS
+    assert "blurry" in {w["code"] for w in blurred["quality_warnings"]}
+    assert all(set(w) == {"code", "message"} for w in blurred["quality_warnings"])
+    assert clean["quality_warnings"] == []
+
+    assert main(["analyze", str(blurred_ecg_file), "--json"]) == 0
+    analysed = json.loads(capsys.readouterr().out)
+    assert set(analysed) == PREDICT_FIELDS | {"id"}
+    assert analysed["quality_warnings"] == blurred["quality_warnings"]
+    assert {k: v for k, v in analysed.items() if k != "id"} == blurred
+
+    assert main(["analyze", str(blurred_ecg_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("  stored as ")
+    assert lines[2].startswith("  image quality: The image looks blurred")
+
+    assert main(["history", "list", "--json"]) == 0
+    items = json.loads(capsys.readouterr().out)["items"]
+    assert [item["quality_warnings"] for item in items] == [blurred["quality_warnings"]] * 2

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from ecg_app.explain import GradCam, mass_inside
 from ecg_app.networks import make_model
@@ -12,7 +13,7 @@ def test_map_lies_inside_the_trace_area_and_overlay_keeps_the_picture(printout):
     assert page_map.shape == printout.shape[:2] and page_map.min() >= 0 and page_map.max() <= 1
     top, bottom, left, right = crop_box(*printout.shape[:2])
     assert page_map[:top].sum() == 0 and page_map[bottom:].sum() == 0  # header and footer get nothing
-    assert mass_inside(page_map, (top, bottom, left, right)) == 1.0
+    assert mass_inside(page_map, (top, bottom, left, right)) == pytest.approx(1.0)
     # Where the map is zero the picture is unchanged.
     assert np.array_equal(picture[:top], printout[:top])
 

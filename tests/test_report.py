@@ -8,17 +8,25 @@ import subprocess
 import unicodedata
 from datetime import UTC, datetime
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 from pypdf import PdfReader
 
+from ecg_app.analysis import (
+    EXPLANATION_CAPTION,
+    EXPLANATION_TITLE,
+    NO_EXPLANATION_MISSING,
+    NO_EXPLANATION_NON_ECG,
+)
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.quality import assess
 from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
 from ecg_app.store import PatientInfo, open_store
 from tests.conftest import encode, synthetic_printout
-from tests.test_store import make_prediction, settings_for
+from tests.test_store import heat_overlay, make_prediction, settings_for
 
 GENERATED = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
 METRICS = {
@@ -200,3 +208,69 @@ def test_first_page_renders_to_png(store, page, tmp_path):
     top_right = rgb[int(height * 0.1) : int(height * 0.35), width // 2 :]
     assert (top_right.sum(axis=2) < 720).mean() > 0.12
     assert re.fullmatch(r"[0-9a-f-]{36}", str(analysis.id))
+
+
+def page_image_count(pdf: bytes, page_number: int = 0) -> int:
+    return len(PdfReader(io.BytesIO(pdf)).pages[page_number].images)
+
+
+def test_gradcam_and_image_quality_are_printed_for_a_blurred_upload(store, page):
+    rgb, _ = page
+    blurred = cv2.GaussianBlur(rgb, (0, 0), 4)
+    warnings = assess(blurred)
+    assert "blurry" in {w.code for w in warnings}
+    analysis = store.add(
+        make_prediction("MI", 0.8),
+        encode(blurred),
+        blurred,
+        "blurred.png",
+        PatientInfo("Jane Example", 54, "female", "Chest pain for 2 hours."),
+        quality_warnings=warnings,
+        explanation=heat_overlay(blurred),
+    )
+    pdf = render_report_pdf(analysis)
+    texts = page_texts(pdf)
+    text = " ".join(texts)
+    assert EXPLANATION_TITLE in text and norm(EXPLANATION_CAPTION) in text
+    assert "Image quality" in text
+    for warning in warnings:
+        assert norm(warning.message) in text
+    assert page_image_count(pdf) == 2  # the upload and its Grad-CAM overlay, both on page 1
+    assert EXPLANATION_TITLE in texts[0] and "Image quality" in texts[0]
+    assert len(texts) <= 2  # a typical result still fits on two pages
+    html = render_report_html(analysis)
+    assert html.count("data:image/jpeg;base64,") == 2
+
+
+def test_non_ecg_report_has_no_heatmap(store, page):
+    rgb, data = page
+    analysis = store.add(
+        make_prediction("NonECG", 0.97),
+        data,
+        rgb,
+        "coffee.png",
+        quality_warnings=assess(rgb),
+        explanation=heat_overlay(rgb),  # even if one were stored, a Non-ECG report shows none
+    )
+    pdf = render_report_pdf(analysis)
+    text = " ".join(page_texts(pdf))
+    assert EXPLANATION_TITLE not in text and norm(EXPLANATION_CAPTION) not in text
+    assert norm(NO_EXPLANATION_NON_ECG) in text
+    assert "Image quality" not in text  # a clean picture: no quality box
+    assert page_image_count(pdf) == 1
+
+
+def test_older_analysis_without_explanation_or_quality_check(store, page):
+    analysis = add(store, page)  # as stored before schema revision 0002: neither was recorded
+    assert analysis.quality_warnings is None and analysis.explanation_path is None
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert EXPLANATION_TITLE not in text and norm(NO_EXPLANATION_MISSING) in text
+    assert "Image quality" not in text
+
+
+def test_explanation_file_gone_is_reported_as_missing(store, page):
+    rgb, data = page
+    analysis = store.add(make_prediction("AHB"), data, rgb, "x.png", explanation=heat_overlay(rgb))
+    analysis.explanation_path.unlink()
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert EXPLANATION_TITLE not in text and norm(NO_EXPLANATION_MISSING) in text

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -17,9 +18,11 @@ from sqlalchemy.exc import IntegrityError
 
 from ecg_app.classifier import Prediction
 from ecg_app.config import Settings
+from ecg_app.explain import overlay
 from ecg_app.labels import CLASSES
+from ecg_app.quality import assess
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store
-from ecg_app.store.images import TEMP_PREFIX, TRASH_PREFIX, ImageStore
+from ecg_app.store.images import TEMP_PREFIX, TRASH_PREFIX, ImageStore, fit
 from ecg_app.store.models import StoredImage
 from ecg_app.store.repository import CSV_COLUMNS, csv_safe, sanitize_filename
 from tests.conftest import encode, synthetic_printout
@@ -324,3 +327,119 @@ def test_patient_info_is_validated_and_normalised():
 )
 def test_file_names_are_sanitised(raw, expected):
     assert sanitize_filename(raw) == expected
+
+
+# -- explanations: quality warnings and the Grad-CAM overlay (schema revision 0002) ----------------------
+
+
+def heat_overlay(rgb: np.ndarray) -> np.ndarray:
+    """An overlay as analysis.explanation_overlay makes it (a map laid over the thumbnail-sized picture)."""
+    preview = fit(rgb)
+    page_map = np.zeros(preview.shape[:2], np.float32)
+    page_map[preview.shape[0] // 3 : preview.shape[0] // 2, preview.shape[1] // 4 : preview.shape[1] // 2] = 1
+    return overlay(preview, page_map)
+
+
+def test_quality_warnings_and_explanation_round_trip(store, page_rgb):
+    blurred = cv2.GaussianBlur(page_rgb, (0, 0), 4)
+    warnings = assess(blurred)
+    assert "blurry" in {w.code for w in warnings}
+    added = store.add(
+        make_prediction("MI"),
+        encode(blurred),
+        blurred,
+        "blurred.png",
+        quality_warnings=warnings,
+        explanation=heat_overlay(blurred),
+    )
+    got = store.get(added.id)
+    assert got == added
+    assert got.quality_warnings == tuple(warnings)
+    assert got.to_dict()["quality_warnings"] == [{"code": w.code, "message": w.message} for w in warnings]
+    # The overlay is a JPEG of the thumbnail's size, beside the thumbnail, named by image and analysis.
+    assert got.explanation_path.parent == got.thumbnail_path.parent
+    assert got.explanation_path.name == f"{got.image_sha256}.{got.id.hex}.gradcam.jpg"
+    with Image.open(got.explanation_path) as cam, Image.open(got.thumbnail_path) as thumb:
+        assert cam.format == "JPEG" and cam.size == thumb.size
+        diff = np.abs(np.asarray(cam, int) - np.asarray(thumb, int)).sum(axis=2)
+    height, width = diff.shape
+    assert diff[height // 3 : height // 2, width // 4 : width // 2].mean() > 60  # the heat is drawn ...
+    assert diff[height * 2 // 3 :].mean() < 10  # ... over the same picture, nothing elsewhere
+    assert len(stored_files(store)) == 3
+
+    plain = store.add(make_prediction("Normal"), encode(page_rgb), page_rgb, "plain.png", quality_warnings=[])
+    assert (
+        store.get(plain.id).quality_warnings == () and store.get(plain.id).to_dict()["quality_warnings"] == []
+    )
+    unchecked = store.add(make_prediction("NonECG"), encode(page_rgb), page_rgb, "old-style.png")
+    assert unchecked.quality_warnings is None and unchecked.explanation_path is None
+    assert store.get(unchecked.id).to_dict()["quality_warnings"] is None
+
+    out = io.StringIO(newline="")
+    store.export_csv(out)
+    codes = {row["file"]: row["quality_warnings"] for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    assert codes == {"blurred.png": "; ".join(w.code for w in warnings), "plain.png": "", "old-style.png": ""}
+
+
+def test_each_analysis_has_its_own_overlay_deleted_with_it(store, page_rgb, page_png):
+    first = store.add(make_prediction("MI"), page_png, page_rgb, "a.png", explanation=heat_overlay(page_rgb))
+    second = store.add(
+        make_prediction("AHB"), page_png, page_rgb, "b.png", explanation=heat_overlay(page_rgb)
+    )
+    assert first.explanation_path != second.explanation_path
+    assert len(stored_files(store)) == 4 and count_images(store) == 1  # image, thumbnail, two overlays
+    assert store.delete(first.id)
+    assert not first.explanation_path.exists()  # gone with its analysis ...
+    assert second.explanation_path.is_file() and first.image_path.is_file()  # ... the shared image stays
+    assert store.delete(second.id)
+    assert stored_files(store) == []
+
+
+def test_failure_after_the_overlay_is_written_leaves_no_row_and_no_file(store, page_rgb, page_png):
+    bad_rgb = np.zeros((10, 10, 7), np.uint8)  # the thumbnail step fails, after the overlay was written
+    with pytest.raises((TypeError, ValueError)):
+        store.add(make_prediction(), page_png, bad_rgb, "x.png", explanation=heat_overlay(page_rgb))
+    assert store.list().total == 0 and count_images(store) == 0
+    assert stored_files(store) == []  # no overlay, no image, no temporary file
+    with pytest.raises(IntegrityError, match="(?i)check constraint"):  # fails before any file is written
+        store.add(
+            Prediction("MI", dict.fromkeys(CLASSES, 0.2), 1.7, "v", "ok"),
+            page_png,
+            page_rgb,
+            "x.png",
+            quality_warnings=assess(page_rgb),
+            explanation=heat_overlay(page_rgb),
+        )
+    assert store.list().total == 0 and stored_files(store) == []
+
+
+def test_sweep_removes_orphan_overlays_and_keeps_or_restores_referenced_ones(tmp_path, page_rgb, page_png):
+    settings = settings_for(tmp_path)
+    with open_store(settings) as store:
+        kept = store.add(
+            make_prediction(), page_png, page_rgb, "kept.png", explanation=heat_overlay(page_rgb)
+        )
+        trashed_too = store.add(
+            make_prediction(), page_png, page_rgb, "other.png", explanation=heat_overlay(page_rgb)
+        )
+    # An overlay whose row was never committed (a crash between the write and the commit) ...
+    orphan = kept.explanation_path.with_name(f"{kept.image_sha256}.{'0' * 32}.gradcam.jpg")
+    orphan.write_bytes(b"orphan overlay")
+    # ... and one a crashed delete renamed to its trash name although its row survived.
+    trash = trashed_too.explanation_path.with_name(TRASH_PREFIX + trashed_too.explanation_path.name)
+    os.replace(trashed_too.explanation_path, trash)
+    for path in (orphan, trash, kept.explanation_path, kept.image_path, kept.thumbnail_path):
+        _age(path)
+    with open_store(settings) as store:
+        assert store.get(kept.id).explanation_path.is_file()
+    assert not orphan.exists() and not trash.exists()
+    assert trashed_too.explanation_path.is_file()  # put back: its analysis still refers to it
+
+
+def test_image_store_write_is_atomic_and_confined(tmp_path):
+    images = ImageStore(tmp_path / "images")
+    path = images.write("cd/cdef.1.gradcam.jpg", b"jpeg bytes")
+    assert path.read_bytes() == b"jpeg bytes"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
+    with pytest.raises(ValueError):
+        images.write("../outside.jpg", b"x")

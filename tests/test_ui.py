@@ -92,3 +92,37 @@ def test_app_builds_with_a_stub_classifier(tmp_path):
     app = build_app(settings, classifier=object(), warm=False)
     api = {dep.api_name for dep in app.blocks.fns.values() if dep.api_visibility == "public"}
     assert {"analyze", "report", "history"} <= api
+
+
+def test_quality_notice_lists_warnings_escaped_and_is_empty_without_them():
+    warnings = [
+        {"code": "blurry", "message": "The image looks blurred. Retake it."},
+        {"code": "x", "message": "<b>tag</b> & more."},
+    ]
+    notice = widgets.quality_notice(warnings)
+    assert "Image quality" in notice and "The image looks blurred. Retake it." in notice
+    assert "<b>tag</b>" not in notice and "&lt;b&gt;tag&lt;/b&gt; &amp; more." in notice
+    assert widgets.quality_notice([]) == "" and widgets.quality_notice(None) == ""
+    assert analyze_tab.quality_view(None)["visible"] is False
+    assert analyze_tab.quality_view(warnings)["visible"] is True
+
+
+def test_explanation_views_show_the_overlay_or_say_why_not(tmp_path):
+    from ecg_app.analysis import EXPLANATION_CAPTION, NO_EXPLANATION_MISSING, NO_EXPLANATION_NON_ECG
+    from ecg_app.store import open_store
+    from tests.conftest import encode, synthetic_printout
+    from tests.test_store import heat_overlay, make_prediction
+
+    rgb = synthetic_printout(seed=4)
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    with open_store(settings) as store:
+        explained = store.add(make_prediction("MI"), encode(rgb), rgb, "a.png", explanation=heat_overlay(rgb))
+        non_ecg = store.add(make_prediction("NonECG"), encode(rgb), rgb, "b.png")
+        older = store.add(make_prediction("Normal"), encode(rgb), rgb, "c.png")
+    picture, caption = analyze_tab.explanation_views(explained)
+    assert picture["visible"] is True and picture["value"] == str(explained.explanation_path)
+    assert EXPLANATION_CAPTION in caption
+    picture, caption = analyze_tab.explanation_views(non_ecg)
+    assert picture["visible"] is False and NO_EXPLANATION_NON_ECG in caption
+    picture, caption = analyze_tab.explanation_views(older)
+    assert picture["visible"] is False and NO_EXPLANATION_MISSING in caption

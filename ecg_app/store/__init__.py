@@ -6,7 +6,14 @@ from ecg_app.config import Settings
 from ecg_app.store.db import create_engine_for
 from ecg_app.store.images import DEFAULT_SWEEP_GRACE_S, ImageStore
 from ecg_app.store.migrate import upgrade_to_head
-from ecg_app.store.repository import AnalysisFilter, AnalysisStore, Page, PatientInfo, StoredAnalysis
+from ecg_app.store.repository import (
+    AnalysisFilter,
+    AnalysisStore,
+    Page,
+    PatientInfo,
+    StoredAnalysis,
+    warnings_to_json,
+)
 
 IMAGES_SUBDIR = "images"
 
@@ -17,6 +24,7 @@ __all__ = [
     "PatientInfo",
     "StoredAnalysis",
     "open_store",
+    "warnings_to_json",
 ]
 
 

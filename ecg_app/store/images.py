@@ -1,9 +1,11 @@
 """Content-addressed image and thumbnail files: atomic writes, two-phase deletes, sweeping of leftovers.
 
 Files live under `<data dir>/images/<first two hex digits>/<sha256><ext>` (and `<sha256>.thumb.jpg`), so
-the same upload is stored once and a file name says what its content is. A file is only ever created
-whole (temporary file in the same folder, fsync, `os.replace`), and a delete first renames the files to
-a trash name, so the database transaction can still be rolled back and the files put back.
+the same upload is stored once and a file name says what its content is. Each analysis may add one
+derived file beside them, its Grad-CAM overlay `<sha256>.<analysis id>.gradcam.jpg` (it depends on the
+model and the predicted class, so it belongs to the analysis, not to the image). A file is only ever
+created whole (temporary file in the same folder, fsync, `os.replace`), and a delete first renames the
+files to a trash name, so the database transaction can still be rolled back and the files put back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import os
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,8 +78,13 @@ def describe(data: bytes, rgb: np.ndarray) -> ImageInfo:
     )
 
 
-def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
-    """A JPEG small enough for lists and the PDF, large enough that the ECG traces stay legible.
+def explanation_ref(sha256: str, analysis_id: uuid.UUID) -> str:
+    """Name of an analysis's Grad-CAM overlay, beside its image's thumbnail."""
+    return f"{sha256[:2]}/{sha256}.{analysis_id.hex}.gradcam.jpg"
+
+
+def fit(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> np.ndarray:
+    """The picture scaled down (never up) so its longest side is at most `max_side`, as thumbnails are.
 
     Area averaging (OpenCV) keeps thin trace lines visible and is ~3x faster than Pillow's Lanczos here,
     which matters because it runs inside every upload."""
@@ -85,6 +93,12 @@ def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes
     if scale < 1:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+    return rgb
+
+
+def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+    """A JPEG small enough for lists and the PDF, large enough that the ECG traces stay legible."""
+    rgb = fit(rgb, max_side)
     out = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(out, format="JPEG", quality=THUMBNAIL_QUALITY)
     return out.getvalue()
@@ -134,6 +148,12 @@ class ImageStore:
             self.discard(written)  # all or nothing: no image without its thumbnail
             raise
         return written
+
+    def write(self, ref: str, data: bytes) -> Path:
+        """Write one derived file (e.g. an analysis's Grad-CAM overlay) atomically; returns its path."""
+        path = self.path(ref)
+        atomic_write(path, data)
+        return path
 
     @staticmethod
     def discard(paths: Iterable[Path]) -> None:

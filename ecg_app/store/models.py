@@ -101,5 +101,11 @@ class Analysis(Base):
     patient_age: Mapped[int | None] = mapped_column(Integer)
     patient_sex: Mapped[str | None] = mapped_column(String(16))
     notes: Mapped[str | None] = mapped_column(Text)
+    # Added in revision 0002; NULL in rows stored before it. A JSON list of {"code", "message"} objects
+    # ("[]": checked, nothing found; NULL: never checked).
+    quality_warnings: Mapped[str | None] = mapped_column(Text)
+    # The Grad-CAM overlay of the predicted class (a derived JPEG beside the thumbnail, one per analysis,
+    # path relative to the image dir); NULL for Non-ECG results, older rows, or models without Grad-CAM.
+    explanation_ref: Mapped[str | None] = mapped_column(String(255))
 
     image: Mapped[StoredImage] = relationship(back_populates="analyses")

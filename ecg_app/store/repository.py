@@ -7,10 +7,11 @@ session. Every write is one transaction that also covers the image files (see `a
 from __future__ import annotations
 
 import csv
+import json
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -25,6 +26,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ecg_app.classifier import STATUS_NEEDS_REVIEW, Prediction
 from ecg_app.labels import CLASSES, NON_ECG, display_name
+from ecg_app.quality import QualityWarning
 from ecg_app.store.db import session_factory
 from ecg_app.store.images import (
     DEFAULT_SWEEP_GRACE_S,
@@ -32,6 +34,7 @@ from ecg_app.store.images import (
     ImageStore,
     SweepResult,
     describe,
+    explanation_ref,
     make_thumbnail,
 )
 from ecg_app.store.models import PROBABILITY_COLUMNS, Analysis, StoredImage
@@ -114,6 +117,10 @@ class StoredAnalysis:
     model_version: str
     status: str
     patient: PatientInfo = field(default_factory=PatientInfo)
+    # None: stored before quality checks existed (schema revision 0001); () means checked, nothing found.
+    quality_warnings: tuple[QualityWarning, ...] | None = None
+    # The Grad-CAM overlay (a JPEG the size of the thumbnail); None for Non-ECG results and older rows.
+    explanation_path: Path | None = None
 
     @property
     def display_name(self) -> str:
@@ -146,7 +153,26 @@ class StoredAnalysis:
             "patient_age": self.patient.age,
             "patient_sex": self.patient.sex,
             "notes": self.patient.notes,
+            "quality_warnings": warnings_to_json(self.quality_warnings),
         }
+
+
+def warnings_to_json(warnings: Sequence[QualityWarning] | None) -> list[dict] | None:
+    """Quality warnings as JSON-ready `{"code", "message"}` objects (None stays None: never checked)."""
+    if warnings is None:
+        return None
+    return [{"code": w.code, "message": w.message} for w in warnings]
+
+
+def _warnings_column(warnings: Sequence[QualityWarning] | None) -> str | None:
+    payload = warnings_to_json(warnings)
+    return None if payload is None else json.dumps(payload, ensure_ascii=False)
+
+
+def _warnings_from_column(value: str | None) -> tuple[QualityWarning, ...] | None:
+    if value is None:
+        return None
+    return tuple(QualityWarning(str(item["code"]), str(item["message"])) for item in json.loads(value))
 
 
 @dataclass(frozen=True)
@@ -227,6 +253,7 @@ CSV_COLUMNS = (
     "patient_age",
     "patient_sex",
     "notes",
+    "quality_warnings",
 )
 
 
@@ -234,6 +261,8 @@ def _csv_row(analysis: StoredAnalysis) -> list[object]:
     record = analysis.to_dict()
     for label, probability in record.pop("probabilities").items():
         record[f"prob_{label}"] = probability
+    # Codes only ("blurry; low_resolution"), empty when there were none or they were never checked.
+    record["quality_warnings"] = "; ".join(w.code for w in analysis.quality_warnings or ())
     return [csv_safe(record[column]) for column in CSV_COLUMNS]
 
 
@@ -264,12 +293,21 @@ class AnalysisStore:
         filename: str | None,
         patient: PatientInfo | None = None,
         created_at: datetime | None = None,
+        *,
+        quality_warnings: Sequence[QualityWarning] | None = None,
+        explanation: np.ndarray | None = None,
     ) -> StoredAnalysis:
         """Store an analysis: the files are written (atomically) inside the transaction, before its
-        commit; if anything fails, the row is rolled back and files written by this call are removed."""
+        commit; if anything fails, the row is rolled back and files written by this call are removed.
+
+        `quality_warnings` (from `quality.assess`) are kept with the row; `explanation` is the Grad-CAM
+        overlay (RGB), saved as a JPEG of at most the thumbnail's size beside the thumbnail."""
         patient = patient or PatientInfo()
         info = describe(image_bytes, rgb)
         thumbnail: Callable[[], bytes] = cache(lambda: make_thumbnail(rgb))
+        # Encoded before the transaction: the write lock is held only for the file writes themselves.
+        explanation_jpeg = None if explanation is None else make_thumbnail(explanation)
+        warnings_json = _warnings_column(quality_warnings)
         created = utc(created_at or datetime.now(UTC))
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             written: list[Path] = []
@@ -282,11 +320,18 @@ class AnalysisStore:
                         image = _image_row(info, created)
                         session.add(image)
                     row = _analysis_row(prediction, image, filename, patient, created)
+                    row.quality_warnings = warnings_json
+                    if explanation_jpeg is not None:
+                        row.explanation_ref = explanation_ref(info.sha256, row.id)
                     session.add(row)
                     # The flush takes SQLite's write lock (PostgreSQL: a lock on the image row), so a
                     # concurrent delete of the same image cannot remove the files between here and commit.
                     session.flush()
-                    written = self.images.ensure(image.image_ref, image.thumbnail_ref, image_bytes, thumbnail)
+                    if row.explanation_ref is not None:  # a new file, of this analysis alone
+                        written.append(self.images.write(row.explanation_ref, explanation_jpeg))
+                    written += self.images.ensure(
+                        image.image_ref, image.thumbnail_ref, image_bytes, thumbnail
+                    )
                 return self._record(row, image)
             except IntegrityError:
                 ImageStore.discard(written)
@@ -300,7 +345,8 @@ class AnalysisStore:
         raise AssertionError("unreachable")
 
     def delete(self, analysis_id: uuid.UUID | str) -> bool:
-        """Delete an analysis, and its image files when no other analysis uses them. False if not found."""
+        """Delete an analysis with its Grad-CAM overlay, and its image files when no other analysis uses
+        them. False if not found."""
         key = _as_uuid(analysis_id)
         if key is None:
             return False
@@ -313,6 +359,7 @@ class AnalysisStore:
                     if row is None:
                         return False
                     sha = row.image_sha256
+                    refs = [row.explanation_ref] if row.explanation_ref else []  # the analysis's own file
                     session.delete(row)
                     session.flush()
                     still_used = session.scalar(
@@ -323,7 +370,8 @@ class AnalysisStore:
                         image = session.get(StoredImage, sha)
                         session.delete(image)
                         session.flush()  # RESTRICT: fails if a concurrent add just started using it
-                        moved = self.images.trash([image.image_ref, image.thumbnail_ref])
+                        refs += [image.image_ref, image.thumbnail_ref]
+                    moved = self.images.trash(refs)
             except StaleDataError:  # another process deleted it between our read and our delete
                 return False
             except IntegrityError:
@@ -347,6 +395,9 @@ class AnalysisStore:
                 select(StoredImage.image_ref, StoredImage.thumbnail_ref)
             ):
                 referenced.update((image_ref, thumbnail_ref))
+            referenced.update(
+                session.scalars(select(Analysis.explanation_ref).where(Analysis.explanation_ref.is_not(None)))
+            )
         return self.images.sweep(referenced, grace_s)
 
     # -- reads --------------------------------------------------------------------------------------
@@ -416,6 +467,8 @@ class AnalysisStore:
             model_version=row.model_version,
             status=row.status,
             patient=PatientInfo(row.patient_name, row.patient_age, row.patient_sex, row.notes),
+            quality_warnings=_warnings_from_column(row.quality_warnings),
+            explanation_path=self.images.path(row.explanation_ref) if row.explanation_ref else None,
         )
 
 

@@ -13,12 +13,20 @@ from typing import Any
 import gradio as gr
 
 from ecg_app import charts
-from ecg_app.analysis import analyze_and_store
+from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, analyze_and_store, explanation_note
 from ecg_app.intake import IntakeError, IntakeLimits, read_bytes
 from ecg_app.report import render_report_pdf
-from ecg_app.store import PatientInfo, StoredAnalysis
+from ecg_app.store import PatientInfo, StoredAnalysis, warnings_to_json
 from ecg_app.ui.context import AppContext
-from ecg_app.ui.widgets import disclaimer_html, emergency_banner, guidance_html, placeholder, result_card
+from ecg_app.ui.widgets import (
+    disclaimer_html,
+    emergency_banner,
+    explanation_caption,
+    guidance_html,
+    placeholder,
+    quality_notice,
+    result_card,
+)
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = (
@@ -59,7 +67,12 @@ def raw_image_input(**kwargs: Any) -> gr.Image:
 
 def stored_result(stored: StoredAnalysis) -> dict:
     """The API's answer: the fields of `ecg-app analyze --json`."""
-    return {"file": stored.original_filename, **stored.prediction.to_dict(), "id": str(stored.id)}
+    return {
+        "file": stored.original_filename,
+        **stored.prediction.to_dict(),
+        "id": str(stored.id),
+        "quality_warnings": warnings_to_json(stored.quality_warnings),
+    }
 
 
 def run_analysis(ctx: AppContext, image_path: str | None, patient: PatientInfo) -> StoredAnalysis:
@@ -100,6 +113,22 @@ def result_views(result: dict) -> tuple[str, Any, Any, str]:
     )
 
 
+def quality_view(warnings: list[dict] | None) -> Any:
+    """The amber image-quality notice, shown only when there is something to say."""
+    notice = quality_notice(warnings)
+    return gr.update(value=notice, visible=bool(notice))
+
+
+def explanation_views(analysis: StoredAnalysis | None) -> tuple[Any, str]:
+    """The Grad-CAM overlay (hidden when there is none) and its caption, or the note that says why not."""
+    path = analysis.explanation_path if analysis is not None and analysis.is_ecg else None
+    has_map = path is not None and path.is_file()
+    note = explanation_note(analysis.label if analysis is not None else "", has_map)
+    if note is not None:
+        return gr.update(value=None, visible=False), explanation_caption(note, note=True)
+    return gr.update(value=str(path), visible=True), explanation_caption(EXPLANATION_CAPTION)
+
+
 def build_analyze_tab(ctx: AppContext) -> gr.Tab:
     with gr.Tab("Analyze", id="analyze", elem_id="tab-analyze") as tab:
         with gr.Row(equal_height=False):
@@ -130,8 +159,17 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
             with gr.Column(scale=7, min_width=420):
                 card = gr.HTML(placeholder(EMPTY_RESULT), elem_id="result-card")
                 emergency = gr.HTML(visible=False, elem_id="emergency-banner")
+                quality = gr.HTML(visible=False, elem_id="quality-warnings")
                 with gr.Column(visible=False, elem_id="result-details") as details:
                     chart = gr.Plot(show_label=False, elem_id="probability-chart")
+                    explanation = gr.Image(
+                        label=EXPLANATION_TITLE,
+                        interactive=False,
+                        height=300,
+                        buttons=["fullscreen"],
+                        elem_id="explanation-image",
+                    )
+                    explanation_text = gr.HTML(elem_id="explanation-caption")
                     report = gr.DownloadButton(
                         PDF_LABEL, interactive=False, variant="secondary", elem_id="pdf-download"
                     )
@@ -160,9 +198,13 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
                     "No trained model is installed on this server.", title="Model missing"
                 ) from exc
 
+        shown_with_result = [quality, explanation, explanation_text]
+
         def show(result: dict):
             pending = gr.update(value=None, interactive=False, label=PDF_LABEL)
-            return (*result_views(result), gr.update(visible=True), pending)
+            picture, caption = explanation_views(ctx.store.get(result["id"]))
+            quality_html = quality_view(result.get("quality_warnings"))
+            return (*result_views(result), quality_html, picture, caption, gr.update(visible=True), pending)
 
         def make_pdf(result: dict):
             analysis = ctx.store.get(result["id"])
@@ -171,7 +213,8 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
             return gr.update(value=str(write_report(ctx, analysis)), interactive=True, label=PDF_LABEL)
 
         def clear():
-            return placeholder(EMPTY_RESULT), gr.update(visible=False), gr.update(visible=False), None
+            hidden = gr.update(visible=False)
+            return placeholder(EMPTY_RESULT), hidden, hidden, hidden, None
 
         (
             analyze_button.click(
@@ -185,13 +228,16 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
             .success(
                 show,
                 inputs=[result_json],
-                outputs=[card, emergency, chart, guidance, details, report],
+                outputs=[card, emergency, chart, guidance, *shown_with_result, details, report],
                 api_visibility="private",
                 queue=False,
             )
             .success(make_pdf, inputs=[result_json], outputs=[report], api_visibility="private")
         )
         image.change(
-            clear, outputs=[card, emergency, details, result_json], api_visibility="private", queue=False
+            clear,
+            outputs=[card, emergency, quality, details, result_json],
+            api_visibility="private",
+            queue=False,
         )
     return tab

@@ -77,14 +77,21 @@ def load_classifier(settings: Settings):
 
 
 def warm_up(context: AppContext) -> None:
-    """Load the network, trace its graph and load WeasyPrint's fonts before the first real request."""
+    """Load the network, trace its graph, build Grad-CAM and load WeasyPrint's fonts before the first
+    real request."""
+    from ecg_app.analysis import explainer_for, explanation_overlay
+    from ecg_app.labels import NON_ECG
     from ecg_app.report import render_report_pdf
     from ecg_app.store import StoredAnalysis
 
     if context.classifier is None:
         return
     example = EXAMPLES_DIR / "Normal(29).jpg"
-    prediction = context.classifier.predict(load_image(example))
+    rgb = load_image(example)
+    prediction = context.classifier.predict(rgb)
+    explainer = explainer_for(context.classifier)
+    if explainer is not None:
+        explanation_overlay(explainer, rgb, "Normal" if prediction.label == NON_ECG else prediction.label)
     fake = StoredAnalysis(
         id=uuid.uuid4(),
         created_at=datetime.now(UTC),

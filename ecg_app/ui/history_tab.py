@@ -13,10 +13,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
+from ecg_app.analysis import EXPLANATION_TITLE
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
-from ecg_app.store import AnalysisFilter, Page, StoredAnalysis
-from ecg_app.ui.analyze_tab import result_views, write_report
+from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
+from ecg_app.ui.analyze_tab import explanation_views, quality_view, result_views, write_report
 from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import placeholder
 
@@ -25,7 +26,7 @@ ALL = "All"
 COLUMNS = ["Date (UTC)", "Patient", "Class", "Confidence", "Risk", "Status", "ID"]
 CLASS_CHOICES = [(ALL, ALL)] + [(DISPLAY_NAMES[c], c) for c in CLASSES]
 RISK_CHOICES = [ALL, *RISK_LEVELS]
-NO_SELECTION = "Select a row to see its image, probabilities and guidance."
+NO_SELECTION = "Select a row to see its image, Grad-CAM map, probabilities and guidance."
 
 
 def _day(value: Any) -> datetime | None:
@@ -133,6 +134,14 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
         with gr.Row(visible=False, equal_height=False, elem_id="history-detail") as detail:
             with gr.Column(scale=5, min_width=320):
                 image = gr.Image(label="Image", interactive=False, height=300, buttons=["fullscreen"])
+                explanation = gr.Image(
+                    label=EXPLANATION_TITLE,
+                    interactive=False,
+                    height=300,
+                    buttons=["fullscreen"],
+                    elem_id="history-explanation",
+                )
+                explanation_text = gr.HTML(elem_id="history-explanation-caption")
                 info = gr.HTML()
                 selected_id = gr.Textbox(label="Analysis ID", interactive=False, elem_id="selected-id")
                 with gr.Row():
@@ -151,6 +160,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             with gr.Column(scale=7, min_width=420):
                 card = gr.HTML()
                 emergency = gr.HTML(visible=False)
+                quality = gr.HTML(visible=False, elem_id="history-quality-warnings")
                 chart = gr.Plot(show_label=False)
                 guidance = gr.HTML()
 
@@ -194,18 +204,11 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
         def show(analysis_id: str):
             analysis = ctx.store.get(analysis_id) if analysis_id else None
             if analysis is None:
-                return (
-                    gr.update(visible=True),
-                    gr.update(visible=False),
-                    None,
-                    "",
-                    "",
-                    gr.update(visible=False),
-                    None,
-                    "",
-                )
+                hidden = gr.update(visible=False)
+                return (gr.update(visible=True), hidden, None, "", "", hidden, None, "", hidden, None, "")
             result = {**analysis.prediction.to_dict(), "risk_level": analysis.risk_level}
             card_html, banner, figure, advice = result_views(result)
+            picture, caption = explanation_views(analysis)
             return (
                 gr.update(visible=False),
                 gr.update(visible=True),
@@ -215,6 +218,9 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 banner,
                 figure,
                 advice,
+                quality_view(warnings_to_json(analysis.quality_warnings)),
+                picture,
+                caption,
             )
 
         def report(analysis_id: str):
@@ -244,7 +250,10 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
         search.blur(first_page, inputs=filters, outputs=listing, **private)
         prev_button.click(previous_page, inputs=[*filters, offset], outputs=listing, **private)
         next_button.click(next_page, inputs=[*filters, offset], outputs=listing, **private)
-        detail_outputs = [detail_placeholder, detail, image, info, card, emergency, chart, guidance]
+        detail_outputs = [
+            *(detail_placeholder, detail, image, info, card, emergency, chart, guidance),
+            *(quality, explanation, explanation_text),
+        ]
         # select -> reset the panel -> details -> PDF (the public `report` endpoint) -> enable the button.
         (
             table.select(select, inputs=[page_ids], outputs=[selected_id], **private)

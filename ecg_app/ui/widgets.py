@@ -115,6 +115,25 @@ def _list(items: Iterable[str]) -> str:
     return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>"
 
 
+def quality_notice(warnings: Iterable[Mapping] | None) -> str:
+    """Amber notice listing the image-quality warnings of a result ("" when there are none)."""
+    messages = [str(w.get("message", "")) for w in warnings or () if w.get("message")]
+    if not messages:
+        return ""
+    items = "".join(f"<li>{escape(m)}</li>" for m in messages)
+    return (
+        '<div class="ecg-quality" role="status" data-testid="quality-warnings">'
+        "<b>Image quality: the result may be less reliable.</b>"
+        f"<ul>{items}</ul></div>"
+    )
+
+
+def explanation_caption(text: str, note: bool = False) -> str:
+    """The line under the Grad-CAM picture, or the note that stands in for a missing picture."""
+    css = "ecg-caption ecg-explanation-note" if note else "ecg-caption"
+    return f'<div class="{css}" data-testid="explanation-caption">{escape(text)}</div>'
+
+
 def disclaimer_html() -> str:
     return f'<div class="ecg-disclaimer"><b>Disclaimer.</b> {escape(load_guidance().disclaimer)}</div>'
 

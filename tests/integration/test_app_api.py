@@ -6,10 +6,12 @@ import io
 import math
 from pathlib import Path
 
+import cv2
 import pytest
 from app_server import has_model, running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
+from PIL import Image
 
 from ecg_app.labels import CLASSES, DISPLAY_NAMES, ECG_CLASSES, NON_ECG
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
@@ -24,7 +26,7 @@ NON_ECG_IMAGE = EXAMPLES_DIR / "coffee.jpg"
 # The fields `ecg-app analyze --json` prints.
 CLI_FIELDS = {
     "file", "id", "label", "display_name", "confidence", "probabilities",
-    "risk_level", "status", "model_version",
+    "risk_level", "status", "model_version", "quality_warnings",
 }  # fmt: skip
 
 
@@ -51,6 +53,7 @@ def check_result(result: dict, filename: str) -> None:
     assert result["confidence"] == pytest.approx(result["probabilities"][result["label"]], abs=1e-6)
     assert result["display_name"] == DISPLAY_NAMES[result["label"]]
     assert result["status"] in ("ok", "needs_review")
+    assert all(set(warning) == {"code", "message"} for warning in result["quality_warnings"])
 
 
 def test_analyze_real_ecg_is_stored_with_patient_details(client):
@@ -131,6 +134,28 @@ def test_pdf_report_of_a_stored_analysis(client):
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
     assert "PDF Test" in text
     assert result["id"][:8] in text
+
+
+def test_blurred_ecg_gets_a_blurry_warning_in_the_result_history_and_pdf(client, tmp_path):
+    from pypdf import PdfReader
+
+    from ecg_app.analysis import EXPLANATION_TITLE
+    from ecg_app.intake import load_image
+
+    blurred = tmp_path / "blurred.jpg"
+    Image.fromarray(cv2.GaussianBlur(load_image(ECG_IMAGE), (0, 0), 4)).save(blurred, quality=92)
+    result = analyze(client, blurred)
+    check_result(result, "blurred.jpg")
+    assert "blurry" in {warning["code"] for warning in result["quality_warnings"]}
+    assert analyze(client, ECG_IMAGE)["quality_warnings"] == []  # a sharp scan of the same page
+
+    (item,) = [item for item in history(client, limit=500)["items"] if item["id"] == result["id"]]
+    assert item["quality_warnings"] == result["quality_warnings"]
+
+    path = Path(client.predict(result["id"], api_name="/report"))
+    text = " ".join(" ".join(page.extract_text().split()) for page in PdfReader(path).pages)
+    assert "Image quality" in text and "The image looks blurred." in text
+    assert (EXPLANATION_TITLE in text) == (result["label"] != NON_ECG)  # Grad-CAM for ECG results only
 
 
 def test_pdf_report_of_unknown_id_is_an_error(client):

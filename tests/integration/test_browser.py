@@ -1,4 +1,5 @@
-"""End to end in Debian's Chromium (Playwright): analyze, PDF, history, performance, about, bad upload.
+"""End to end in Debian's Chromium (Playwright): analyze (with Grad-CAM and image-quality warnings), PDF,
+history, performance, about, bad upload.
 
 Screenshots of each tab go to docs/screenshots/ (committed with the docs); set ECG_APP_SCREENSHOT_DIR to
 write them elsewhere, e.g. in CI.
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from app_server import has_model, model_dir, running_app
 
+from ecg_app.analysis import EXPLANATION_CAPTION, NO_EXPLANATION_NON_ECG
 from ecg_app.config import REPO_ROOT
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.ui.analyze_tab import EXAMPLES, EXAMPLES_DIR
@@ -29,6 +31,7 @@ ECG_IMAGE = EXAMPLES_DIR / "MI(19).jpg"
 PATIENT = "Browser Test"
 TIMEOUT_MS = 30_000
 HEADLINES = {*DISPLAY_NAMES.values(), "Not an ECG image", "Inconclusive result: needs review"}
+NOT_AN_ECG = "Not an ECG image"
 
 pytestmark = [
     pytest.mark.slow,
@@ -108,6 +111,31 @@ def upload_and_analyze(page, image: Path, patient: str | None = None) -> str:
     return headline.inner_text().strip()
 
 
+def check_explanation(page, image_id: str, caption_id: str, headline: str) -> None:
+    """The Grad-CAM picture and its caption for an ECG result; for a non-ECG result, the note instead."""
+    caption = page.locator(f"#{caption_id} [data-testid=explanation-caption]")
+    caption.wait_for()
+    if headline == NOT_AN_ECG:
+        assert NO_EXPLANATION_NON_ECG in caption.inner_text()
+        assert not page.locator(f"#{image_id}").is_visible()
+        return
+    assert EXPLANATION_CAPTION in caption.inner_text()
+    picture = page.wait_for_selector(f"#{image_id} img")
+    assert picture.is_visible() and "gradcam" in (picture.get_attribute("src") or "")
+
+
+def blurred_copy(image: Path, folder: Path) -> Path:
+    """The picture as an out-of-focus phone photo would show it."""
+    import cv2
+    from PIL import Image
+
+    from ecg_app.intake import load_image
+
+    out = folder / f"blurred-{image.stem}.jpg"
+    Image.fromarray(cv2.GaussianBlur(load_image(image), (0, 0), 4)).save(out, quality=92)
+    return out
+
+
 def seed_history(url: str) -> None:
     """A few earlier analyses through the API, so History looks like a working day in the screenshot."""
     from gradio_client import Client, handle_file
@@ -130,6 +158,8 @@ def test_dashboard_end_to_end(page, app_url, shots):
     assert bars[0]["type"] == "bar"
     assert bars[0]["y"] == [DISPLAY_NAMES[c] for c in CLASSES]
     assert download(page, "#pdf-download").startswith(b"%PDF")
+    check_explanation(page, "explanation-image", "explanation-caption", headline)
+    assert not page.locator("#quality-warnings").is_visible()  # a sharp scan: nothing to warn about
     page.screenshot(path=str(shots / "analyze.png"), full_page=True)
 
     # History: the analysis is listed (tab refreshes on open); selecting it shows details and its PDF.
@@ -142,6 +172,7 @@ def test_dashboard_end_to_end(page, app_url, shots):
     assert plot_data(page, "#history-detail")[0]["type"] == "bar"
     details = page.locator("#history-detail .ecg-kv").inner_text()
     assert PATIENT in details and "47" in details
+    check_explanation(page, "history-explanation", "history-explanation-caption", headline)
     assert download(page, "#history-pdf").startswith(b"%PDF")
     page.screenshot(path=str(shots / "history.png"), full_page=True)
 
@@ -173,6 +204,36 @@ def test_dashboard_end_to_end(page, app_url, shots):
     page.screenshot(path=str(shots / "about.png"), full_page=True)
 
 
+def test_blurred_photo_shows_quality_warning_and_gradcam(page, app_url, shots, tmp_path):
+    page.goto(app_url)
+    page.wait_for_selector("#analyze-button")
+    headline = upload_and_analyze(page, blurred_copy(ECG_IMAGE, tmp_path), patient="Blurred Photo")
+    notice = page.locator("#quality-warnings [data-testid=quality-warnings]")
+    notice.wait_for()
+    assert "Image quality" in notice.inner_text() and "The image looks blurred." in notice.inner_text()
+    check_explanation(page, "explanation-image", "explanation-caption", headline)
+    page.screenshot(path=str(shots / "analyze-quality.png"), full_page=True)
+
+    # The same warning and map in the History detail of that analysis.
+    open_tab(page, "History")
+    row = page.locator("#history-table [role=gridcell]", has_text="Blurred Photo").first
+    row.wait_for()
+    row.click()
+    page.wait_for_selector("#history-detail [data-testid=predicted-class]")
+    stored_notice = page.locator("#history-quality-warnings [data-testid=quality-warnings]")
+    stored_notice.wait_for()
+    assert "The image looks blurred." in stored_notice.inner_text()
+    check_explanation(page, "history-explanation", "history-explanation-caption", headline)
+
+    # Analysing another picture hides the previous result's warning.
+    open_tab(page, "Analyze")
+    page.get_by_role("button", name="Normal", exact=True).click()
+    page.wait_for_function(
+        "() => !document.querySelector('#quality-warnings [data-testid=quality-warnings]')"
+        " || !document.querySelector('#quality-warnings').offsetParent"
+    )
+
+
 def test_example_non_ecg_and_delete_from_history(page, app_url):
     page.goto(app_url)
     page.wait_for_selector("#analyze-button")
@@ -183,6 +244,7 @@ def test_example_non_ecg_and_delete_from_history(page, app_url):
     assert card.inner_text().strip() in {"Not an ECG image", "Inconclusive result: needs review"}
     assert "Please upload a valid" in page.locator("#result-card").inner_text()
     assert not page.locator("#emergency-banner").is_visible()
+    check_explanation(page, "explanation-image", "explanation-caption", card.inner_text().strip())
 
     open_tab(page, "History")
     page.wait_for_selector("#history-table [role=gridcell]")
