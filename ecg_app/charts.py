@@ -96,19 +96,22 @@ def confusion_matrix_figure(
     return _style(fig, height=420, title=title)
 
 
+def _diagonal(name: str) -> go.Scatter:
+    """The y = x reference line (chance for ROC, perfect calibration for reliability)."""
+    return go.Scatter(
+        x=[0, 1],
+        y=[0, 1],
+        mode="lines",
+        line=dict(color="#b0b7c3", dash="dash", width=1),
+        name=name,
+        hoverinfo="skip",
+    )
+
+
 def roc_figure(roc: Mapping[str, Mapping]) -> go.Figure:
     """One-vs-rest ROC curve per class with its AUC in the legend, and the chance diagonal."""
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line=dict(color="#b0b7c3", dash="dash", width=1),
-            name="Chance",
-            hoverinfo="skip",
-        )
-    )
+    fig.add_trace(_diagonal("Chance"))
     for label in [c for c in CLASSES if c in roc] + [c for c in roc if c not in CLASSES]:
         curve = roc[label] or {}
         fpr, tpr = curve.get("fpr") or [], curve.get("tpr") or []
@@ -193,16 +196,7 @@ def reliability_figure(reliability: Sequence[Mapping] | Mapping) -> go.Figure | 
         return None
     largest = max(max((p[2] or 0) for p in points), 1)
     fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=[0, 1],
-            y=[0, 1],
-            mode="lines",
-            line=dict(color="#b0b7c3", dash="dash", width=1),
-            name="Perfect calibration",
-            hoverinfo="skip",
-        )
-    )
+    fig.add_trace(_diagonal("Perfect calibration"))
     fig.add_trace(
         go.Scatter(
             x=[p[0] for p in points],

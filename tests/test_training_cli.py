@@ -15,6 +15,20 @@ from tests.conftest import encode, synthetic_printout
 pytestmark = pytest.mark.slow
 
 
+def tiny_config(root: Path, out: str, **overrides) -> TrainConfig:
+    """One epoch of 4 draws per class: enough to exercise every step, fast on 2 cores."""
+    settings = dict(
+        data_dir=root / "ecg",
+        non_ecg_dir=root / "other",
+        epochs=1,
+        out_dir=root / out,
+        samples_per_class=4,
+        batch_size=4,
+        seed=1,
+    )
+    return TrainConfig(**{**settings, **overrides})
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
@@ -30,16 +44,7 @@ def tiny_run(tmp_path_factory) -> Path:
         path.write_bytes(encode(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8), "JPEG"))
     # A byte-identical copy, as in the published dataset: must share its original's split.
     (root / "ecg" / "MI" / "MI(9).png").write_bytes((root / "ecg" / "MI" / "MI(0).png").read_bytes())
-    config = TrainConfig(
-        data_dir=root / "ecg",
-        non_ecg_dir=root / "other",
-        epochs=1,
-        out_dir=root / "model",
-        samples_per_class=4,
-        batch_size=4,
-        seed=1,
-    )
-    train(config)
+    train(tiny_config(root, "model"))
     return root
 
 
@@ -180,16 +185,7 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
 
     from ecg_app.preprocess import preprocess
 
-    config = TrainConfig(
-        data_dir=tiny_run / "ecg",
-        non_ecg_dir=tiny_run / "other",
-        epochs=1,
-        out_dir=tiny_run / "ensemble",
-        samples_per_class=4,
-        batch_size=4,
-        seed=1,
-        ensemble=2,
-    )
+    config = tiny_config(tiny_run, "ensemble", ensemble=2)
     info = train(config)
     assert info["ensemble"] == 2 and len(info["best_epoch"]) == 2
     assert sorted(p.name for p in (tiny_run / "ensemble" / "members").iterdir()) == ["seed-1", "seed-2"]
