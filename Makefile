@@ -1,25 +1,34 @@
 # Two commands on a fresh machine:  `make run` (the app on the shipped model)  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-SYSTEM_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core poppler-utils chromium
+# WeasyPrint needs Pango and a font to render reports; the tests also need pdftoppm and Debian's Chromium.
+RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core
+TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 7860
 
-.PHONY: run test system lint train evaluate compare-seed clean
+.PHONY: run test system-run system-test lint train evaluate compare-seed clean
 
-run: $(VENV)/.installed
+run: system-run $(VENV)/.installed
 	$(VENV)/bin/ecg-app serve --host $(HOST) --port $(PORT)
 
-test: system $(VENV)/.installed
+test: system-test $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
 	$(PY) -m pytest -q -ra
 
-# WeasyPrint needs Pango; the report test needs pdftoppm; the browser test needs Debian's Chromium.
-system:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# apt-get only what is missing, so a prepared machine starts at once.
+define apt_install
+	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+endef
+
+system-run:
+	$(call apt_install,$(RUN_PACKAGES))
+
+system-test:
+	$(call apt_install,$(TEST_PACKAGES))
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
