@@ -19,6 +19,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from ecg_app.quality import assess
 
     classifier = get_classifier(args.model)
+    if args.batch:
+        from ecg_app.batch import score_folder
+
+        summary = score_folder(Path(args.batch), Path(args.csv), classifier)
+        print(f"{summary.scored} scored, {summary.failed} failed, {summary.skipped} already in {args.csv}")
+        return 1 if summary.failed else 0
     failures = 0
     for name in args.files:
         try:
@@ -294,9 +300,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("predict", help="classify ECG images (one line per file)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model directory")
+    p.add_argument("--batch", metavar="DIR", help="score every image below DIR (batched, resumable)")
+    p.add_argument("--csv", metavar="OUT", help="with --batch: CSV to append to (files in it are skipped)")
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("train", help="train a model on the Mendeley layout (+ non-ECG images)")
@@ -327,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "predict" and not args.files and not args.batch:
+        parser.error("predict needs FILE... or --batch DIR --csv OUT")
+    if args.command == "predict" and args.batch and not args.csv:
+        parser.error("--batch needs --csv OUT")
     return args.func(args)
 
 

@@ -52,7 +52,7 @@ class Sample:
         return mask
 
 
-def _image_files(root: Path) -> list[Path]:
+def image_files(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
@@ -75,7 +75,7 @@ def discover(
 
 def discover_folder(folder: Path, label: str, source: str = "mendeley") -> list[Sample]:
     """Every image below `folder`, all with one label."""
-    return [Sample(path=p, label=label, source=source) for p in _image_files(Path(folder))]
+    return [Sample(path=p, label=label, source=source) for p in image_files(Path(folder))]
 
 
 def file_md5(path: Path) -> str:

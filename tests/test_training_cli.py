@@ -200,3 +200,39 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
     capsys.readouterr()
     train(replace(config))  # finished members are reused, not retrained
     assert capsys.readouterr().out.count("reusing") == 2
+
+
+def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
+    import csv
+
+    folder = tmp_path / "inbox"
+    for k in range(5):
+        (folder / "sub").mkdir(parents=True, exist_ok=True)
+        (folder / "sub" / f"ecg{k}.png").write_bytes(encode(synthetic_printout(seed=50 + k)))
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "scores.csv"
+    model = ["--model", str(tiny_run / "model")]
+
+    assert main(["predict", "--batch", str(folder), "--csv", str(out), *model]) == 1  # one bad file
+    rows = list(csv.DictReader(out.open()))
+    assert sorted(r["file"] for r in rows) == ["broken.jpg", *[f"sub/ecg{k}.png" for k in range(5)]]
+    good = [r for r in rows if not r["error"]]
+    assert len(good) == 5 and all(r["label"] in CLASSES for r in good)
+    assert all(abs(sum(float(r[f"p_{c}"]) for c in CLASSES) - 1) < 1e-3 for r in good)
+    assert "not an image" in next(r for r in rows if r["file"] == "broken.jpg")["error"]
+
+    # Interrupted run: keep the header and two rows, add a new file; only the missing ones are scored.
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:3]))
+    (folder / "new.png").write_bytes(encode(synthetic_printout(seed=70)))
+    capsys.readouterr()
+    main(["predict", "--batch", str(folder), "--csv", str(out), *model])
+    assert "2 already in" in capsys.readouterr().out
+    files = [r["file"] for r in csv.DictReader(out.open())]
+    assert len(files) == len(set(files)) == 7
+
+
+def test_predict_needs_files_or_batch():
+    with pytest.raises(SystemExit):
+        main(["predict"])
+    with pytest.raises(SystemExit):
+        main(["predict", "--batch", "somewhere"])
