@@ -17,17 +17,18 @@ from ecg_app.dataset import image_files
 from ecg_app.intake import IntakeError, load_image
 from ecg_app.labels import CLASSES
 
-FIELDS = (
-    "file",
-    "label",
-    "display_name",
-    "confidence",
-    *(f"p_{c}" for c in CLASSES),
-    "risk_level",
-    "status",
-    "model_version",
-    "error",
-)
+PREDICTION_FIELDS = ("label", "display_name", "confidence", "risk_level", "status", "model_version")
+# Probability columns named as in the history CSV export.
+FIELDS = ("file", *PREDICTION_FIELDS, *(f"prob_{c}" for c in CLASSES), "error")
+
+
+def _row(name: str, result: dict) -> dict:
+    """One CSV row from `Prediction.to_dict()`."""
+    return {
+        "file": name,
+        **{key: result[key] for key in PREDICTION_FIELDS},
+        **{f"prob_{c}": result["probabilities"][c] for c in CLASSES},
+    }
 
 
 @dataclass(frozen=True)
@@ -71,24 +72,7 @@ def score_folder(
                     rows.append({"file": name, "error": exc.message})
                     failed += 1
             for name, prediction in zip(names, classifier.predict_batch(images, batch_size), strict=True):
-                result = prediction.to_dict()
-                rows.append(
-                    {
-                        "file": name,
-                        **{
-                            k: result[k]
-                            for k in (
-                                "label",
-                                "display_name",
-                                "confidence",
-                                "risk_level",
-                                "status",
-                                "model_version",
-                            )
-                        },
-                        **{f"p_{c}": result["probabilities"][c] for c in CLASSES},
-                    }
-                )
+                rows.append(_row(name, prediction.to_dict()))
                 scored += 1
             writer.writerows(rows)
             handle.flush()

@@ -218,7 +218,7 @@ def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
     assert sorted(r["file"] for r in rows) == ["broken.jpg", *[f"sub/ecg{k}.png" for k in range(5)]]
     good = [r for r in rows if not r["error"]]
     assert len(good) == 5 and all(r["label"] in CLASSES for r in good)
-    assert all(abs(sum(float(r[f"p_{c}"]) for c in CLASSES) - 1) < 1e-3 for r in good)
+    assert all(abs(sum(float(r[f"prob_{c}"]) for c in CLASSES) - 1) < 1e-3 for r in good)
     assert "not an image" in next(r for r in rows if r["file"] == "broken.jpg")["error"]
 
     # Interrupted run: keep the header and two rows, add a new file; only the missing ones are scored.
