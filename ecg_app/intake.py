@@ -7,6 +7,7 @@ decoded exactly as what it sees in the app.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,12 +117,15 @@ def _to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def _too_large_message(size: int, limit: int) -> str:
+    # Binary megabytes, as the limit is set (20 * 1024 * 1024 is "20 MB"); the size is rounded up so a file
+    # just over the limit never reads as within it ("20.1 MB; the limit is 20 MB").
+    mib = 1024 * 1024
     return (
-        f"The file is {size / 1e6:.1f} MB; the limit is {limit / 1e6:.0f} MB. "
+        f"The file is {math.ceil(size * 10 / mib) / 10:.1f} MB; the limit is {limit / mib:g} MB. "
         "Please upload a smaller photo or scan."
     )
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, limit: int) -> str:
-    what = f"{size[0]}x{size[1]} pixels" if size else "too many pixels"
-    return f"The image is {what}; the limit is {limit / 1e6:.0f} megapixels. Please upload a smaller picture."
+    what = f"is {size[0]}x{size[1]} pixels" if size else "has too many pixels"
+    return f"The image {what}; the limit is {limit / 1e6:.0f} megapixels. Please upload a smaller picture."
