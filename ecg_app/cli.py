@@ -101,7 +101,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     from ecg_app.analysis import analyze_and_store
     from ecg_app.classifier import get_classifier
     from ecg_app.config import Settings
-    from ecg_app.intake import IntakeError, IntakeLimits, read_bytes
+    from ecg_app.intake import IntakeError, read_bytes
     from ecg_app.store import PatientInfo, open_store
 
     settings = Settings.from_env()
@@ -111,7 +111,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"ecg-app analyze: error: {exc}", file=sys.stderr)
         return 2
-    limits = IntakeLimits(settings.max_upload_bytes, settings.max_pixels, settings.min_side)
+    limits = settings.intake_limits
     with open_store(settings) as store:
         try:
             data = read_bytes(args.file, limits)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import platformdirs
 
+from ecg_app.intake import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, IntakeLimits
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_DIR = REPO_ROOT / "model"
 TEMPLATES_DIR = REPO_ROOT / "templates"
@@ -26,10 +28,15 @@ class Settings:
     data_dir: Path
     database_url: str
     model_dir: Path = DEFAULT_MODEL_DIR
-    max_upload_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 50_000_000
-    min_side: int = 100
+    max_upload_bytes: int = DEFAULT_MAX_BYTES
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    min_side: int = DEFAULT_MIN_SIDE
     users: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def intake_limits(self) -> IntakeLimits:
+        """The upload limits every entry point applies."""
+        return IntakeLimits(self.max_upload_bytes, self.max_pixels, self.min_side)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,8 +51,8 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             model_dir=Path(os.environ.get("ECG_APP_MODEL_DIR") or DEFAULT_MODEL_DIR),
-            max_upload_bytes=_env_int("ECG_APP_MAX_UPLOAD_BYTES", 20 * 1024 * 1024),
-            max_pixels=_env_int("ECG_APP_MAX_PIXELS", 50_000_000),
+            max_upload_bytes=_env_int("ECG_APP_MAX_UPLOAD_BYTES", DEFAULT_MAX_BYTES),
+            max_pixels=_env_int("ECG_APP_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             users=users,
         )
 

@@ -6,7 +6,6 @@ never cross splits), with bootstrap 95% intervals because the split is small.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from sklearn.metrics import (
 
 from ecg_app import dataset
 from ecg_app.calibration import reliability
-from ecg_app.classifier import MODEL_INFO_FILE, Classifier
+from ecg_app.classifier import Classifier
 from ecg_app.config import resolve_path
 from ecg_app.explain import GradCam, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
@@ -142,7 +141,7 @@ def model_roots(info: dict, overrides: dict[str, Path] | None = None) -> dict[st
 def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Path] | None = None) -> dict:
     """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics."""
     classifier = Classifier(model_dir)
-    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    info = classifier.info
     samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
     chosen = [s for s in samples if s.split == split]
     chosen, images = dataset.load_images(chosen)

@@ -21,8 +21,6 @@ DEFAULT_MAX_BYTES = 20 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 100
 
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-
 
 class IntakeError(ValueError):
     """An upload that cannot be analysed; `code` is stable for programs, `message` is for people."""

@@ -14,7 +14,7 @@ import gradio as gr
 
 from ecg_app import charts
 from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, analyze_and_store, explanation_note
-from ecg_app.intake import IntakeError, IntakeLimits, read_bytes
+from ecg_app.intake import IntakeError, read_bytes
 from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, StoredAnalysis, warnings_to_json
 from ecg_app.ui.context import AppContext
@@ -81,7 +81,7 @@ def run_analysis(ctx: AppContext, image_path: str | None, patient: PatientInfo) 
         raise IntakeError("no_image", "Please upload or capture an ECG image first.")
     if ctx.classifier is None:
         raise FileNotFoundError("no trained model installed")
-    limits = IntakeLimits(ctx.settings.max_upload_bytes, ctx.settings.max_pixels, ctx.settings.min_side)
+    limits = ctx.settings.intake_limits
     data = read_bytes(image_path, limits)
     return analyze_and_store(data, Path(image_path).name, patient, ctx.store, ctx.classifier, limits)
 
