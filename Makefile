@@ -1,9 +1,10 @@
 # Two commands on a fresh machine:  `make run` (the app on the shipped model)  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# WeasyPrint needs Pango and a font to render reports; the tests also need pdftoppm and Debian's Chromium.
+# WeasyPrint needs Pango and a font to render reports; the tests also need pdftoppm, Debian's Chromium and
+# PostgreSQL (.ci/postgres.sh starts a throwaway server for them on 127.0.0.1).
 RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core
-TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium
+TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1
 PORT ?= 7860
@@ -15,7 +16,7 @@ run: system-run $(VENV)/.installed
 
 test: system-test $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
-	$(PY) -m pytest -q -ra
+	bash .ci/postgres.sh $(PY) -m pytest -q -ra
 
 # apt-get only what is missing, so a prepared machine starts at once.
 define apt_install

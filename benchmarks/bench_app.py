@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app.classifier import prediction_from_probabilities  # noqa: E402
+from ecg_app.classifier import decide  # noqa: E402
 from ecg_app.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
 from ecg_app.intake import load_image  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
@@ -56,7 +56,7 @@ def seed_history(data_dir: Path, rows: int) -> float:
     with open_store(settings) as store:
         for i in range(rows):
             probs = rng.dirichlet(np.ones(len(CLASSES)) * 0.3)
-            prediction = prediction_from_probabilities(probs, "bench", 0.5)
+            prediction = decide(probs, "bench", 0.5)
             patient = PatientInfo(name=f"Patient {i:05d}", age=int(rng.integers(18, 95)), sex="female")
             store.add(prediction, data, rgb, ECG_IMAGE.name, patient, created_at=now - timedelta(minutes=i))
     return time.perf_counter() - start

@@ -1,5 +1,5 @@
-"""One upload, end to end: intake -> classifier -> quality check + Grad-CAM -> store. The CLI and the UI
-both call this."""
+"""One upload, end to end: intake -> classifier (+ ECG gate) -> quality check + Grad-CAM -> store. The CLI
+and the UI both call this."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from ecg_app.explain import GradCam, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.preprocess import preprocess
-from ecg_app.quality import assess
+from ecg_app.quality import QualityWarning, assess
 from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
 from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
 
@@ -30,6 +30,11 @@ EXPLANATION_TITLE = "Where the model looked (Grad-CAM)"
 EXPLANATION_CAPTION = (
     "Attention map: warmer colours show what weighed most in the prediction. It is not a diagnosis."
 )
+
+
+def image_warnings(prediction: Prediction, rgb: np.ndarray) -> list[QualityWarning]:
+    """What may make this result unreliable: the ECG gate's findings first, then the picture's quality."""
+    return [*prediction.warnings, *assess(rgb)]
 
 
 def explanation_note(label: str, has_map: bool) -> str | None:
@@ -106,7 +111,7 @@ def analyze_and_store(
     result: if Grad-CAM fails, the analysis is stored without it (and the failure logged)."""
     rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
-    warnings = assess(rgb)
+    warnings = image_warnings(prediction, rgb)
     explanation = None
     explainer = explainer_for(classifier) if prediction.label != NON_ECG else None
     if explainer is not None:

@@ -12,22 +12,32 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ecg_app.classifier import Classifier
+from ecg_app.classifier import Classifier, Prediction
 from ecg_app.dataset import image_files
 from ecg_app.intake import IntakeError, load_image
 from ecg_app.labels import CLASSES
 
-PREDICTION_FIELDS = ("label", "display_name", "confidence", "risk_level", "status", "model_version")
-# Probability columns named as in the history CSV export.
-FIELDS = ("file", *PREDICTION_FIELDS, *(f"prob_{c}" for c in CLASSES), "error")
+PREDICTION_FIELDS = (
+    "label",
+    "display_name",
+    "confidence",
+    "risk_level",
+    "status",
+    "ecg_distance",
+    "model_version",
+)
+# Probability columns named as in the history CSV export; "warnings" holds the ECG gate's codes.
+FIELDS = ("file", *PREDICTION_FIELDS, *(f"prob_{c}" for c in CLASSES), "warnings", "error")
 
 
-def _row(name: str, result: dict) -> dict:
-    """One CSV row from `Prediction.to_dict()`."""
+def _row(name: str, prediction: Prediction) -> dict:
+    """One CSV row from a Prediction (its `to_dict()` fields, flattened)."""
+    result = prediction.to_dict()
     return {
         "file": name,
         **{key: result[key] for key in PREDICTION_FIELDS},
         **{f"prob_{c}": result["probabilities"][c] for c in CLASSES},
+        "warnings": ";".join(warning.code for warning in prediction.warnings),
     }
 
 
@@ -72,7 +82,7 @@ def score_folder(
                     rows.append({"file": name, "error": exc.message})
                     failed += 1
             for name, prediction in zip(names, classifier.predict_batch(images, batch_size), strict=True):
-                rows.append(_row(name, prediction.to_dict()))
+                rows.append(_row(name, prediction))
                 scored += 1
             writer.writerows(rows)
             handle.flush()

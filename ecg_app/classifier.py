@@ -1,8 +1,9 @@
 """Load the shipped model once and turn RGB images into class probabilities.
 
-`model/` holds `ecg_cnn.keras` (the network) and `model.json` (version, input size, the temperature
-fitted on the validation split, and the "needs review" threshold). Loading is lazy and thread-safe so
-an app with many request threads loads the network exactly once.
+`model/` holds `ecg_cnn.keras` (the network), `model.json` (version, input size, the temperature
+fitted on the validation split, the "needs review" threshold) and `ecg_gate.npz` (the embedding-space
+ECG gate, see `ecg_gate`). Loading is lazy and thread-safe so an app with many request threads loads
+the network exactly once.
 """
 
 from __future__ import annotations
@@ -18,14 +19,28 @@ import numpy as np
 
 from ecg_app.calibration import softmax
 from ecg_app.config import DEFAULT_MODEL_DIR
+from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
-from ecg_app.labels import CLASSES, display_name
+from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
 from ecg_app.preprocess import preprocess_batch
+from ecg_app.quality import QualityWarning
 
 MODEL_FILE = "ecg_cnn.keras"
 MODEL_INFO_FILE = "model.json"
 STATUS_OK = "ok"
 STATUS_NEEDS_REVIEW = "needs_review"
+
+# What the ECG gate adds when its opinion and the softmax's disagree (shown like image-quality warnings).
+GATE_DISAGREES = QualityWarning(
+    "ecg_gate_disagrees",
+    "The classifier scored this picture as not an ECG, but it closely resembles the ECGs the model was "
+    "trained on. It is treated as an ECG of uncertain class: have it reviewed.",
+)
+UNFAMILIAR_IMAGE = QualityWarning(
+    "unfamiliar_image",
+    "This picture does not resemble the 12-lead printouts the model was trained on (another layout, a "
+    "screen, or not an ECG at all), so the class shown is unreliable: have it reviewed.",
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,8 @@ class Prediction:
     confidence: float
     model_version: str
     status: str = STATUS_OK
+    warnings: tuple[QualityWarning, ...] = ()
+    ecg_distance: float | None = None  # the gate's distance to the training ECGs (None: no gate)
 
     @property
     def display_name(self) -> str:
@@ -55,21 +72,50 @@ class Prediction:
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "risk_level": self.risk_level,
             "status": self.status,
+            "ecg_distance": None if self.ecg_distance is None else round(self.ecg_distance, 6),
             "model_version": self.model_version,
         }
 
 
-def prediction_from_probabilities(probs: np.ndarray, version: str, review_threshold: float) -> Prediction:
-    """Build a Prediction from one probability vector in CLASSES order."""
+def decide(
+    probs: np.ndarray,
+    version: str,
+    review_threshold: float,
+    ecg_distance: float | None = None,
+    gate_threshold: float | None = None,
+) -> Prediction:
+    """The result for one probability vector (CLASSES order) and, when a gate is fitted, its distance.
+
+    Calling a real ECG "not an ECG" hides it from every later check, so Non-ECG needs both opinions:
+    when the softmax says Non-ECG but the picture sits among the training ECGs, the most likely ECG class
+    is shown for review instead. An ECG class far from every training ECG is kept but marked for review.
+    Anything below the review threshold needs review too.
+    """
     top = int(np.argmax(probs))
+    warnings: tuple[QualityWarning, ...] = ()
+    if ecg_distance is not None and gate_threshold is not None:
+        ecg_like = ecg_distance <= gate_threshold
+        if CLASSES[top] == NON_ECG and ecg_like:
+            top = int(np.argmax(probs[: len(ECG_CLASSES)]))
+            warnings = (GATE_DISAGREES,)
+        elif CLASSES[top] != NON_ECG and not ecg_like:
+            warnings = (UNFAMILIAR_IMAGE,)
     confidence = float(probs[top])
     return Prediction(
         label=CLASSES[top],
         probabilities={c: float(p) for c, p in zip(CLASSES, probs, strict=True)},
         confidence=confidence,
         model_version=version,
-        status=STATUS_OK if confidence >= review_threshold else STATUS_NEEDS_REVIEW,
+        status=STATUS_OK if confidence >= review_threshold and not warnings else STATUS_NEEDS_REVIEW,
+        warnings=warnings,
+        ecg_distance=ecg_distance,
     )
+
+
+def ensemble_members(model) -> list:
+    """The networks inside an averaged ensemble (`training.average_models`), or [model] for one network."""
+    nested = [layer for layer in model.layers if layer.name.startswith("member_")]
+    return nested or [model]
 
 
 class Classifier:
@@ -84,8 +130,11 @@ class Classifier:
         self.version: str = self.info["version"]
         self.temperature: float = float(self.info.get("temperature", 1.0))
         self.review_threshold: float = float(self.info.get("review_threshold", 0.0))
+        gate_path = self.model_dir / GATE_FILE
+        self.gate: EcgGate | None = EcgGate.load(gate_path) if gate_path.is_file() else None
         self._model = None
-        self._lock = threading.Lock()
+        self._heads: list | None = None
+        self._lock = threading.RLock()
 
     @property
     def model(self):
@@ -99,22 +148,61 @@ class Classifier:
                     self._model = keras.saving.load_model(self.model_dir / MODEL_FILE, compile=False)
         return self._model
 
+    @property
+    def heads(self) -> list:
+        """Per member, a model giving (embedding, probabilities) in one pass: the embedding is what the
+        output layer reads, so the gate costs no extra inference."""
+        if self._heads is None:
+            with self._lock:
+                if self._heads is None:
+                    import keras
+
+                    self._heads = [
+                        keras.Model(member.input, [member.layers[-1].input, member.output])
+                        for member in ensemble_members(self.model)
+                    ]
+        return self._heads
+
+    def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings, log-probabilities) of a preprocessed batch; an ensemble averages its members'
+        probabilities (as the saved model's Average layer does) and concatenates their embeddings."""
+        outputs = [head.predict_on_batch(batch) for head in self.heads]
+        features = np.concatenate([np.asarray(f, dtype=np.float32) for f, _ in outputs], axis=1)
+        probs = np.mean([np.asarray(p, dtype=np.float64) for _, p in outputs], axis=0)
+        return features, np.log(np.clip(probs, 1e-12, 1.0))
+
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Log-probabilities of the network (its softmax output) for a preprocessed batch."""
-        probs = np.asarray(self.model.predict_on_batch(batch), dtype=np.float64)
-        return np.log(np.clip(probs, 1e-12, 1.0))
+        return self.embed(batch)[1]
+
+    def embed_proba(
+        self, images: Sequence[np.ndarray], batch_size: int = 16
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and calibrated probabilities (N, 5) for RGB uint8 images (batched to bound memory)."""
+        features, probs = [], []
+        for start in range(0, len(images), batch_size):
+            f, log_p = self.embed(preprocess_batch(images[start : start + batch_size]))
+            features.append(f)
+            probs.append(softmax(log_p / self.temperature))
+        if not probs:
+            return np.zeros((0, 0), np.float32), np.zeros((0, len(CLASSES)))
+        return np.concatenate(features), np.concatenate(probs)
 
     def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-        """Calibrated probabilities, shape (N, 5), for RGB uint8 images (batched to bound memory)."""
-        chunks = [
-            softmax(self.logits(preprocess_batch(images[start : start + batch_size])) / self.temperature)
-            for start in range(0, len(images), batch_size)
+        return self.embed_proba(images, batch_size)[1]
+
+    def decide_batch(self, features: np.ndarray, probs: np.ndarray) -> list[Prediction]:
+        """Predictions from embeddings and calibrated probabilities (the gate applied when fitted)."""
+        if self.gate is None or self.gate.threshold_ is None:
+            return [decide(p, self.version, self.review_threshold) for p in probs]
+        distances = self.gate.distance(features)
+        return [
+            decide(p, self.version, self.review_threshold, float(d), self.gate.threshold_)
+            for p, d in zip(probs, distances, strict=True)
         ]
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(CLASSES)))
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
-        probs = self.predict_proba(images, batch_size)
-        return [prediction_from_probabilities(p, self.version, self.review_threshold) for p in probs]
+        return self.decide_batch(*self.embed_proba(images, batch_size))
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_batch([image])[0]

@@ -14,9 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 def _cmd_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from ecg_app.analysis import image_warnings
     from ecg_app.classifier import get_classifier
     from ecg_app.intake import IntakeError, load_image
-    from ecg_app.quality import assess
 
     classifier = get_classifier(args.model)
     if args.batch:
@@ -35,7 +35,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             _print_intake_error(name, exc, args.json)
             continue
         if args.json:
-            warnings = [asdict(warning) for warning in assess(rgb)]
+            warnings = [asdict(warning) for warning in image_warnings(prediction, rgb)]
             print(json.dumps({"file": name, **prediction.to_dict(), "quality_warnings": warnings}))
         else:
             print(_prediction_line(name, prediction))
@@ -58,6 +58,7 @@ def _prediction_line(name: str, prediction) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from ecg_app.distribute import DistributeConfigError
     from ecg_app.training import TrainConfig, train
 
     config = TrainConfig(
@@ -72,24 +73,51 @@ def _cmd_train(args: argparse.Namespace) -> int:
         samples_per_class=args.samples_per_class,
         ensemble=args.ensemble,
         limit_per_class=args.limit_per_class,
+        distribute=args.distribute,
+        synthetic_ecgs=args.synthetic_ecgs,
     )
-    train(config)
+    try:
+        train(config)
+    except DistributeConfigError as exc:
+        print(f"ecg-app train: error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _data_root_overrides(args: argparse.Namespace) -> dict[str, Path]:
+    roots = {"mendeley": args.data, "non_ecg": args.non_ecg, "other_ecg": args.other_ecg}
+    return {k: Path(v) for k, v in roots.items() if v}
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import evaluate_model_dir
 
-    roots = {"mendeley": args.data, "non_ecg": args.non_ecg, "other_ecg": args.other_ecg}
-    metrics = evaluate_model_dir(
-        Path(args.model), split=args.split, roots={k: Path(v) for k, v in roots.items() if v}
-    )
+    metrics = evaluate_model_dir(Path(args.model), split=args.split, roots=_data_root_overrides(args))
     summary = metrics["test"]
     print(
         f"{args.split}: n={summary['n']} accuracy={summary['accuracy']['value']:.3f} "
         f"macro-F1={summary['macro_f1']['value']:.3f} "
         f"[{summary['macro_f1']['ci95'][0]:.3f}, {summary['macro_f1']['ci95'][1]:.3f}] "
         f"ECE={summary['ece']:.3f}"
+    )
+    return 0
+
+
+def _cmd_fit_gate(args: argparse.Namespace) -> int:
+    from ecg_app.classifier import Classifier
+    from ecg_app.evaluation import model_roots
+    from ecg_app.gate_fit import fit_gate
+    from ecg_app.training import synthetic_ecgs
+
+    info = Classifier(args.model).info
+    rendered = synthetic_ecgs(int(info.get("config", {}).get("synthetic_ecgs", 0)))
+    roots = model_roots(info, _data_root_overrides(args))
+    record = fit_gate(Path(args.model), roots, k=args.k, extra_ecgs=rendered)
+    val = record["validation"]
+    print(
+        f"ECG gate: threshold {record['threshold']:.3f} on {record['references']} training ECGs; validation: "
+        f"{val['ecgs_beyond_threshold']}/{val['ecgs']} ECGs beyond, "
+        f"{val['non_ecgs_within_threshold']}/{val['non_ecgs']} non-ECGs within"
     )
     return 0
 
@@ -274,7 +302,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from ecg_app.config import Settings
     from ecg_app.ui import build_app, launch
 
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # e.g. a malformed ECG_APP_USERS: refuse rather than serve without a login
+        print(f"ecg-app serve: error: {exc}", file=sys.stderr)
+        return 2
     if args.model:
         settings = replace(settings, model_dir=Path(args.model))
     if not (settings.model_dir / "model.json").is_file():
@@ -313,25 +345,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--other-ecg", help="unlabelled ECGs of other layouts (trained as 'some ECG class')")
     p.add_argument("--arch", default="default", help="network: 'default' or 'seed'")
     p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="global (split across --distribute replicas)")
     p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
     p.add_argument("--ensemble", type=int, default=1, help="average N networks (seeds SEED..SEED+N-1)")
+    p.add_argument(
+        "--synthetic-ecgs",
+        type=int,
+        default=0,
+        help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
+    )
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--distribute",
+        action="store_true",
+        help="tf.distribute: all local GPUs (MirroredStrategy), or the workers in TF_CONFIG "
+        "(MultiWorkerMirroredStrategy; only the chief writes --out)",
+    )
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="metrics on the held-out test split; writes metrics.json")
-    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
-    p.add_argument("--data", help="Mendeley class folders (default: where the model was trained from)")
-    p.add_argument("--non-ecg", help="non-ECG image tree (default: as trained)")
-    p.add_argument("--other-ecg", help="other-layout ECG folder (default: as trained)")
+    _add_model_data_arguments(p)
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
+    _add_model_data_arguments(p)
+    p.add_argument("--k", type=int, default=5, help="nearest training ECGs averaged (default 5)")
+    p.set_defaults(func=_cmd_fit_gate)
 
     _add_store_commands(sub)
     _add_serve_command(sub)
     return parser
+
+
+def _add_model_data_arguments(p: argparse.ArgumentParser) -> None:
+    from ecg_app.config import DEFAULT_MODEL_DIR
+
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--data", help="Mendeley class folders (default: where the model was trained from)")
+    p.add_argument("--non-ecg", help="non-ECG image tree (default: as trained)")
+    p.add_argument("--other-ecg", help="other-layout ECG folder (default: as trained)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,11 +42,7 @@ class Settings:
     def from_env(cls) -> Settings:
         data_dir = Path(os.environ.get("ECG_APP_DATA_DIR") or platformdirs.user_data_dir("ecg-app"))
         database_url = os.environ.get("ECG_APP_DATABASE_URL") or f"sqlite:///{data_dir / 'ecg_app.sqlite3'}"
-        users = tuple(
-            tuple(pair.split(":", 1))  # type: ignore[misc]
-            for pair in os.environ.get("ECG_APP_USERS", "").split(",")
-            if ":" in pair
-        )
+        users = parse_users(os.environ.get("ECG_APP_USERS", ""))
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -55,6 +51,20 @@ class Settings:
             max_pixels=_env_int("ECG_APP_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             users=users,
         )
+
+
+def parse_users(value: str) -> tuple[tuple[str, str], ...]:
+    """`user:password,user2:password2` as pairs. A malformed entry is an error, never skipped: a typo must
+    not silently turn the login off. The message does not repeat the entry (it may hold a password)."""
+    users = []
+    for entry in value.split(","):
+        user, colon, password = entry.strip().partition(":")
+        if not (user or colon or password):
+            continue  # empty entry, e.g. a trailing comma
+        if not (user and colon and password):
+            raise ValueError("ECG_APP_USERS must be user:password pairs separated by commas")
+        users.append((user, password))
+    return tuple(users)
 
 
 def portable_path(path: str | Path) -> str:

@@ -19,7 +19,7 @@ from sklearn.metrics import (
 
 from ecg_app import dataset
 from ecg_app.calibration import reliability
-from ecg_app.classifier import Classifier
+from ecg_app.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
 from ecg_app.config import resolve_path
 from ecg_app.explain import GradCam, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
@@ -84,10 +84,11 @@ def _roc(y_true: np.ndarray, probs: np.ndarray) -> dict:
     return curves
 
 
-def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
-    """All headline metrics for integer labels (CLASSES order) and an (N, 5) probability matrix."""
+def compute_metrics(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | None = None) -> dict:
+    """All headline metrics for integer labels (CLASSES order) and an (N, 5) probability matrix;
+    `y_pred` is the decided class when it is not the top probability (the ECG gate can overrule it)."""
     y_true = np.asarray(y_true, dtype=int)
-    y_pred = probs.argmax(axis=1)
+    y_pred = probs.argmax(axis=1) if y_pred is None else np.asarray(y_pred, dtype=int)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=_ALL, zero_division=0
     )
@@ -113,6 +114,50 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray) -> dict:
         "ece": calib["ece"],
         "reliability": calib["bins"],
     }
+
+
+def _rate(flags: np.ndarray) -> dict:
+    return {"n": int(len(flags)), "rate": float(np.mean(flags)) if len(flags) else None}
+
+
+def gate_report(predictions, probs: np.ndarray, labelled: np.ndarray, y_true: np.ndarray, classifier) -> dict:
+    """The ECG/non-ECG decision with the softmax alone and with the embedding gate, side by side."""
+    non_ecg = CLASSES.index(NON_ECG)
+    softmax_non_ecg = probs.argmax(axis=1) == non_ecg
+    decided_non_ecg = np.array([p.label == NON_ECG for p in predictions], dtype=bool)
+    unfamiliar = np.array([UNFAMILIAR_IMAGE in p.warnings for p in predictions], dtype=bool)
+    true_non_ecg = np.zeros(len(predictions), dtype=bool)
+    true_non_ecg[np.flatnonzero(labelled)[y_true == non_ecg]] = True
+    true_ecg = labelled & ~true_non_ecg
+    other = ~labelled
+    gate = classifier.gate
+    return {
+        "fitted": gate is not None and gate.threshold_ is not None,
+        "threshold": None if gate is None else gate.threshold_,
+        "non_ecg_recall": {
+            "softmax_only": _rate(softmax_non_ecg[true_non_ecg]),
+            "with_gate": _rate(decided_non_ecg[true_non_ecg]),
+        },
+        "other_layout_called_non_ecg": {
+            "softmax_only": _rate(softmax_non_ecg[other]),
+            "with_gate": _rate(decided_non_ecg[other]),
+        },
+        "marked_unfamiliar": {
+            "template_ecgs": _rate(unfamiliar[true_ecg]),
+            "other_layout_ecgs": _rate(unfamiliar[other]),
+            "non_ecgs": _rate(unfamiliar[true_non_ecg]),
+        },
+        "distance": {
+            "template_ecgs_max": _extreme_distance(predictions, true_ecg, np.max),
+            "other_layout_ecgs_max": _extreme_distance(predictions, other, np.max),
+            "non_ecgs_min": _extreme_distance(predictions, true_non_ecg, np.min),
+        },
+    }
+
+
+def _extreme_distance(predictions, mask: np.ndarray, reduce) -> float | None:
+    values = [p.ecg_distance for p, keep in zip(predictions, mask, strict=True) if keep]
+    return float(reduce(values)) if values and None not in values else None
 
 
 def heatmap_placement(classifier: Classifier, images: list[np.ndarray], predicted: np.ndarray) -> dict:
@@ -145,25 +190,24 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
     samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
     chosen = [s for s in samples if s.split == split]
     chosen, images = dataset.load_images(chosen)
-    probs = classifier.predict_proba(images) if images else np.zeros((0, len(CLASSES)))
+    features, probs = classifier.embed_proba(images)
+    predictions = classifier.decide_batch(features, probs)
+    decided = np.array([CLASSES.index(p.label) for p in predictions], dtype=int)
     labelled = np.array([s.label != dataset.OTHER_ECG for s in chosen], dtype=bool)
     y_true = np.array([CLASSES.index(s.label) for s, keep in zip(chosen, labelled, strict=True) if keep])
-    metrics = compute_metrics(y_true, probs[labelled])
-    other = probs[~labelled]
-    metrics["other_layout_called_non_ecg"] = {
-        "n": int(len(other)),
-        "rate": float((other.argmax(axis=1) == CLASSES.index(NON_ECG)).mean()) if len(other) else None,
-    }
-    covered = probs[labelled].max(axis=1) >= classifier.review_threshold
+    metrics = compute_metrics(y_true, probs[labelled], decided[labelled])
+    metrics["other_layout_called_non_ecg"] = _rate(decided[~labelled] == CLASSES.index(NON_ECG))
+    covered = np.array([p.status == STATUS_OK for p in predictions], dtype=bool)[labelled]
     metrics["needs_review"] = {
         "threshold": classifier.review_threshold,
         "coverage": float(covered.mean()) if len(covered) else None,
-        "accuracy_on_covered": float((probs[labelled].argmax(1)[covered] == y_true[covered]).mean())
+        "accuracy_on_covered": float((decided[labelled][covered] == y_true[covered]).mean())
         if covered.any()
         else None,
     }
+    metrics["ecg_gate"] = gate_report(predictions, probs, labelled, y_true, classifier)
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
-    robustness = robustness_table(classifier.predict_proba, labelled_images, y_true)
+    robustness = robustness_table(classifier.predict_batch, labelled_images, y_true)
     shortcut_check = heatmap_placement(classifier, labelled_images, probs[labelled].argmax(axis=1))
     result = {
         "model_version": classifier.version,

@@ -10,14 +10,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ecg_app.classifier import ensemble_members
 from ecg_app.preprocess import crop_box, preprocess
 
 LAST_CONV = "s5b_relu"
-
-
-def _members(model) -> list:
-    nested = [layer for layer in model.layers if layer.name.startswith("member_")]
-    return nested or [model]
 
 
 class GradCam:
@@ -28,7 +24,7 @@ class GradCam:
 
         self.probes = [
             keras.Model(member.input, [member.get_layer(LAST_CONV).output, member.output])
-            for member in _members(model)
+            for member in ensemble_members(model)
         ]
 
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:

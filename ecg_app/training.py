@@ -3,6 +3,8 @@
 Writes into `out_dir`: `split.csv` (the split manifest), `ecg_cnn.keras` (best epoch on validation
 macro-F1, written to a temp file then renamed, so Ctrl-C never leaves a corrupt model) and `model.json`
 (version, temperature fitted on validation, review threshold, training curves, data roots).
+With `distribute=True` the networks are built and trained under a `tf.distribute` strategy
+(see `ecg_app.distribute`); without it nothing about training changes.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -25,9 +28,17 @@ from ecg_app.augment import augment  # noqa: E402
 from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE  # noqa: E402
 from ecg_app.config import REPO_ROOT, portable_path  # noqa: E402
+from ecg_app.distribute import (  # noqa: E402
+    Placement,
+    output_dir,
+    patch_keras_for_multi_worker,
+    placement_from_env,
+)
+from ecg_app.gate_fit import fit_gate  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
 from ecg_app.networks import make_model  # noqa: E402
 from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
+from ecg_app.synth_ecg import SYNTHETIC_SOURCE, render_ecg, synthetic_seeds  # noqa: E402
 
 
 @dataclass
@@ -39,13 +50,15 @@ class TrainConfig:
     epochs: int = 40
     out_dir: Path = REPO_ROOT / "model"
     seed: int = 42
-    batch_size: int = 16
+    batch_size: int = 16  # global: with --distribute, split evenly across the replicas
     samples_per_class: int = 96  # drawn per class and epoch (class-balanced sampling, with replacement)
     learning_rate: float = 2e-3
     limit_per_class: int | None = None  # for smoke tests: keep only the first N groups per class
     ensemble: int = 1  # >1: average that many networks trained with seeds seed, seed+1, ...
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    distribute: bool = False  # tf.distribute: all local GPUs, or the workers named in TF_CONFIG
+    synthetic_ecgs: int = 0  # ECGs of many layouts rendered here (ecg_app.synth_ecg), trained as OtherECG
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -61,16 +74,17 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.images = images
         self.targets = np.stack([s.target for s in samples])
-        self.by_label: dict[str, np.ndarray] = {}
+        # Rendered ECGs are a group of their own, so they add to the real other-layout ECGs, not replace them.
+        self.groups: dict[tuple[str, bool], list[int]] = {}
         for i, s in enumerate(samples):
-            self.by_label.setdefault(s.label, []).append(i)  # type: ignore[attr-defined]
+            self.groups.setdefault((s.label, s.source == SYNTHETIC_SOURCE), []).append(i)
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
         order = []
-        for label, indices in sorted(self.by_label.items()):
+        for (label, _), indices in sorted(self.groups.items()):
             n = (
                 self.config.samples_per_class // 4
                 if label == dataset.OTHER_ECG
@@ -163,6 +177,19 @@ def prepare_split(config: TrainConfig) -> tuple[list[dataset.Sample], list[np.nd
     return samples, images
 
 
+def synthetic_samples(n: int) -> list[dataset.Sample]:
+    """Training-only samples for `synthetic_ecgs(n)`: "some ECG" like the other-layout folder. They are
+    never written to split.csv, so validation and test stay real images."""
+    return [
+        dataset.Sample(Path(f"synthetic/{seed}.png"), dataset.OTHER_ECG, SYNTHETIC_SOURCE, split="train")
+        for seed in synthetic_seeds(n)
+    ]
+
+
+def synthetic_ecgs(n: int) -> list[np.ndarray]:
+    return [render_ecg(seed) for seed in synthetic_seeds(n)]
+
+
 def data_roots(config: TrainConfig) -> dict[str, Path]:
     roots = {"mendeley": config.data_dir, "non_ecg": config.non_ecg_dir, "other_ecg": config.other_ecg_dir}
     return {k: Path(v) for k, v in roots.items() if v is not None}
@@ -175,17 +202,20 @@ def _fit_member(
     x_val: np.ndarray,
     y_val: np.ndarray,
     model_path: Path,
+    placement: Placement | None = None,
 ) -> dict:
     """Fit one network with `config.seed`; keeps its best validation epoch at `model_path`."""
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
-    model = make_model(config.arch, INPUT_SHAPE)
-    steps_per_epoch = int(np.ceil((5 + 0.25) * config.samples_per_class / config.batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * steps_per_epoch)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
+    # Variables and optimizer state must be created under the strategy that trains them.
     batches = BalancedAugmentedBatches(
         train_samples, train_images, config, workers=2, use_multiprocessing=False
     )
+    with placement.strategy.scope() if placement else nullcontext():
+        model = make_model(config.arch, INPUT_SHAPE)
+        schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
+    patch_keras_for_multi_worker(model, placement)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
     try:
@@ -208,7 +238,15 @@ def _fit_member(
 
 
 # Settings that must match for a finished ensemble member to be reused instead of retrained.
-_MEMBER_KEYS = ("arch", "epochs", "batch_size", "samples_per_class", "learning_rate", "seed")
+_MEMBER_KEYS = (
+    "arch",
+    "epochs",
+    "batch_size",
+    "samples_per_class",
+    "learning_rate",
+    "seed",
+    "synthetic_ecgs",
+)
 
 
 def _member_settings(config: TrainConfig) -> dict:
@@ -226,7 +264,13 @@ def average_models(members: list[keras.Model]) -> keras.Model:
 
 
 def _fit_ensemble(
-    config: TrainConfig, train_samples, train_images, x_val, y_val, out_dir: Path
+    config: TrainConfig,
+    train_samples,
+    train_images,
+    x_val,
+    y_val,
+    out_dir: Path,
+    placement: Placement | None = None,
 ) -> list[dict]:
     """Fit `config.ensemble` members (seeds seed, seed+1, ...) on one split; finished members are reused,
     so an interrupted ensemble run resumes where it stopped."""
@@ -235,15 +279,17 @@ def _fit_ensemble(
         member_config = replace(config, seed=config.seed + k)
         member_dir = out_dir / "members" / f"seed-{member_config.seed}"
         record_path = member_dir / "member.json"
-        if record_path.is_file() and json.loads(record_path.read_text())["settings"] == _member_settings(
-            member_config
-        ):
+        # Members recorded before rendered ECGs existed were trained without them.
+        if record_path.is_file() and {
+            "synthetic_ecgs": 0,
+            **json.loads(record_path.read_text())["settings"],
+        } == _member_settings(member_config):
             print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed}): reusing {member_dir}")
             records.append(json.loads(record_path.read_text()))
             continue
         print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed})")
         record = _fit_member(
-            member_config, train_samples, train_images, x_val, y_val, member_dir / MODEL_FILE
+            member_config, train_samples, train_images, x_val, y_val, member_dir / MODEL_FILE, placement
         )
         record["settings"] = _member_settings(member_config)
         write_json_atomic(record, record_path)
@@ -258,7 +304,10 @@ def _fit_ensemble(
 
 def train(config: TrainConfig) -> dict:
     """Train, checkpoint, calibrate on validation and write the model directory; returns model.json."""
-    out_dir = Path(config.out_dir)
+    placement = placement_from_env() if config.distribute else None  # first: before any other TF work
+    out_dir = output_dir(Path(config.out_dir), placement)  # a scratch dir on non-chief workers
+    if placement is not None:
+        print(f"distributed training: {json.dumps(placement.describe())}")
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
 
@@ -273,12 +322,15 @@ def train(config: TrainConfig) -> dict:
     x_val = np.stack([preprocess(images[i]) for i in val_idx])
     y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
     train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
+    synthetic_images = synthetic_ecgs(config.synthetic_ecgs)
+    train_samples += synthetic_samples(config.synthetic_ecgs)
+    train_images += synthetic_images
 
     model_path = out_dir / MODEL_FILE
     if config.ensemble > 1:
-        members = _fit_ensemble(config, train_samples, train_images, x_val, y_val, out_dir)
+        members = _fit_ensemble(config, train_samples, train_images, x_val, y_val, out_dir, placement)
     else:
-        members = [_fit_member(config, train_samples, train_images, x_val, y_val, model_path)]
+        members = [_fit_member(config, train_samples, train_images, x_val, y_val, model_path, placement)]
     train_seconds = time.perf_counter() - started
 
     best = keras.saving.load_model(model_path, compile=False)
@@ -309,10 +361,17 @@ def train(config: TrainConfig) -> dict:
         "member_histories": [m["history"] for m in members] if config.ensemble > 1 else [],
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
     }
+    if placement is not None:
+        info["distribution"] = placement.describe()
     write_json_atomic(info, out_dir / MODEL_INFO_FILE)
     print(
         f"saved {model_path} ({info['model_bytes'] / 1e6:.1f} MB), version {info['version']}, "
         f"best epoch {info['best_epoch']}, T={temperature:.2f}, review threshold {threshold:.2f}, "
         f"{train_seconds / 60:.1f} min"
     )
+    try:
+        info["ecg_gate"] = fit_gate(out_dir, roots, extra_ecgs=synthetic_images)
+        print(f"ECG gate: threshold {info['ecg_gate']['threshold']:.3f} (chosen on validation)")
+    except ValueError as exc:  # too few training ECGs, or a validation split without both kinds
+        print(f"no ECG gate: {exc}")
     return info

@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import text
 
-from ecg_app.config import REPO_ROOT
+from ecg_app.config import REPO_ROOT, Settings
+from ecg_app.store import open_store
+from ecg_app.store.db import create_engine_for
 
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 MODEL_DIR = REPO_ROOT / "model"
+# The history tests (store, migrations, reports, history CLI) run on SQLite, and on PostgreSQL as well
+# when this names a database they may wipe; `make test` starts a throwaway server (.ci/postgres.sh).
+POSTGRES_URL = os.environ.get("ECG_APP_TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 
 def synthetic_printout(width: int = 1106, height: int = 786, seed: int = 0) -> np.ndarray:
@@ -66,3 +74,33 @@ def shipped_model() -> Path:
     if not (MODEL_DIR / "model.json").is_file():
         pytest.skip("no trained model in model/ yet")
     return MODEL_DIR
+
+
+def database_url_for(tmp_path: Path, backend: str = "sqlite") -> str:
+    """A database with nothing in it: a new SQLite file, or the test PostgreSQL database wiped clean."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'data' / 'ecg.sqlite3'}"
+    engine = create_engine_for(POSTGRES_URL)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    return POSTGRES_URL
+
+
+def settings_for(tmp_path: Path, backend: str = "sqlite") -> Settings:
+    """Settings with an empty data dir in tmp_path and an empty database of the backend."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url_for(tmp_path, backend))
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> str:
+    """Each test that uses it runs once per database backend."""
+    return request.param
+
+
+@pytest.fixture
+def store(tmp_path, backend):
+    """An empty analysis history (database + image folder), on each backend."""
+    with open_store(settings_for(tmp_path, backend)) as opened:
+        yield opened

@@ -1,5 +1,5 @@
 """analyze_and_store (intake -> classifier -> quality + Grad-CAM -> store) and the `predict`, `analyze`,
-`history` and `report` commands."""
+`history` and `report` commands; everything that stores runs on each database backend (`env` fixture)."""
 
 import csv
 import io
@@ -28,13 +28,13 @@ from ecg_app.labels import NON_ECG
 from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, open_store
 from ecg_app.store.images import fit, make_thumbnail
-from tests.conftest import encode, synthetic_printout
+from tests.conftest import database_url_for, encode, synthetic_printout
 from tests.test_store import make_prediction, stored_files
 
 EXAMPLES_DIR = Path(ecg_app.__file__).parent / "examples"
 PREDICT_FIELDS = {
-    "file", "label", "display_name", "confidence", "probabilities", "risk_level", "status", "model_version",
-    "quality_warnings",
+    "file", "label", "display_name", "confidence", "probabilities", "risk_level", "status", "ecg_distance",
+    "model_version", "quality_warnings",
 }  # fmt: skip
 
 
@@ -51,10 +51,14 @@ class FixedClassifier:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
-    """ECG_APP_DATA_DIR in tmp_path, default database URL; returns the Settings the CLI will see."""
+def env(tmp_path, monkeypatch, backend):
+    """ECG_APP_DATA_DIR in tmp_path and an empty database (SQLite: the default URL; PostgreSQL: the test
+    server's); returns the Settings the CLI will see."""
     monkeypatch.setenv("ECG_APP_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("ECG_APP_DATABASE_URL", raising=False)
+    if backend == "sqlite":
+        monkeypatch.delenv("ECG_APP_DATABASE_URL", raising=False)
+    else:
+        monkeypatch.setenv("ECG_APP_DATABASE_URL", database_url_for(tmp_path, backend))
     monkeypatch.delenv("ECG_APP_MODEL_DIR", raising=False)
     return Settings.from_env()
 
@@ -239,8 +243,9 @@ def test_analyze_and_store_explains_and_checks_quality_with_the_shipped_model(
         assert EXPLANATION_TITLE in report_text and " ".join(EXPLANATION_CAPTION.split()) in report_text
 
 
-def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, ecg_file, shipped_model, capsys):
-    assert main(["predict", str(blurred_ecg_file), str(ecg_file), "--json"]) == 0
+def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, shipped_model, capsys):
+    sharp_ecg_file = EXAMPLES_DIR / "MI(19).jpg"
+    assert main(["predict", str(blurred_ecg_file), str(sharp_ecg_file), "--json"]) == 0
     blurred, clean = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert set(blurred) == set(clean) == PREDICT_FIELDS
     assert "blurry" in {w["code"] for w in blurred["quality_warnings"]}
@@ -252,6 +257,9 @@ def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, ecg_file, sh
     assert set(analysed) == PREDICT_FIELDS | {"id"}
     assert analysed["quality_warnings"] == blurred["quality_warnings"]
     assert {k: v for k, v in analysed.items() if k != "id"} == blurred
+    # The sharp printout sits among the training ECGs; the stored analysis keeps its gate distance.
+    gate = json.loads((shipped_model / "model.json").read_text())["ecg_gate"]
+    assert 0 <= clean["ecg_distance"] <= gate["threshold"] and analysed["ecg_distance"] > 0
 
     assert main(["analyze", str(blurred_ecg_file)]) == 0
     lines = capsys.readouterr().out.splitlines()

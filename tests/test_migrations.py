@@ -1,11 +1,9 @@
 """Alembic: empty -> head -> base -> head, and the migrations say exactly what the models say.
 
-Runs on a SQLite file; set ECG_APP_TEST_POSTGRES_URL (e.g. postgresql+psycopg://user@host/db, a database
-these tests may wipe) to run the same tests, and tests/test_store.py, on PostgreSQL as well.
+Runs on a SQLite file, and on PostgreSQL when ECG_APP_TEST_POSTGRES_URL is set (conftest.BACKENDS).
 """
 
 import io
-import os
 import uuid
 from datetime import UTC, datetime
 
@@ -29,32 +27,19 @@ from ecg_app.store.migrate import (
     upgrade_to_head,
 )
 from ecg_app.store.models import Base
+from tests.conftest import database_url_for
 
-POSTGRES_URL = os.environ.get("ECG_APP_TEST_POSTGRES_URL")
-HEAD = "0002"
+HEAD = "0003"
 IMAGE_COLUMNS = ("sha256", "image_ref", "thumbnail_ref", "media_type", "size_bytes", "width", "height")
 ANALYSIS_COLUMNS = (
     "image_sha256", "original_filename", "label", "confidence", "prob_mi", "prob_hmi", "prob_ahb",
     "prob_normal", "prob_nonecg", "risk_level", "model_version", "status",
 )  # fmt: skip
-BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
 
 
-def database_url_for(tmp_path, backend: str = "sqlite") -> str:
-    """A database with nothing in it: a new SQLite file, or the test PostgreSQL database wiped clean."""
-    if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'data' / 'ecg.sqlite3'}"
-    engine = create_engine_for(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    return POSTGRES_URL
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request, tmp_path) -> str:
-    return database_url_for(tmp_path, request.param)
+@pytest.fixture
+def database_url(tmp_path, backend) -> str:
+    return database_url_for(tmp_path, backend)
 
 
 def tables(url: str) -> set[str]:
@@ -171,7 +156,7 @@ def test_db_cli(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
     assert (tmp_path / "data" / "ecg_app.sqlite3").is_file()  # the default: a file in the data dir
     assert main(["db", "downgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "0001"
+    assert capsys.readouterr().out.strip() == "0002"
     assert main(["db", "downgrade", "base"]) == 0
     assert capsys.readouterr().out.strip() == "base (empty)"
 

@@ -1,4 +1,7 @@
-"""PDF report: every section and value is in the PDF's text, escaping, pages, and a rendered page 1."""
+"""PDF report: every section and value is in the PDF's text, escaping, pages, and a rendered page 1.
+
+The analyses are stored and read back through the history on each database backend (`store` fixture).
+"""
 
 import io
 import json
@@ -24,9 +27,9 @@ from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.quality import assess
 from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
-from ecg_app.store import PatientInfo, open_store
+from ecg_app.store import PatientInfo
 from tests.conftest import encode, synthetic_printout
-from tests.test_store import heat_overlay, make_prediction, settings_for
+from tests.test_store import heat_overlay, make_prediction
 
 GENERATED = datetime(2025, 3, 2, 9, 30, tzinfo=UTC)
 METRICS = {
@@ -44,12 +47,6 @@ METRICS = {
 def page():
     rgb = synthetic_printout(width=1106, height=786, seed=5)
     return rgb, encode(rgb)
-
-
-@pytest.fixture
-def store(tmp_path):
-    with open_store(settings_for(tmp_path)) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 import numpy as np
 
+from ecg_app.classifier import decide
 from ecg_app.preprocess import preprocess
 from ecg_app.robustness import DEGRADATIONS, robustness_table
 
@@ -19,12 +20,14 @@ def test_table_reports_drops_against_clean(printout):
     images = [printout, printout.copy()]
 
     def brightness_classifier(batch):
-        """Class 0 when the (degraded) page is bright on average, class 1 otherwise."""
+        """Class 0 (sure) when the (degraded) page is bright on average, class 1 (unsure) otherwise."""
         means = np.array([image.mean() for image in batch])
-        return np.stack([means > 220, means <= 220], axis=1).astype(float)
+        probs = [[0.9, 0.1, 0, 0, 0] if mean > 220 else [0.3, 0.35, 0.35, 0, 0] for mean in means]
+        return [decide(np.array(p), "test", review_threshold=0.5) for p in probs]
 
     table = robustness_table(brightness_classifier, images, np.array([0, 0]))
-    assert table["clean"] == {"accuracy": 1.0, "drop_points": 0.0}
+    assert table["clean"] == {"accuracy": 1.0, "drop_points": 0.0, "needs_review": 0.0}
+    assert table["lighting gradient (40%)"]["needs_review"] == 1.0
     assert table["lighting gradient (40%)"]["accuracy"] == 0.0
     assert table["lighting gradient (40%)"]["drop_points"] == 100.0
     assert set(table) == {"clean", *DEGRADATIONS}

@@ -1,6 +1,9 @@
 """End to end on a tiny synthetic dataset: train one epoch, evaluate, predict through the CLI."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +32,16 @@ def tiny_config(root: Path, out: str, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
+# `ecg-app` as its own process: SIGINT and a tf.distribute strategy's set-up are per process.
+CLI = [sys.executable, "-m", "ecg_app.cli"]
+
+
+def train_args(root: Path, out: Path, *extra: str) -> list[str]:
+    """`ecg-app train` arguments for the tiny data set (4 draws per class and epoch)."""
+    data = ["--data", str(root / "ecg"), "--non-ecg", str(root / "other")]
+    return ["train", *data, "--batch-size", "4", "--samples-per-class", "4", "--out", str(out), *extra]
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
@@ -53,6 +66,8 @@ def test_training_writes_a_loadable_model_and_manifest(tiny_run):
     info = json.loads((model_dir / "model.json").read_text())
     assert info["classes"] == list(CLASSES) and info["epochs"] == 1
     assert info["temperature"] > 0 and 0 < info["review_threshold"] < 1
+    # The ECG gate is fitted as the last step, from the same split (threshold on validation).
+    assert info["ecg_gate"]["references"] >= 5 and (model_dir / "ecg_gate.npz").is_file()
     assert not list(model_dir.glob("*.partial*")) and not list(model_dir.glob("*.tmp"))
     samples = dataset.read_manifest(
         model_dir / "split.csv", {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
@@ -70,6 +85,8 @@ def test_evaluate_writes_metrics(tiny_run, capsys):
     )
     for key in ("accuracy", "macro_f1", "per_class", "confusion_matrix", "roc", "ece", "reliability"):
         assert key in metrics["test"]
+    gate = metrics["test"]["ecg_gate"]
+    assert gate["fitted"] and set(gate["non_ecg_recall"]) == {"softmax_only", "with_gate"}
     assert metrics["history"]["loss"] and metrics["dataset"]["split_sizes"]
     assert "macro-F1" in capsys.readouterr().out
 
@@ -131,36 +148,22 @@ def test_batch_prediction_matches_single(tiny_run):
         assert single.status in ("ok", "needs_review") and single.model_version == classifier.version
 
 
-def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path):
+@pytest.mark.parametrize("distribute", [[], ["--distribute"]], ids=["default", "distribute"])
+def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path, monkeypatch, distribute):
     """A real SIGINT in the middle of training: the best checkpoint so far stays loadable, no partial file."""
     import signal
-    import subprocess
-    import sys
     import time
 
+    monkeypatch.delenv("TF_CONFIG", raising=False)  # --distribute: MirroredStrategy on this machine
     out = tmp_path / "interrupted"
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ecg_app.cli",
-            "train",
-            "--data",
-            str(tiny_run / "ecg"),
-            "--non-ecg",
-            str(tiny_run / "other"),
-            "--epochs",
-            "200",
-            "--batch-size",
-            "4",
-            "--samples-per-class",
-            "4",
-            "--out",
-            str(out),
-        ],
+        [*CLI, *train_args(tiny_run, out, "--epochs", "200", *distribute)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A suite started in the background (`make test &`) inherits SIGINT ignored, and Python then never
+        # installs its Ctrl-C handler: give the trainer the default disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240
     while not (out / "ecg_cnn.keras").exists() and time.monotonic() < deadline and process.poll() is None:
@@ -202,6 +205,20 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
     assert capsys.readouterr().out.count("reusing") == 2
 
 
+def test_rendered_ecgs_train_as_some_ecg_and_join_the_gate(tiny_run):
+    from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
+
+    config = tiny_config(tiny_run, "synthetic", synthetic_ecgs=6)
+    samples = synthetic_samples(6)
+    assert all(s.label == dataset.OTHER_ECG and s.split == "train" for s in samples)
+    batches = BalancedAugmentedBatches(samples, [np.zeros((8, 8, 3), np.uint8)] * 6, config)
+    assert len(batches.order) == config.samples_per_class // 4  # their own group, drawn like other layouts
+    info = train(config)
+    assert info["config"]["synthetic_ecgs"] == 6 and info["ecg_gate"]["synthetic_references"] == 6
+    manifest = (tiny_run / "synthetic" / "split.csv").read_text()
+    assert "synthetic" not in manifest  # training-only: validation and test stay real images
+
+
 def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
     import csv
 
@@ -236,3 +253,104 @@ def test_predict_needs_files_or_batch():
         main(["predict"])
     with pytest.raises(SystemExit):
         main(["predict", "--batch", "somewhere"])
+
+
+def test_distribute_on_one_machine_records_the_strategy(tiny_run, tmp_path, monkeypatch, capsys):
+    """No TF_CONFIG: MirroredStrategy over the local GPUs, or the CPU as its one replica."""
+    import tensorflow as tf
+
+    from ecg_app.classifier import Classifier
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    out = tmp_path / "mirrored"
+    assert main(train_args(tiny_run, out, "--epochs", "1", "--seed", "1", "--distribute")) == 0
+    print(capsys.readouterr().out)
+    info = json.loads((out / "model.json").read_text())
+    replicas = max(1, len(tf.config.list_physical_devices("GPU")))
+    assert info["distribution"] == dict(strategy="MirroredStrategy", replicas=replicas, workers=1, task=None)
+    assert info["config"]["distribute"] is True and info["config"]["batch_size"] == 4
+    assert Classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
+
+
+def _cluster_env(workers: int, index: int, ports: list[int]) -> dict[str, str]:
+    tf_config = {
+        "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports[:workers]]},
+        "task": {"type": "worker", "index": index},
+    }
+    return {**os.environ, "TF_CONFIG": json.dumps(tf_config)}
+
+
+def test_distribute_with_a_one_worker_tf_config(tiny_run, tmp_path):
+    """TF_CONFIG naming one worker: MultiWorkerMirroredStrategy; that worker is the chief and saves."""
+    from ecg_app.classifier import Classifier
+    from tests.integration.app_server import free_port
+
+    out = tmp_path / "one-worker"
+    result = subprocess.run(
+        [*CLI, *train_args(tiny_run, out, "--epochs", "1", "--seed", "1", "--distribute")],
+        env=_cluster_env(1, 0, [free_port()]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(result.stdout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    info = json.loads((out / "model.json").read_text())
+    assert info["distribution"] == {
+        "strategy": "MultiWorkerMirroredStrategy",
+        "replicas": 1,
+        "workers": 1,
+        "task": {"type": "worker", "index": 0},
+    }
+    assert not list(out.glob("*.partial*"))
+    assert Classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
+
+
+def test_distribute_with_two_workers_only_the_chief_writes(tiny_run, tmp_path):
+    """Two workers on this host, one replica each: they train in step (same validation curve) and only
+    worker 0 keeps a model directory; worker 1's scratch copy is gone when it exits."""
+    from tests.integration.app_server import free_port
+
+    ports = [free_port(), free_port()]
+    outs = [tmp_path / f"worker{k}" for k in range(2)]
+    processes = [
+        subprocess.Popen(
+            [*CLI, *train_args(tiny_run, outs[k], "--epochs", "2", "--seed", "1", "--distribute")],
+            env=_cluster_env(2, k, ports),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for k in range(2)
+    ]
+    try:
+        logs = [process.communicate(timeout=300)[0] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    print(logs[0])
+    assert [p.returncode for p in processes] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    curves = [[line for line in log.splitlines() if "val macro-F1" in line] for log in logs]
+    assert len(curves[0]) == 2 and curves[0] == curves[1]
+    info = json.loads((outs[0] / "model.json").read_text())
+    assert info["distribution"]["replicas"] == 2 and info["distribution"]["workers"] == 2
+    assert not outs[1].exists()
+    scratch = Path(next(line for line in logs[1].splitlines() if line.startswith("saved ")).split()[1]).parent
+    assert scratch != outs[1] and not scratch.exists()
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}}', "needs a 'cluster' object and a 'task'"),
+        ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}', "task index 3"),
+    ],
+)
+def test_distribute_rejects_a_malformed_tf_config(tmp_path, monkeypatch, capsys, tf_config, message):
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    out = tmp_path / "never"
+    argv = ["train", "--data", str(tmp_path / "missing"), "--out", str(out), "--distribute"]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()  # rejected before any data was read or anything written

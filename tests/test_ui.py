@@ -8,7 +8,7 @@ import pytest
 
 from ecg_app.config import Settings
 from ecg_app.store import Page
-from ecg_app.ui import about_tab, analyze_tab, history_tab, widgets
+from ecg_app.ui import about_tab, analyze_tab, history_tab, performance_tab, widgets
 
 
 def result(label: str, status: str = "ok", confidence: float = 0.9, risk: str = "HIGH") -> dict:
@@ -126,3 +126,15 @@ def test_explanation_views_show_the_overlay_or_say_why_not(tmp_path):
     assert picture["visible"] is False and NO_EXPLANATION_NON_ECG in caption
     picture, caption = analyze_tab.explanation_views(older)
     assert picture["visible"] is False and NO_EXPLANATION_MISSING in caption
+
+
+def test_performance_summary_shows_the_ecg_gate_when_fitted():
+    gate = {
+        "fitted": True,
+        "marked_unfamiliar": {"template_ecgs": {"n": 59, "rate": 0.0}},
+        "other_layout_called_non_ecg": {"softmax_only": {"rate": 1 / 6}, "with_gate": {"rate": 0.0}},
+    }
+    html = performance_tab.summary_html({"test": {"n": 128, "ecg_gate": gate}})
+    assert "ECG gate" in html and "16.7% (softmax alone), 0.0% (with the gate)" in html
+    unfitted = performance_tab.summary_html({"test": {"n": 128, "ecg_gate": {**gate, "fitted": False}}})
+    assert "ECG gate" not in unfitted

@@ -6,6 +6,10 @@ derived file beside them, its Grad-CAM overlay `<sha256>.<analysis id>.gradcam.j
 model and the predicted class, so it belongs to the analysis, not to the image). A file is only ever
 created whole (temporary file in the same folder, fsync, `os.replace`), and a delete first renames the
 files to a trash name, so the database transaction can still be rolled back and the files put back.
+
+Several processes may share the folder (and one database): a file's mtime says when a process last wrote
+or reused it, and the sweep leaves alone anything younger than its grace period, because the row that
+will refer to it may not be committed yet.
 """
 
 from __future__ import annotations
@@ -104,6 +108,16 @@ def make_thumbnail(rgb: np.ndarray, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes
     return out.getvalue()
 
 
+def claim(path: Path) -> bool:
+    """Mark an existing file as in use now (fresh mtime) so that no sweep removes it while the row that
+    will refer to it is not yet committed; False if there is no such file (the caller writes it)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write `path` so that readers and crashes only ever see no file or the whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,12 +150,13 @@ class ImageStore:
     def ensure(
         self, image_ref: str, thumbnail_ref: str, data: bytes, thumbnail: Callable[[], bytes]
     ) -> list[Path]:
-        """Write whichever of the image and thumbnail files is missing; return the files written."""
+        """Write whichever of the image and thumbnail files is missing and claim those already there
+        (they may be another process's leftovers, old enough to be swept); return the files written."""
         written: list[Path] = []
         try:
             for ref, content in ((image_ref, lambda: data), (thumbnail_ref, thumbnail)):
                 path = self.path(ref)
-                if not path.is_file():
+                if not claim(path):
                     atomic_write(path, content())
                     written.append(path)
         except BaseException:
@@ -168,6 +183,7 @@ class ImageStore:
             trash = path.with_name(TRASH_PREFIX + path.name)
             if path.is_file():
                 os.replace(path, trash)
+                claim(trash)  # a rename keeps the old mtime: no sweep may act on a delete still in flight
                 moved.append((path, trash))
         return moved
 
@@ -186,7 +202,10 @@ class ImageStore:
 
     def sweep(self, referenced: set[str], grace_s: float = DEFAULT_SWEEP_GRACE_S) -> SweepResult:
         """Remove temp files, trash and unreferenced files older than `grace_s`; put back trashed files
-        whose row survived (a crash between the rename and a rolled-back commit)."""
+        whose row survived (a crash between the rename and a rolled-back commit).
+
+        `referenced` is a snapshot: another process may commit a row for an old unreferenced file after
+        it was taken, but it claims the file first (`ensure`), so the file is no longer old."""
         cutoff = time.time() - grace_s
         removed, restored = [], []
         for path in sorted(self.root.rglob("*")):
@@ -199,13 +218,28 @@ class ImageStore:
                         os.replace(path, original)
                         restored.append(original)
                         continue
-                elif not path.name.startswith(TEMP_PREFIX) and self._ref(path) in referenced:
+                elif not path.name.startswith(TEMP_PREFIX):
+                    if self._ref(path) not in referenced and self._remove_unless_claimed(path, cutoff):
+                        removed.append(path)
                     continue
                 path.unlink()
                 removed.append(path)
             except FileNotFoundError:  # another process swept it first
                 continue
         return SweepResult(tuple(removed), tuple(restored))
+
+    @staticmethod
+    def _remove_unless_claimed(path: Path, cutoff: float) -> bool:
+        """Remove an unreferenced file unless a process claimed it since it was found old. The rename
+        first closes the race: a claim either came before it (the renamed file is fresh, so it is put
+        back) or finds no file (and that process writes a new one)."""
+        trash = path.with_name(TRASH_PREFIX + path.name)
+        os.replace(path, trash)
+        if trash.stat().st_mtime > cutoff:
+            os.replace(trash, path)
+            return False
+        trash.unlink()
+        return True
 
     def _ref(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -9,10 +9,14 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, text
 
 from ecg_app.config import MIGRATIONS_DIR
 from ecg_app.store.db import create_engine_for
+
+# PostgreSQL advisory lock held while migrating, so app processes starting together against one database
+# take turns: the first upgrades, the others then find the schema at head. (Any fixed 64-bit number.)
+MIGRATION_LOCK_KEY = 0x6563_6761_7070  # "ecgapp"
 
 
 def alembic_config(database_url: str | None = None) -> Config:
@@ -39,6 +43,8 @@ def _connection(database: str | Engine) -> Iterator[Connection]:
 
 def _run(database: str | Engine, action: Callable[[Config], None]) -> None:
     with _connection(database) as connection:
+        if connection.dialect.name == "postgresql":  # released when this transaction ends
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
         config = alembic_config()
         config.attributes["connection"] = connection  # env.py uses it instead of opening its own
         action(config)

@@ -107,5 +107,7 @@ class Analysis(Base):
     # The Grad-CAM overlay of the predicted class (a derived JPEG beside the thumbnail, one per analysis,
     # path relative to the image dir); NULL for Non-ECG results, older rows, or models without Grad-CAM.
     explanation_ref: Mapped[str | None] = mapped_column(String(255))
+    # The ECG gate's embedding distance to the training ECGs (revision 0003; None without a gate).
+    ecg_distance: Mapped[float | None] = mapped_column(Float)
 
     image: Mapped[StoredImage] = relationship(back_populates="analyses")

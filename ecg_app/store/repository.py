@@ -45,28 +45,48 @@ MAX_NAME_CHARS = 200
 MAX_NOTES_CHARS = 10_000
 MAX_FILENAME_CHARS = 255
 MAX_PAGE_SIZE = 500
-# Concurrent first uploads of the same image race on its primary key; the loser simply tries again.
+# Concurrent first uploads of the same image race on its primary key, an add and a delete on the image
+# row: the loser simply tries again.
 _WRITE_ATTEMPTS = 3
 _CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Removed from every text field: C0/C1 control characters except tab and line breaks (PostgreSQL cannot
+# store NUL; none of them is visible), the bidi embedding/override/isolate controls (they make text display
+# in another order than it is stored, e.g. "scan\u202egnp.exe" shows as "scanexe.png") and lone
+# surrogates (not encodable as UTF-8). See docs/security.md.
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
-def _clean_text(value: str | None, limit: int, *, single_line: bool) -> str | None:
-    """Strip control characters (and line breaks for one-line fields); empty means absent."""
+def _clean_text(value: str | None, limit: int | None, *, single_line: bool) -> str | None:
+    """NFC, no control characters (nor line breaks in one-line fields), cut to `limit`; empty is absent."""
     if value is None:
         return None
-    text = unicodedata.normalize("NFC", str(value))
-    text = _CONTROL_CHARS.sub("", text)
+    text = unicodedata.normalize("NFC", _CONTROL_CHARS.sub("", str(value)))
     if single_line:
         text = " ".join(text.split())
-    text = text.strip()[:limit].strip()
+    text = text.strip()
+    if limit is not None:
+        text = text[:limit].strip()
     return text or None
 
 
+def _patient_text(value: str | None, limit: int, what: str, *, single_line: bool) -> str | None:
+    """Cleaned as `_clean_text`, but refused rather than cut when too long: notes are never lost silently."""
+    text = _clean_text(value, None, single_line=single_line)
+    if text is not None and len(text) > limit:
+        raise ValueError(f"{what} must be at most {limit:,} characters, got {len(text):,}")
+    return text
+
+
 def sanitize_filename(name: str | None) -> str:
-    """The upload's base name, fit for display: no folders, no control characters, bounded length."""
-    base = PureWindowsPath(PurePosixPath(str(name or "")).name).name
-    return _clean_text(base, MAX_FILENAME_CHARS, single_line=True) or "upload"
+    """The upload's base name, fit for display only (files are named by content, never by this): no
+    folders, no control characters, not "." or "..", at most 255 characters keeping the extension."""
+    base = _clean_text(PureWindowsPath(PurePosixPath(str(name or "")).name).name, None, single_line=True)
+    if not base or not base.strip("."):
+        return "upload"
+    if len(base) > MAX_FILENAME_CHARS:
+        suffix = PurePosixPath(base).suffix[:16]
+        base = base[: MAX_FILENAME_CHARS - len(suffix)].strip() + suffix
+    return base
 
 
 @dataclass(frozen=True)
@@ -79,8 +99,10 @@ class PatientInfo:
     notes: str | None = None
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "name", _clean_text(self.name, MAX_NAME_CHARS, single_line=True))
-        object.__setattr__(self, "notes", _clean_text(self.notes, MAX_NOTES_CHARS, single_line=False))
+        name = _patient_text(self.name, MAX_NAME_CHARS, "name or ID", single_line=True)
+        notes = _patient_text(self.notes, MAX_NOTES_CHARS, "notes", single_line=False)
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "notes", notes)
         if self.age is not None and self.age != "":
             try:
                 age = int(self.age)
@@ -121,6 +143,8 @@ class StoredAnalysis:
     quality_warnings: tuple[QualityWarning, ...] | None = None
     # The Grad-CAM overlay (a JPEG the size of the thumbnail); None for Non-ECG results and older rows.
     explanation_path: Path | None = None
+    # The ECG gate's distance to the training ECGs; None for rows of a model without a gate (or older).
+    ecg_distance: float | None = None
 
     @property
     def display_name(self) -> str:
@@ -137,7 +161,12 @@ class StoredAnalysis:
     @property
     def prediction(self) -> Prediction:
         return Prediction(
-            self.label, dict(self.probabilities), self.confidence, self.model_version, self.status
+            self.label,
+            dict(self.probabilities),
+            self.confidence,
+            self.model_version,
+            self.status,
+            ecg_distance=self.ecg_distance,
         )
 
     def to_dict(self) -> dict:
@@ -248,6 +277,7 @@ CSV_COLUMNS = (
     *(f"prob_{label}" for label in CLASSES),
     "risk_level",
     "status",
+    "ecg_distance",
     "model_version",
     "patient_name",
     "patient_age",
@@ -335,9 +365,11 @@ class AnalysisStore:
                 return self._record(row, image)
             except IntegrityError:
                 ImageStore.discard(written)
-                # Only a concurrent first upload of the same image is worth retrying (it lost the race
-                # for the image's primary key); any other constraint violation is a bug in the caller.
-                if not first_upload or attempt == _WRITE_ATTEMPTS:
+                # Worth retrying only if the image row changed under this call: a concurrent first upload
+                # of the same image won the race for its primary key, or a concurrent delete removed the
+                # image between our read and our insert (foreign key). Anything else is the caller's bug.
+                image_changed = self._image_exists(info.sha256) == first_upload
+                if not image_changed or attempt == _WRITE_ATTEMPTS:
                     raise
             except BaseException:
                 ImageStore.discard(written)
@@ -359,15 +391,18 @@ class AnalysisStore:
                     if row is None:
                         return False
                     sha = row.image_sha256
+                    # PostgreSQL: lock the image row first, so that deletes of analyses of one image take
+                    # turns (otherwise each could count the other's analysis, and the image would be kept
+                    # with none left) and an add of it waits for the outcome. SQLite: its write lock does.
+                    image = session.get(StoredImage, sha, with_for_update=True)
                     refs = [row.explanation_ref] if row.explanation_ref else []  # the analysis's own file
                     session.delete(row)
                     session.flush()
                     still_used = session.scalar(
                         select(func.count()).select_from(Analysis).where(Analysis.image_sha256 == sha)
                     )
-                    if not still_used:
+                    if not still_used and image is not None:
                         deleting_image = True
-                        image = session.get(StoredImage, sha)
                         session.delete(image)
                         session.flush()  # RESTRICT: fails if a concurrent add just started using it
                         refs += [image.image_ref, image.thumbnail_ref]
@@ -401,6 +436,10 @@ class AnalysisStore:
         return self.images.sweep(referenced, grace_s)
 
     # -- reads --------------------------------------------------------------------------------------
+
+    def _image_exists(self, sha256: str) -> bool:
+        with self._sessions() as session:
+            return session.get(StoredImage, sha256) is not None
 
     def get(self, analysis_id: uuid.UUID | str) -> StoredAnalysis | None:
         key = _as_uuid(analysis_id)
@@ -469,6 +508,7 @@ class AnalysisStore:
             patient=PatientInfo(row.patient_name, row.patient_age, row.patient_sex, row.notes),
             quality_warnings=_warnings_from_column(row.quality_warnings),
             explanation_path=self.images.path(row.explanation_ref) if row.explanation_ref else None,
+            ecg_distance=row.ecg_distance,
         )
 
 
@@ -498,6 +538,7 @@ def _analysis_row(
         risk_level=prediction.risk_level,
         model_version=prediction.model_version,
         status=prediction.status,
+        ecg_distance=prediction.ecg_distance,
         patient_name=patient.name,
         patient_age=patient.age,
         patient_sex=patient.sex,

@@ -17,7 +17,7 @@ from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, analyze_and
 from ecg_app.intake import IntakeError, read_bytes
 from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, StoredAnalysis, warnings_to_json
-from ecg_app.ui.context import AppContext
+from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
 from ecg_app.ui.widgets import (
     disclaimer_html,
     emergency_banner,
@@ -223,7 +223,7 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
                 outputs=[result_json],
                 api_name="analyze",
                 concurrency_id="analysis",
-                concurrency_limit=2,
+                concurrency_limit=ANALYSIS_CONCURRENCY,
             )
             .success(
                 show,

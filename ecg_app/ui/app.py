@@ -22,7 +22,7 @@ from ecg_app.config import Settings
 from ecg_app.intake import load_image
 from ecg_app.ui.about_tab import build_about_tab
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR, build_analyze_tab
-from ecg_app.ui.context import AppContext
+from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
 from ecg_app.ui.history_tab import build_history_tab
 from ecg_app.ui.performance_tab import build_performance_tab
 
@@ -37,8 +37,6 @@ THEME = gr.themes.Default(
     font=["Inter", "Segoe UI", "Helvetica Neue", "Arial", "sans-serif"],
     font_mono=["DejaVu Sans Mono", "Menlo", "monospace"],
 )
-# Two CPU cores: more parallel inferences only queue inside TensorFlow and raise every user's latency.
-ANALYSIS_CONCURRENCY = 2
 QUEUE_MAX_SIZE = 64
 HEADER_HTML = f"""
 <div class="ecg-header">

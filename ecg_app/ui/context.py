@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING
 
 from ecg_app.config import Settings
 
+# Two CPU cores: more parallel inferences only queue inside TensorFlow and raise every user's latency.
+ANALYSIS_CONCURRENCY = 2
+
 if TYPE_CHECKING:
     from ecg_app.analysis import Predictor
     from ecg_app.store import AnalysisStore

@@ -76,6 +76,9 @@ def summary_html(metrics: Mapping) -> str:
     if isinstance(other.get("rate"), int | float):
         detail = f"of {other.get('n', '?')} ECGs of other layouts (lower is better)"
         safety.append(stat_card("Other-layout ECGs called non-ECG", f"{other['rate']:.1%}", detail))
+    gate_card = _gate_card(test.get("ecg_gate") or {})
+    if gate_card:
+        safety.append(gate_card)
     review = test.get("needs_review") or {}
     if isinstance(review.get("coverage"), int | float):
         accuracy = review.get("accuracy_on_covered")
@@ -85,6 +88,19 @@ def summary_html(metrics: Mapping) -> str:
     if any(safety):
         html += stat_row(c for c in safety if c)
     return html
+
+
+def _gate_card(gate: Mapping) -> str:
+    """The ECG gate: how many template ECGs it marks unfamiliar, and what it changes for other layouts."""
+    unfamiliar = (gate.get("marked_unfamiliar") or {}).get("template_ecgs") or {}
+    other = gate.get("other_layout_called_non_ecg") or {}
+    alone, gated = (other.get("softmax_only") or {}).get("rate"), (other.get("with_gate") or {}).get("rate")
+    if not gate.get("fitted") or not isinstance(unfamiliar.get("rate"), int | float):
+        return ""
+    detail = "of test ECGs marked unfamiliar"
+    if isinstance(alone, int | float) and isinstance(gated, int | float):
+        detail += f"; other layouts called non-ECG: {alone:.1%} (softmax alone), {gated:.1%} (with the gate)"
+    return stat_card("ECG gate (embedding distance)", f"{unfamiliar['rate']:.1%}", detail)
 
 
 def per_class_table(metrics: Mapping) -> pd.DataFrame | None:

@@ -116,14 +116,14 @@ def _list(items: Iterable[str]) -> str:
 
 
 def quality_notice(warnings: Iterable[Mapping] | None) -> str:
-    """Amber notice listing the image-quality warnings of a result ("" when there are none)."""
+    """Amber notice listing the image-quality and ECG-gate warnings of a result ("" when there are none)."""
     messages = [str(w.get("message", "")) for w in warnings or () if w.get("message")]
     if not messages:
         return ""
     items = "".join(f"<li>{escape(m)}</li>" for m in messages)
     return (
         '<div class="ecg-quality" role="status" data-testid="quality-warnings">'
-        "<b>Image quality: the result may be less reliable.</b>"
+        "<b>Image quality and familiarity: the result may be less reliable.</b>"
         f"<ul>{items}</ul></div>"
     )
 

@@ -15,11 +15,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from ecg_app.config import DEFAULT_MODEL_DIR, REPO_ROOT
 
 START_TIMEOUT_S = 120
+# gradio_client in this process reports each new Client to the Hugging Face Hub unless this is off.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 
 def model_dir() -> Path:
@@ -52,9 +55,18 @@ def wait_until_up(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise TimeoutError(f"ecg-app serve not ready after {timeout}s:\n{log.read_text()[-4000:]}")
 
 
+@dataclass(frozen=True)
+class AppProcess:
+    """A started server: its URL, the `ecg-app serve` process itself (no wrapper) and its log file."""
+
+    url: str
+    proc: subprocess.Popen
+    log: Path
+
+
 @contextmanager
-def running_app(data_dir: Path, users: str | None = None) -> Iterator[str]:
-    """Yield the base URL of a fresh server storing into `data_dir`; stop it afterwards."""
+def app_process(data_dir: Path, users: str | None = None) -> Iterator[AppProcess]:
+    """Start a fresh server storing into `data_dir`; stop it afterwards (a no-op if a test killed it)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_APP_")}
@@ -68,7 +80,7 @@ def running_app(data_dir: Path, users: str | None = None) -> Iterator[str]:
         env["ECG_APP_USERS"] = users
     log = data_dir / "server.log"
     url = f"http://127.0.0.1:{port}/"
-    with open(log, "wb") as out:
+    with open(log, "ab") as out:  # appended: a restart on the same data dir keeps the first run's log
         proc = subprocess.Popen(
             [sys.executable, "-m", "ecg_app.cli", "serve", "--port", str(port)],
             cwd=REPO_ROOT,
@@ -78,7 +90,7 @@ def running_app(data_dir: Path, users: str | None = None) -> Iterator[str]:
         )
         try:
             wait_until_up(url, proc, log)
-            yield url
+            yield AppProcess(url, proc, log)
         finally:
             proc.terminate()
             try:
@@ -86,3 +98,10 @@ def running_app(data_dir: Path, users: str | None = None) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def running_app(data_dir: Path, users: str | None = None) -> Iterator[str]:
+    """Yield the base URL of a fresh server storing into `data_dir`; stop it afterwards."""
+    with app_process(data_dir, users) as app:
+        yield app.url

@@ -26,7 +26,7 @@ NON_ECG_IMAGE = EXAMPLES_DIR / "coffee.jpg"
 # The fields `ecg-app analyze --json` prints.
 CLI_FIELDS = {
     "file", "id", "label", "display_name", "confidence", "probabilities",
-    "risk_level", "status", "model_version", "quality_warnings",
+    "risk_level", "status", "ecg_distance", "model_version", "quality_warnings",
 }  # fmt: skip
 
 

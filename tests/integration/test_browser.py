@@ -17,6 +17,7 @@ from ecg_app.analysis import EXPLANATION_CAPTION, NO_EXPLANATION_NON_ECG
 from ecg_app.config import REPO_ROOT
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.ui.analyze_tab import EXAMPLES, EXAMPLES_DIR
+from tests.hostile_text import BROWSER_PAYLOAD
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -99,11 +100,13 @@ def download(page, selector: str) -> bytes:
     return Path(info.value.path()).read_bytes()
 
 
-def upload_and_analyze(page, image: Path, patient: str | None = None) -> str:
+def upload_and_analyze(page, image: Path, patient: str | None = None, notes: str | None = None) -> str:
     if patient:
         page.get_by_text("Patient details (optional)").click()
         page.locator("#patient-name textarea, #patient-name input").first.fill(patient)
         page.locator("#patient-age textarea, #patient-age input").first.fill("47")
+        if notes:
+            page.locator("#patient-notes textarea").first.fill(notes)
     page.set_input_files("#ecg-image input[type=file]", str(image))
     page.wait_for_selector("#ecg-image img")
     page.click("#analyze-button")
@@ -232,6 +235,26 @@ def test_blurred_photo_shows_quality_warning_and_gradcam(page, app_url, shots, t
         "() => !document.querySelector('#quality-warnings [data-testid=quality-warnings]')"
         " || !document.querySelector('#quality-warnings').offsetParent"
     )
+
+
+def test_patient_text_is_shown_as_text_never_run_as_markup(page, app_url):
+    """Markup typed as the name and the notes is shown literally in the History list and details, and
+    its onerror handler never runs (tests/hostile_text.py has the whole corpus, without a browser)."""
+    page.goto(app_url)
+    page.wait_for_selector("#analyze-button")
+    assert upload_and_analyze(page, ECG_IMAGE, patient=BROWSER_PAYLOAD, notes=BROWSER_PAYLOAD) in HEADLINES
+
+    open_tab(page, "History")
+    row = page.locator("#history-table [role=gridcell]", has_text=BROWSER_PAYLOAD).first
+    row.wait_for()
+    assert row.inner_text().strip() == BROWSER_PAYLOAD
+    row.click()
+    page.wait_for_selector("#history-detail [data-testid=predicted-class]")
+    details = page.locator("#history-detail .ecg-kv").inner_text()
+    notes = page.locator("#history-detail .ecg-notes").inner_text()
+    assert BROWSER_PAYLOAD in details and notes == f"Notes. {BROWSER_PAYLOAD}"
+    assert page.locator('img[src="x"]').count() == 0
+    assert page.evaluate("() => typeof window.__pwned") == "undefined"
 
 
 def test_example_non_ecg_and_delete_from_history(page, app_url):

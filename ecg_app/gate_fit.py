@@ -1,0 +1,85 @@
+"""Fit the ECG gate of a trained model directory (`ecg-app fit-gate`, and the last step of training).
+
+References are the training split's ECG embeddings (the reference template and the other-layout ECGs);
+the distance threshold is chosen on the validation split. Both come from the model's own `split.csv`, so
+the test split stays untouched for `ecg-app evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ecg_app import dataset
+from ecg_app.classifier import MODEL_INFO_FILE, Classifier
+from ecg_app.ecg_gate import GATE_FILE, EcgGate
+from ecg_app.labels import NON_ECG
+
+CHUNK = 64  # images decoded at a time: bounds memory on the full training split
+
+
+def embed_samples(
+    classifier: Classifier, samples: Sequence[dataset.Sample]
+) -> tuple[list[dataset.Sample], np.ndarray, np.ndarray]:
+    """(kept samples, embeddings, calibrated probabilities), decoding `CHUNK` images at a time."""
+    kept, features, probs = [], [], []
+    for start in range(0, len(samples), CHUNK):
+        chunk, images = dataset.load_images(samples[start : start + CHUNK])
+        if images:
+            f, p = classifier.embed_proba(images)
+            kept += chunk
+            features.append(f)
+            probs.append(p)
+    if not kept:
+        return [], np.zeros((0, 0), np.float32), np.zeros((0, 0))
+    return kept, np.concatenate(features), np.concatenate(probs)
+
+
+def is_ecg(samples: Sequence[dataset.Sample]) -> np.ndarray:
+    return np.array([s.label != NON_ECG for s in samples], dtype=bool)
+
+
+def fit_gate(
+    model_dir: Path, roots: dict[str, Path], k: int = 5, extra_ecgs: Sequence[np.ndarray] = ()
+) -> dict:
+    """Fit, save `ecg_gate.npz` and record the gate in `model.json`; returns that record. `extra_ecgs`
+    (the rendered ECGs the network was trained on) join the training ECGs as references."""
+    from ecg_app.training import write_json_atomic
+
+    model_dir = Path(model_dir)
+    classifier = Classifier(model_dir)
+    samples = dataset.read_manifest(model_dir / "split.csv", roots)
+    train, train_features, _ = embed_samples(classifier, [s for s in samples if s.split == "train"])
+    val, val_features, _ = embed_samples(classifier, [s for s in samples if s.split == "val"])
+    is_reference = is_ecg(train)
+    if len(extra_ecgs):
+        extra_features, _ = classifier.embed_proba(list(extra_ecgs))
+        train_features = np.concatenate([train_features, extra_features])
+        is_reference = np.concatenate([is_reference, np.ones(len(extra_features), dtype=bool)])
+    gate = EcgGate(k=k).fit(train_features, is_reference)
+    threshold = gate.choose_threshold(val_features, is_ecg(val))
+    gate.save(model_dir / GATE_FILE)
+    distances, val_ecg = gate.distance(val_features), is_ecg(val)
+    record = {
+        "file": GATE_FILE,
+        "k": k,
+        "threshold": threshold,
+        "references": int(len(gate.references_)),
+        "synthetic_references": len(extra_ecgs),
+        "validation": {
+            "ecgs": int(val_ecg.sum()),
+            "ecgs_beyond_threshold": int((distances[val_ecg] > threshold).sum()),
+            "non_ecgs": int((~val_ecg).sum()),
+            "non_ecgs_within_threshold": int((distances[~val_ecg] <= threshold).sum()),
+            "max_ecg_distance": float(distances[val_ecg].max()),
+            "min_non_ecg_distance": float(distances[~val_ecg].min()),
+        },
+    }
+    info_path = model_dir / MODEL_INFO_FILE
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info["ecg_gate"] = record
+    write_json_atomic(info, info_path)
+    return record
