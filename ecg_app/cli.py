@@ -107,12 +107,9 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
     from ecg_app.evaluation import model_roots
     from ecg_app.gate_fit import fit_gate
-    from ecg_app.training import synthetic_ecgs
 
     info = Classifier(args.model).info
-    rendered = synthetic_ecgs(int(info.get("config", {}).get("synthetic_ecgs", 0)))
-    roots = model_roots(info, _data_root_overrides(args))
-    record = fit_gate(Path(args.model), roots, k=args.k, extra_ecgs=rendered)
+    record = fit_gate(Path(args.model), model_roots(info, _data_root_overrides(args)), k=args.k)
     val = record["validation"]
     print(
         f"ECG gate: threshold {record['threshold']:.3f} on {record['references']} training ECGs; validation: "

@@ -42,11 +42,12 @@ def is_ecg(samples: Sequence[dataset.Sample]) -> np.ndarray:
     return np.array([s.label != NON_ECG for s in samples], dtype=bool)
 
 
-def fit_gate(
-    model_dir: Path, roots: dict[str, Path], k: int = 5, extra_ecgs: Sequence[np.ndarray] = ()
-) -> dict:
-    """Fit, save `ecg_gate.npz` and record the gate in `model.json`; returns that record. `extra_ecgs`
-    (the rendered ECGs the network was trained on) join the training ECGs as references."""
+def fit_gate(model_dir: Path, roots: dict[str, Path], k: int = 5) -> dict:
+    """Fit, save `ecg_gate.npz` and record the gate in `model.json`; returns that record.
+
+    References are real training ECGs only: rendered ECGs (`train --synthetic-ecgs`) were tried as extra
+    references and put the threshold among the non-ECG pictures (a faint rendered trace looks like an
+    almost empty page), letting half the validation non-ECGs through."""
     from ecg_app.training import write_json_atomic
 
     model_dir = Path(model_dir)
@@ -54,12 +55,7 @@ def fit_gate(
     samples = dataset.read_manifest(model_dir / "split.csv", roots)
     train, train_features, _ = embed_samples(classifier, [s for s in samples if s.split == "train"])
     val, val_features, _ = embed_samples(classifier, [s for s in samples if s.split == "val"])
-    is_reference = is_ecg(train)
-    if len(extra_ecgs):
-        extra_features, _ = classifier.embed_proba(list(extra_ecgs))
-        train_features = np.concatenate([train_features, extra_features])
-        is_reference = np.concatenate([is_reference, np.ones(len(extra_features), dtype=bool)])
-    gate = EcgGate(k=k).fit(train_features, is_reference)
+    gate = EcgGate(k=k).fit(train_features, is_ecg(train))
     threshold = gate.choose_threshold(val_features, is_ecg(val))
     gate.save(model_dir / GATE_FILE)
     distances, val_ecg = gate.distance(val_features), is_ecg(val)
@@ -68,7 +64,6 @@ def fit_gate(
         "k": k,
         "threshold": threshold,
         "references": int(len(gate.references_)),
-        "synthetic_references": len(extra_ecgs),
         "validation": {
             "ecgs": int(val_ecg.sum()),
             "ecgs_beyond_threshold": int((distances[val_ecg] > threshold).sum()),

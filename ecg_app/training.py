@@ -322,9 +322,8 @@ def train(config: TrainConfig) -> dict:
     x_val = np.stack([preprocess(images[i]) for i in val_idx])
     y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
     train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
-    synthetic_images = synthetic_ecgs(config.synthetic_ecgs)
     train_samples += synthetic_samples(config.synthetic_ecgs)
-    train_images += synthetic_images
+    train_images += synthetic_ecgs(config.synthetic_ecgs)
 
     model_path = out_dir / MODEL_FILE
     if config.ensemble > 1:
@@ -370,7 +369,7 @@ def train(config: TrainConfig) -> dict:
         f"{train_seconds / 60:.1f} min"
     )
     try:
-        info["ecg_gate"] = fit_gate(out_dir, roots, extra_ecgs=synthetic_images)
+        info["ecg_gate"] = fit_gate(out_dir, roots)
         print(f"ECG gate: threshold {info['ecg_gate']['threshold']:.3f} (chosen on validation)")
     except ValueError as exc:  # too few training ECGs, or a validation split without both kinds
         print(f"no ECG gate: {exc}")
