@@ -133,7 +133,7 @@ class Classifier:
         gate_path = self.model_dir / GATE_FILE
         self.gate: EcgGate | None = EcgGate.load(gate_path) if gate_path.is_file() else None
         self._model = None
-        self._heads: list | None = None
+        self._embedder = None
         self._lock = threading.RLock()
 
     @property
@@ -149,27 +149,36 @@ class Classifier:
         return self._model
 
     @property
-    def heads(self) -> list:
-        """Per member, a model giving (embedding, probabilities) in one pass: the embedding is what the
-        output layer reads, so the gate costs no extra inference."""
-        if self._heads is None:
+    def embedder(self):
+        """One Keras model giving (embedding, probabilities) in one pass: each member's embedding is what
+        its output layer reads, concatenated; probabilities are averaged as in the saved ensemble. The gate
+        therefore costs no extra inference."""
+        if self._embedder is None:
             with self._lock:
-                if self._heads is None:
+                if self._embedder is None:
                     import keras
 
-                    self._heads = [
-                        keras.Model(member.input, [member.layers[-1].input, member.output])
+                    inputs = self.model.input
+                    outputs = [
+                        keras.Model(member.input, [member.layers[-1].input, member.output])(inputs)
                         for member in ensemble_members(self.model)
                     ]
-        return self._heads
+                    features = [f for f, _ in outputs]
+                    probs = [p for _, p in outputs]
+                    self._embedder = keras.Model(
+                        inputs,
+                        [
+                            keras.layers.Concatenate()(features) if len(features) > 1 else features[0],
+                            keras.layers.Average()(probs) if len(probs) > 1 else probs[0],
+                        ],
+                    )
+        return self._embedder
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(embeddings, log-probabilities) of a preprocessed batch; an ensemble averages its members'
-        probabilities (as the saved model's Average layer does) and concatenates their embeddings."""
-        outputs = [head.predict_on_batch(batch) for head in self.heads]
-        features = np.concatenate([np.asarray(f, dtype=np.float32) for f, _ in outputs], axis=1)
-        probs = np.mean([np.asarray(p, dtype=np.float64) for _, p in outputs], axis=0)
-        return features, np.log(np.clip(probs, 1e-12, 1.0))
+        """(embeddings, log-probabilities) of a preprocessed batch."""
+        features, probs = self.embedder.predict_on_batch(batch)
+        probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+        return np.asarray(features, dtype=np.float32), np.log(probs)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Log-probabilities of the network (its softmax output) for a preprocessed batch."""

@@ -34,7 +34,7 @@ def clusters(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def test_distance_separates_ecgs_from_other_pictures():
     features, is_ecg = clusters(40, seed=0)
     gate = EcgGate(k=5).fit(features, is_ecg)
-    assert gate.references_.shape == (40, 64)
+    assert gate.references_.shape == (40, 64) and gate.references_.dtype == np.float32
     queries, truth = clusters(20, seed=1)
     distances = gate.distance(queries)
     assert distances[truth].max() < distances[~truth].min()
