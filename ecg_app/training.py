@@ -1,8 +1,9 @@
 """Train a network on the duplicate-safe split: `ecg-app train` calls `train(TrainConfig(...))`.
 
 Writes into `out_dir`: `split.csv` (the split manifest), `ecg_cnn.keras` (best epoch on validation
-macro-F1, written to a temp file then renamed, so Ctrl-C never leaves a corrupt model) and `model.json`
-(version, temperature fitted on validation, review threshold, training curves, data roots).
+macro-F1, written to a temp file then renamed, so Ctrl-C never leaves a corrupt model), `model.json`
+(version, temperature fitted on validation, review threshold, training curves, data roots) and, last,
+the ECG gate (`ecg_gate.npz`, see `ecg_app.gate_fit`).
 With `distribute=True` the networks are built and trained under a `tf.distribute` strategy
 (see `ecg_app.distribute`); without it nothing about training changes.
 """
@@ -207,10 +208,10 @@ def _fit_member(
     """Fit one network with `config.seed`; keeps its best validation epoch at `model_path`."""
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
-    # Variables and optimizer state must be created under the strategy that trains them.
     batches = BalancedAugmentedBatches(
         train_samples, train_images, config, workers=2, use_multiprocessing=False
     )
+    # Variables and optimizer state must be created under the strategy that trains them.
     with placement.strategy.scope() if placement else nullcontext():
         model = make_model(config.arch, INPUT_SHAPE)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
