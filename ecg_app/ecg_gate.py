@@ -78,9 +78,6 @@ class EcgGate:
         self.threshold_ = best_threshold(self.distance(features), is_ecg)
         return self.threshold_
 
-    def is_ecg_like(self, distances: np.ndarray) -> np.ndarray:
-        return np.asarray(distances) <= self.threshold_
-
     def save(self, path: Path) -> None:
         np.savez_compressed(
             path,

@@ -23,19 +23,15 @@ CHUNK = 64  # images decoded at a time: bounds memory on the full training split
 
 def embed_samples(
     classifier: Classifier, samples: Sequence[dataset.Sample]
-) -> tuple[list[dataset.Sample], np.ndarray, np.ndarray]:
-    """(kept samples, embeddings, calibrated probabilities), decoding `CHUNK` images at a time."""
-    kept, features, probs = [], [], []
+) -> tuple[list[dataset.Sample], np.ndarray]:
+    """(kept samples, their embeddings), decoding `CHUNK` images at a time."""
+    kept, features = [], []
     for start in range(0, len(samples), CHUNK):
         chunk, images = dataset.load_images(samples[start : start + CHUNK])
         if images:
-            f, p = classifier.embed_proba(images)
             kept += chunk
-            features.append(f)
-            probs.append(p)
-    if not kept:
-        return [], np.zeros((0, 0), np.float32), np.zeros((0, 0))
-    return kept, np.concatenate(features), np.concatenate(probs)
+            features.append(classifier.embed_proba(images)[0])
+    return kept, np.concatenate(features) if features else np.zeros((0, 0), np.float32)
 
 
 def is_ecg(samples: Sequence[dataset.Sample]) -> np.ndarray:
@@ -53,8 +49,8 @@ def fit_gate(model_dir: Path, roots: dict[str, Path], k: int = 5) -> dict:
     model_dir = Path(model_dir)
     classifier = Classifier(model_dir)
     samples = dataset.read_manifest(model_dir / "split.csv", roots)
-    train, train_features, _ = embed_samples(classifier, [s for s in samples if s.split == "train"])
-    val, val_features, _ = embed_samples(classifier, [s for s in samples if s.split == "val"])
+    train, train_features = embed_samples(classifier, [s for s in samples if s.split == "train"])
+    val, val_features = embed_samples(classifier, [s for s in samples if s.split == "val"])
     gate = EcgGate(k=k).fit(train_features, is_ecg(train))
     threshold = gate.choose_threshold(val_features, is_ecg(val))
     gate.save(model_dir / GATE_FILE)

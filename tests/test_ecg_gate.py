@@ -40,7 +40,7 @@ def test_distance_separates_ecgs_from_other_pictures():
     assert distances[truth].max() < distances[~truth].min()
     threshold = gate.choose_threshold(queries, truth)
     assert distances[truth].max() < threshold < distances[~truth].min()
-    assert gate.is_ecg_like(distances).tolist() == truth.tolist()
+    assert (distances <= gate.threshold_).tolist() == truth.tolist()
 
 
 def test_threshold_sits_in_the_middle_of_the_widest_gap():
