@@ -1,9 +1,11 @@
 # Two commands on a fresh machine:  `make run` (the app on the shipped model)  and  `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# WeasyPrint needs Pango and a font to render reports; the tests also need pdftoppm, Debian's Chromium and
-# PostgreSQL (.ci/postgres.sh starts a throwaway server for them on 127.0.0.1).
-RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core
+# WeasyPrint needs Pango and fonts to render reports (Noto CJK and colour emoji so that every name prints,
+# not boxes); the tests also need pdftoppm, Debian's Chromium and PostgreSQL (.ci/postgres.sh starts a
+# throwaway server for them on 127.0.0.1).
+RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core fonts-noto-cjk \
+	fonts-noto-color-emoji
 TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1

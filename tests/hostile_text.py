@@ -34,8 +34,8 @@ class HostileText:
     text: str
     notes: str = VERBATIM  # what the notes field stores (VERBATIM, REFUSED, ABSENT or the exact text)
     name: str = VERBATIM  # what the one-line name or ID field stores
-    # Fragments pypdf must extract from the PDF; None: the stored text itself; (): none, the shipped font
-    # (DejaVu) has no glyphs for this script, so only the escaping of the HTML is checked.
+    # Fragments pypdf must extract from the PDF (None: the stored text itself); for CJK and emoji they
+    # come out only when the Makefile's Noto fonts are installed (without them: boxes and garbled text).
     pdf: tuple[str, ...] | None = None
 
     def stored(self, field: str) -> str | None:
@@ -97,9 +97,9 @@ CASES: tuple[HostileText, ...] = (
     ),
     HostileText("line_breaks", "line 1\r\nline 2\n\tindented", name="line 1 line 2 indented"),
     HostileText("zero_width", "zero\u200bwidth\u200djoiner\ufeffbom", pdf=("zerowidthjoinerbom",)),
-    # Other scripts: verbatim (NFC); in the PDF where the font has the glyphs.
-    HostileText("emoji", "❤️ 🫀 👩🏽‍⚕️ 🚑", pdf=()),
-    HostileText("cjk", "王小明 患者さん 심전도", pdf=()),
+    # Other scripts: verbatim (NFC), and printed in the PDF (DejaVu, Noto CJK, Noto Color Emoji).
+    HostileText("emoji", "❤️ 🫀 👩🏽‍⚕️ 🚑", pdf=("🫀", "🚑")),
+    HostileText("cjk", "王小明 患者さん 심전도", pdf=("王小明", "患者さん", "심전도")),
     HostileText("arabic", "مريض أحمد تخطيط القلب", pdf=("مريض", "أحمد", "تخطيط", "القلب")),
     HostileText("greek_cyrillic_latin", "Ωμέγα Пациент Ñandú Øre ß"),
     HostileText("combining_marks", "Z̷̢a̴l̸g̵o̶ t̸e̵x̶t̷"),
