@@ -20,9 +20,11 @@ test: system-test $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
 	bash .ci/postgres.sh $(PY) -m pytest -q -ra
 
-# apt-get only what is missing, so a prepared machine starts at once.
+# apt-get only what is missing, so a prepared machine starts at once ("installed" status: a removed package
+# whose configuration files remain is still known to `dpkg -s`, but its files are gone).
 define apt_install
-	@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q ' installed$$' \
+	  || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
 endef
