@@ -207,7 +207,8 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
     }
     metrics["ecg_gate"] = gate_report(predictions, probs, labelled, y_true, classifier)
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
-    robustness = robustness_table(classifier.predict_batch, labelled_images, y_true)
+    other_layout = [image for image, keep in zip(images, labelled, strict=True) if not keep]
+    robustness = robustness_table(classifier.predict_batch, labelled_images, y_true, other_layout)
     shortcut_check = heatmap_placement(classifier, labelled_images, probs[labelled].argmax(axis=1))
     result = {
         "model_version": classifier.version,

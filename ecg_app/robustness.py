@@ -8,7 +8,7 @@ import numpy as np
 
 from ecg_app import augment
 from ecg_app.classifier import STATUS_NEEDS_REVIEW
-from ecg_app.labels import CLASSES
+from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.preprocess import TRACE_BOX
 
 
@@ -50,23 +50,40 @@ DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def robustness_table(predict_batch, images: list[np.ndarray], y_true: np.ndarray) -> dict:
+def robustness_table(
+    predict_batch,
+    images: list[np.ndarray],
+    y_true: np.ndarray,
+    other_layout: list[np.ndarray] | None = None,
+) -> dict:
     """Accuracy of the decided class (ECG gate included) on clean and degraded copies of the same images,
-    each drop in points, and the share of results that would be marked "needs review"."""
+    each drop in points, and the share of results that would be marked "needs review".
 
-    def score(batch: list[np.ndarray]) -> tuple[float, float]:
-        predictions = predict_batch(batch)
+    With `other_layout` (unlabelled ECGs of other layouts), each row also has the share of them called
+    Non-ECG: photos of other machines' printouts must stay ECGs, not only clean scans of them."""
+    non_ecg = CLASSES.index(NON_ECG)
+
+    def score(degrade) -> dict:
+        predictions = predict_batch([degrade(image) for image in images])
         labels = np.array([CLASSES.index(p.label) for p in predictions])
-        review = np.array([p.status == STATUS_NEEDS_REVIEW for p in predictions])
-        return float((labels == y_true).mean()), float(review.mean())
+        row = {
+            "accuracy": float((labels == y_true).mean()),
+            "needs_review": float(np.mean([p.status == STATUS_NEEDS_REVIEW for p in predictions])),
+        }
+        if other_layout:
+            called = [
+                CLASSES.index(p.label) == non_ecg for p in predict_batch([degrade(i) for i in other_layout])
+            ]
+            row["other_layout_called_non_ecg"] = float(np.mean(called))
+        return row
 
-    clean, clean_review = score(images)
-    table = {"clean": {"accuracy": clean, "drop_points": 0.0, "needs_review": clean_review}}
+    clean = score(lambda image: image)
+    table = {"clean": {"accuracy": clean["accuracy"], "drop_points": 0.0, **clean}}
     for name, degrade in DEGRADATIONS.items():
-        accuracy, review = score([degrade(image) for image in images])
+        row = score(degrade)
         table[name] = {
-            "accuracy": accuracy,
-            "drop_points": round(100 * (clean - accuracy), 2),
-            "needs_review": review,
+            "accuracy": row["accuracy"],
+            "drop_points": round(100 * (clean["accuracy"] - row["accuracy"]), 2),
+            **row,
         }
     return table

@@ -31,3 +31,21 @@ def test_table_reports_drops_against_clean(printout):
     assert table["lighting gradient (40%)"]["accuracy"] == 0.0
     assert table["lighting gradient (40%)"]["drop_points"] == 100.0
     assert set(table) == {"clean", *DEGRADATIONS}
+
+
+def test_table_reports_other_layout_ecgs_called_non_ecg_per_degradation(printout):
+    """Unlabelled other-layout ECGs get their own column: the share called Non-ECG under each degradation."""
+
+    def bright_is_ecg(batch):
+        """Normal when the (degraded) page is bright on average, Non-ECG otherwise."""
+        probs = [[0, 0, 0, 0.9, 0.1] if image.mean() > 220 else [0, 0, 0, 0.1, 0.9] for image in batch]
+        return [decide(np.array(p), "test", review_threshold=0.5) for p in probs]
+
+    table = robustness_table(bright_is_ecg, [printout], np.array([3]), other_layout=[printout, printout])
+    assert table["clean"]["other_layout_called_non_ecg"] == 0.0
+    assert table["lighting gradient (40%)"]["other_layout_called_non_ecg"] == 1.0
+    assert all("other_layout_called_non_ecg" in row for row in table.values())
+    assert (
+        "other_layout_called_non_ecg"
+        not in robustness_table(bright_is_ecg, [printout], np.array([3]))["clean"]
+    )
