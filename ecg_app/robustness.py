@@ -61,7 +61,6 @@ def robustness_table(
 
     With `other_layout` (unlabelled ECGs of other layouts), each row also has the share of them called
     Non-ECG: photos of other machines' printouts must stay ECGs, not only clean scans of them."""
-    non_ecg = CLASSES.index(NON_ECG)
 
     def score(degrade) -> dict:
         predictions = predict_batch([degrade(image) for image in images])
@@ -71,9 +70,7 @@ def robustness_table(
             "needs_review": float(np.mean([p.status == STATUS_NEEDS_REVIEW for p in predictions])),
         }
         if other_layout:
-            called = [
-                CLASSES.index(p.label) == non_ecg for p in predict_batch([degrade(i) for i in other_layout])
-            ]
+            called = [p.label == NON_ECG for p in predict_batch([degrade(i) for i in other_layout])]
             row["other_layout_called_non_ecg"] = float(np.mean(called))
         return row
 
