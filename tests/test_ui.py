@@ -138,3 +138,18 @@ def test_performance_summary_shows_the_ecg_gate_when_fitted():
     assert "ECG gate" in html and "16.7% (softmax alone), 0.0% (with the gate)" in html
     unfitted = performance_tab.summary_html({"test": {"n": 128, "ecg_gate": {**gate, "fitted": False}}})
     assert "ECG gate" not in unfitted
+
+
+def test_robustness_section_is_a_table_with_readable_headings():
+    metrics = {
+        "robustness": {
+            "clean": {"accuracy": 0.96875, "needs_review": 0.0, "other_layout_called_non_ecg": 1 / 6},
+            "JPEG quality 30": {"accuracy": 0.9609375, "needs_review": 0.0078125},
+        }
+    }
+    text = performance_tab.extra_markdown(metrics)
+    assert "### Robustness" in text
+    assert "| Condition | Accuracy | Needs review | Other layout called Non-ECG |" in text
+    assert "| Clean | 0.969 | 0.000 | 0.167 |" in text
+    assert "| JPEG quality 30 | 0.961 | 0.008 |  |" in text
+    assert performance_tab.extra_markdown({}) == ""

@@ -183,11 +183,12 @@ def _to_markdown(section: Any) -> str:
     return "\n".join(lines) if lines else "_No details._"
 
 
-ACRONYMS = {"ece": "ECE", "auc": "AUC", "f1": "F1", "jpeg": "JPEG"}
+ACRONYMS = {"ece": "ECE", "auc": "AUC", "f1": "F1", "jpeg": "JPEG", "ecg": "ECG"}
 
 
 def _words(key: Any) -> str:
-    text = " ".join(ACRONYMS.get(w.lower(), w) for w in str(key).replace("_", " ").split())
+    words = str(key).replace("non_ecg", "Non-ECG").replace("_", " ").split()
+    text = " ".join(ACRONYMS.get(w.lower(), w) for w in words)
     return text[:1].upper() + text[1:]
 
 
