@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-from sklearn.metrics import f1_score
+from sklearn.metrics import f1_score, log_loss
 
 from ecg_app import dataset
 from ecg_app.augment import homography, warp
@@ -46,8 +46,8 @@ def view(image: np.ndarray, name: str) -> np.ndarray:
 def scores(y: np.ndarray, probs: np.ndarray) -> tuple[float, float, float]:
     """(macro-F1, accuracy, log-loss) of averaged probabilities."""
     pred = probs.argmax(axis=1)
-    log_loss = float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1)).mean())
-    return float(f1_score(y, pred, average="macro")), float((pred == y).mean()), log_loss
+    loss = log_loss(y, probs, labels=list(range(len(CLASSES))))
+    return float(f1_score(y, pred, average="macro")), float((pred == y).mean()), float(loss)
 
 
 def main() -> None:
