@@ -75,11 +75,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limit_per_class=args.limit_per_class,
         distribute=args.distribute,
         synthetic_ecgs=args.synthetic_ecgs,
-        refit_from=Path(args.refit_from) if args.refit_from else None,
     )
     try:
         train(config)
-    except (DistributeConfigError, ValueError) as exc:
+    except DistributeConfigError as exc:
         print(f"ecg-app train: error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -93,11 +92,7 @@ def _data_root_overrides(args: argparse.Namespace) -> dict[str, Path]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import evaluate_model_dir
 
-    try:
-        metrics = evaluate_model_dir(Path(args.model), split=args.split, roots=_data_root_overrides(args))
-    except ValueError as exc:
-        print(f"ecg-app evaluate: error: {exc}", file=sys.stderr)
-        return 2
+    metrics = evaluate_model_dir(Path(args.model), split=args.split, roots=_data_root_overrides(args))
     summary = metrics["test"]
     print(
         f"{args.split}: n={summary['n']} accuracy={summary['accuracy']['value']:.3f} "
@@ -115,15 +110,12 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
 
     info = Classifier(args.model).info
     record = fit_gate(Path(args.model), model_roots(info, _data_root_overrides(args)), k=args.k)
-    head = f"ECG gate: threshold {record['threshold']:.3f} on {record['references']} training ECGs"
-    if "threshold_from" in record:
-        print(f"{head} (threshold of {record['threshold_from']}: this model was trained on validation too)")
-    else:
-        val = record["validation"]
-        print(
-            f"{head}; validation: {val['ecgs_beyond_threshold']}/{val['ecgs']} ECGs beyond, "
-            f"{val['non_ecgs_within_threshold']}/{val['non_ecgs']} non-ECGs within"
-        )
+    val = record["validation"]
+    print(
+        f"ECG gate: threshold {record['threshold']:.3f} on {record['references']} training ECGs; validation: "
+        f"{val['ecgs_beyond_threshold']}/{val['ecgs']} ECGs beyond, "
+        f"{val['non_ecgs_within_threshold']}/{val['non_ecgs']} non-ECGs within"
+    )
     return 0
 
 
@@ -358,12 +350,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
-    )
-    p.add_argument(
-        "--refit-from",
-        metavar="MODEL_DIR",
-        help="train on train + val (last epoch kept) with the temperature, review threshold and gate rule "
-        "of MODEL_DIR, a model trained on the same split's train part",
     )
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)

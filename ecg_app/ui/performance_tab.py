@@ -67,9 +67,6 @@ def summary_html(metrics: Mapping) -> str:
         cards.append(stat_card("Test images", str(test["n"]), "held out, duplicate-free"))
     if metrics.get("model_version"):
         cards.append(stat_card("Model version", str(metrics["model_version"])))
-    if metrics.get("fit_splits"):
-        splits = ["validation" if s == "val" else s for s in metrics["fit_splits"]]
-        cards.append(stat_card("Trained on", " + ".join(splits), "splits; test never seen"))
     safety = [
         _metric_card("4-class ECG accuracy", test.get("ecg_accuracy")),
         _metric_card("MI recall", test.get("mi_recall")),
