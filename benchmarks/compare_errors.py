@@ -57,13 +57,15 @@ def main() -> None:
     samples = [s for s in dataset.read_manifest(args.models[0] / "split.csv", roots) if s.split == args.split]
     samples, images = dataset.load_images(samples)
     labels = [s.label for s in samples]
-    predictions = [c.predict_batch(images) for c in classifiers]
-    predicted = [[p.label for p in preds] for preds in predictions]
-    probs = [np.array([[p.probabilities[c] for c in CLASSES] for p in preds]) for preds in predictions]
+    predicted, probs = [], []
+    for classifier in classifiers:
+        features, calibrated = classifier.embed_proba(images)
+        predicted.append([p.label for p in classifier.decide_batch(features, calibrated)])
+        probs.append(calibrated)
     wrong = np.array([[is_error(y, p) for y, p in zip(labels, row, strict=True)] for row in predicted])
     shown = np.flatnonzero(wrong.any(axis=0))
 
-    print(f"{args.split} split: {len(samples)} images ({wrong.shape[1] - len(shown)} right for every model)")
+    print(f"{args.split} split: {len(samples)} images ({len(samples) - len(shown)} right for every model)")
     for directory, row in zip(args.models, wrong, strict=True):
         print(f"  {directory}: {int(row.sum())} errors")
     print(f"{'image':<40} {'true':<8} " + " ".join(f"{str(d)[-20:]:>20}" for d in args.models))
