@@ -49,6 +49,7 @@ DATA ?= ../shared/data
 train: $(VENV)/.installed
 	$(VENV)/bin/ecg-app train --data $(DATA)/mendeley-ecg --non-ecg $(DATA)/non-ecg \
 	  --other-ecg $(DATA)/other-layout-ecg --epochs 40 --seed 42 --ensemble 3 --out model
+	$(VENV)/bin/ecg-app fit-detector --model model --members 3 --epochs 60 --renders 600 --seed 42
 	$(VENV)/bin/ecg-app evaluate --model model
 
 evaluate: $(VENV)/.installed

@@ -60,7 +60,8 @@ def main() -> None:
     predicted, probs = [], []
     for classifier in classifiers:
         features, calibrated = classifier.embed_proba(images)
-        predicted.append([p.label for p in classifier.decide_batch(features, calibrated)])
+        decided = classifier.decide_batch(features, calibrated, classifier.detect(images))
+        predicted.append([p.label for p in decided])
         probs.append(calibrated)
     wrong = np.array([[is_error(y, p) for y, p in zip(labels, row, strict=True)] for row in predicted])
     shown = np.flatnonzero(wrong.any(axis=0))

@@ -24,6 +24,7 @@ PREDICTION_FIELDS = (
     "risk_level",
     "status",
     "ecg_distance",
+    "ecg_probability",
     "model_version",
 )
 # Probability columns named as in the history CSV export; "warnings" holds the ECG gate's codes.

@@ -1,9 +1,10 @@
 """Load the shipped model once and turn RGB images into class probabilities.
 
 `model/` holds `ecg_cnn.keras` (the network), `model.json` (version, input size, the temperature
-fitted on the validation split, the "needs review" threshold) and `ecg_gate.npz` (the embedding-space
-ECG gate, see `ecg_gate`). Loading is lazy and thread-safe so an app with many request threads loads
-the network exactly once.
+fitted on the validation split, the "needs review" threshold), `ecg_gate.npz` (the embedding-space
+ECG gate, see `ecg_gate`) and `ecg_detector.keras` (the whole-picture ECG detector, see
+`ecg_detector`). Loading is lazy and thread-safe so an app with many request threads loads each
+network exactly once.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 
 from ecg_app.calibration import softmax
 from ecg_app.config import DEFAULT_MODEL_DIR
+from ecg_app.ecg_detector import DETECTOR_FILE, detector_batch
 from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
@@ -35,6 +37,12 @@ GATE_DISAGREES = QualityWarning(
     "ecg_gate_disagrees",
     "The classifier scored this picture as not an ECG, but it closely resembles the ECGs the model was "
     "trained on. It is treated as an ECG of uncertain class: have it reviewed.",
+)
+DETECTOR_DISAGREES = QualityWarning(
+    "ecg_detector_disagrees",
+    "The classifier scored this picture as not an ECG, but the ECG detector recognises an ECG in it "
+    "(perhaps another machine's layout, which the classifier was not trained to read). It is treated as "
+    "an ECG of uncertain class: have it reviewed.",
 )
 UNFAMILIAR_IMAGE = QualityWarning(
     "unfamiliar_image",
@@ -54,6 +62,9 @@ class Prediction:
     status: str = STATUS_OK
     warnings: tuple[QualityWarning, ...] = ()
     ecg_distance: float | None = None  # the gate's distance to the training ECGs (None: no gate)
+    # The ECG detector's P(ECG); None without a detector, or when the softmax named an ECG class (then the
+    # detector cannot change the result and `predict_batch` does not run it).
+    ecg_probability: float | None = None
 
     @property
     def display_name(self) -> str:
@@ -73,6 +84,7 @@ class Prediction:
             "risk_level": self.risk_level,
             "status": self.status,
             "ecg_distance": None if self.ecg_distance is None else round(self.ecg_distance, 6),
+            "ecg_probability": None if self.ecg_probability is None else round(self.ecg_probability, 6),
             "model_version": self.model_version,
         }
 
@@ -83,23 +95,30 @@ def decide(
     review_threshold: float,
     ecg_distance: float | None = None,
     gate_threshold: float | None = None,
+    ecg_probability: float | None = None,
+    detector_threshold: float | None = None,
 ) -> Prediction:
-    """The result for one probability vector (CLASSES order) and, when a gate is fitted, its distance.
+    """The result for one probability vector (CLASSES order) and, when fitted, the gate's distance and the
+    detector's P(ECG).
 
-    Calling a real ECG "not an ECG" hides it from every later check, so Non-ECG needs both opinions:
-    when the softmax says Non-ECG but the picture sits among the training ECGs, the most likely ECG class
-    is shown for review instead. An ECG class far from every training ECG is kept but marked for review.
-    Anything below the review threshold needs review too.
+    Calling a real ECG "not an ECG" hides it from every later check, so Non-ECG needs every opinion:
+    when the softmax says Non-ECG but the picture sits among the training ECGs (gate) or the detector
+    recognises an ECG, the most likely ECG class is shown for review instead. An ECG class far from every
+    training ECG is kept but marked for review. Anything below the review threshold needs review too.
     """
     top = int(np.argmax(probs))
     warnings: tuple[QualityWarning, ...] = ()
-    if ecg_distance is not None and gate_threshold is not None:
-        ecg_like = ecg_distance <= gate_threshold
-        if CLASSES[top] == NON_ECG and ecg_like:
-            top = int(np.argmax(probs[: len(ECG_CLASSES)]))
-            warnings = (GATE_DISAGREES,)
-        elif CLASSES[top] != NON_ECG and not ecg_like:
-            warnings = (UNFAMILIAR_IMAGE,)
+    gate_says_ecg = None if ecg_distance is None or gate_threshold is None else ecg_distance <= gate_threshold
+    detector_says_ecg = (
+        None
+        if ecg_probability is None or detector_threshold is None
+        else ecg_probability >= detector_threshold
+    )
+    if CLASSES[top] == NON_ECG and (gate_says_ecg or detector_says_ecg):
+        top = int(np.argmax(probs[: len(ECG_CLASSES)]))
+        warnings = (GATE_DISAGREES,) if gate_says_ecg else (DETECTOR_DISAGREES,)
+    elif CLASSES[top] != NON_ECG and gate_says_ecg is False:
+        warnings = (UNFAMILIAR_IMAGE,)
     confidence = float(probs[top])
     return Prediction(
         label=CLASSES[top],
@@ -109,6 +128,7 @@ def decide(
         status=STATUS_OK if confidence >= review_threshold and not warnings else STATUS_NEEDS_REVIEW,
         warnings=warnings,
         ecg_distance=ecg_distance,
+        ecg_probability=ecg_probability,
     )
 
 
@@ -132,7 +152,14 @@ class Classifier:
         self.review_threshold: float = float(self.info.get("review_threshold", 0.0))
         gate_path = self.model_dir / GATE_FILE
         self.gate: EcgGate | None = EcgGate.load(gate_path) if gate_path.is_file() else None
+        detector_info = self.info.get("ecg_detector") or {}
+        self.detector_threshold: float | None = (
+            float(detector_info["threshold"])
+            if "threshold" in detector_info and (self.model_dir / DETECTOR_FILE).is_file()
+            else None
+        )
         self._model = None
+        self._detector = None
         self._embedder = None
         self._lock = threading.RLock()
 
@@ -147,6 +174,17 @@ class Classifier:
 
                     self._model = keras.saving.load_model(self.model_dir / MODEL_FILE, compile=False)
         return self._model
+
+    @property
+    def detector(self):
+        """The whole-picture ECG detector (a Keras model giving P(ECG)), loaded on first use."""
+        if self._detector is None:
+            with self._lock:
+                if self._detector is None:
+                    import keras
+
+                    self._detector = keras.saving.load_model(self.model_dir / DETECTOR_FILE, compile=False)
+        return self._detector
 
     @property
     def embedder(self):
@@ -200,18 +238,52 @@ class Classifier:
     def predict_proba(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
         return self.embed_proba(images, batch_size)[1]
 
-    def decide_batch(self, features: np.ndarray, probs: np.ndarray) -> list[Prediction]:
-        """Predictions from embeddings and calibrated probabilities (the gate applied when fitted)."""
-        if self.gate is None or self.gate.threshold_ is None:
-            return [decide(p, self.version, self.review_threshold) for p in probs]
-        distances = self.gate.distance(features)
+    def detect(self, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray | None:
+        """The detector's P(ECG) for RGB uint8 images, or None when the model directory has no detector."""
+        if self.detector_threshold is None:
+            return None
+        chunks = [
+            np.asarray(self.detector.predict_on_batch(detector_batch(images[start : start + batch_size])))
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks)[:, 0].astype(np.float64) if chunks else np.zeros(0)
+
+    def decide_batch(
+        self, features: np.ndarray, probs: np.ndarray, ecg_probability: np.ndarray | None = None
+    ) -> list[Prediction]:
+        """Predictions from embeddings, calibrated probabilities and the detector's P(ECG) (`detect`);
+        the gate and the detector are applied when the model has them."""
+        has_gate = self.gate is not None and self.gate.threshold_ is not None
+        distances = self.gate.distance(features) if has_gate else [None] * len(probs)
+        if ecg_probability is None:
+            ecg_probability = np.full(len(probs), np.nan)
+        # NaN: the detector was not consulted for that picture (see `predict_batch`).
+        p_ecg = [None if np.isnan(p) else float(p) for p in ecg_probability]
         return [
-            decide(p, self.version, self.review_threshold, float(d), self.gate.threshold_)
-            for p, d in zip(probs, distances, strict=True)
+            decide(
+                p,
+                self.version,
+                self.review_threshold,
+                None if d is None else float(d),
+                self.gate.threshold_ if has_gate else None,
+                q,
+                self.detector_threshold,
+            )
+            for p, d, q in zip(probs, distances, p_ecg, strict=True)
         ]
 
     def predict_batch(self, images: Sequence[np.ndarray], batch_size: int = 16) -> list[Prediction]:
-        return self.decide_batch(*self.embed_proba(images, batch_size))
+        """Predictions for RGB uint8 images. The detector can only overrule a Non-ECG call, so it is
+        consulted only for the pictures the softmax calls Non-ECG (an ECG upload pays nothing for it);
+        the others get `ecg_probability` None."""
+        features, probs = self.embed_proba(images, batch_size)
+        p_ecg = None
+        if self.detector_threshold is not None:
+            asked = np.flatnonzero(probs.argmax(axis=1) == CLASSES.index(NON_ECG))
+            p_ecg = np.full(len(images), np.nan)
+            if asked.size:
+                p_ecg[asked] = self.detect([images[i] for i in asked], batch_size)
+        return self.decide_batch(features, probs, p_ecg)
 
     def predict(self, image: np.ndarray) -> Prediction:
         return self.predict_batch([image])[0]

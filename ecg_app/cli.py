@@ -119,6 +119,24 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_detector(args: argparse.Namespace) -> int:
+    from ecg_app.classifier import Classifier
+    from ecg_app.detector_fit import DetectorConfig, fit_detector
+    from ecg_app.evaluation import model_roots
+
+    info = Classifier(args.model).info
+    config = DetectorConfig(members=args.members, epochs=args.epochs, renders=args.renders, seed=args.seed)
+    record = fit_detector(Path(args.model), model_roots(info, _data_root_overrides(args)), config)
+    val = record["validation"]
+    print(
+        f"ECG detector: threshold P(ECG) >= {record['threshold']:.3f}; validation: "
+        f"{val['ecgs_below_threshold']}/{val['ecgs']} ECGs below, "
+        f"{val['non_ecgs_at_or_above_threshold']}/{val['non_ecgs']} non-ECGs at or above "
+        f"(highest non-ECG {val['max_non_ecg_p']:.3f})"
+    )
+    return 0
+
+
 # -- history: analyze, history, report, db (ecg_app.store, ecg_app.analysis, ecg_app.report) ----------
 
 
@@ -151,7 +169,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(_prediction_line(args.file, stored.prediction))
         print(f"  stored as {stored.id}")
         for warning in stored.quality_warnings or ():
-            print(f"  image quality: {warning.message}")
+            print(f"  warning: {warning.message}")
     return 0
 
 
@@ -371,6 +389,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data_arguments(p)
     p.add_argument("--k", type=int, default=5, help="nearest training ECGs averaged (default 5)")
     p.set_defaults(func=_cmd_fit_gate)
+
+    p = sub.add_parser(
+        "fit-detector", help="train the whole-picture ECG detector (train split + renders; threshold on val)"
+    )
+    _add_model_data_arguments(p)
+    p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--renders", type=int, default=600, help="rendered ECGs added to training")
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_cmd_fit_detector)
 
     _add_store_commands(sub)
     _add_serve_command(sub)

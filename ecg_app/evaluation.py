@@ -120,10 +120,14 @@ def _rate(flags: np.ndarray) -> dict:
     return {"n": int(len(flags)), "rate": float(np.mean(flags)) if len(flags) else None}
 
 
-def gate_report(predictions, probs: np.ndarray, labelled: np.ndarray, y_true: np.ndarray, classifier) -> dict:
-    """The ECG/non-ECG decision with the softmax alone and with the embedding gate, side by side."""
+def gate_report(
+    predictions, gate_only, probs: np.ndarray, labelled: np.ndarray, y_true: np.ndarray, classifier
+) -> dict:
+    """The ECG/non-ECG decision with the softmax alone, with the embedding gate (`gate_only`: decided
+    without the detector) and, when the model has one, with the gate and the detector, side by side."""
     non_ecg = CLASSES.index(NON_ECG)
     softmax_non_ecg = probs.argmax(axis=1) == non_ecg
+    gated_non_ecg = np.array([p.label == NON_ECG for p in gate_only], dtype=bool)
     decided_non_ecg = np.array([p.label == NON_ECG for p in predictions], dtype=bool)
     unfamiliar = np.array([UNFAMILIAR_IMAGE in p.warnings for p in predictions], dtype=bool)
     true_non_ecg = np.zeros(len(predictions), dtype=bool)
@@ -131,32 +135,43 @@ def gate_report(predictions, probs: np.ndarray, labelled: np.ndarray, y_true: np
     true_ecg = labelled & ~true_non_ecg
     other = ~labelled
     gate = classifier.gate
+    has_detector = classifier.detector_threshold is not None
+
+    def rates(mask: np.ndarray) -> dict:
+        out = {"softmax_only": _rate(softmax_non_ecg[mask]), "with_gate": _rate(gated_non_ecg[mask])}
+        if has_detector:
+            out["with_gate_and_detector"] = _rate(decided_non_ecg[mask])
+        return out
+
     return {
         "fitted": gate is not None and gate.threshold_ is not None,
         "threshold": None if gate is None else gate.threshold_,
-        "non_ecg_recall": {
-            "softmax_only": _rate(softmax_non_ecg[true_non_ecg]),
-            "with_gate": _rate(decided_non_ecg[true_non_ecg]),
-        },
-        "other_layout_called_non_ecg": {
-            "softmax_only": _rate(softmax_non_ecg[other]),
-            "with_gate": _rate(decided_non_ecg[other]),
-        },
+        "non_ecg_recall": rates(true_non_ecg),
+        "other_layout_called_non_ecg": rates(other),
         "marked_unfamiliar": {
             "template_ecgs": _rate(unfamiliar[true_ecg]),
             "other_layout_ecgs": _rate(unfamiliar[other]),
             "non_ecgs": _rate(unfamiliar[true_non_ecg]),
         },
         "distance": {
-            "template_ecgs_max": _extreme_distance(predictions, true_ecg, np.max),
-            "other_layout_ecgs_max": _extreme_distance(predictions, other, np.max),
-            "non_ecgs_min": _extreme_distance(predictions, true_non_ecg, np.min),
+            "template_ecgs_max": _extreme(predictions, true_ecg, np.max, "ecg_distance"),
+            "other_layout_ecgs_max": _extreme(predictions, other, np.max, "ecg_distance"),
+            "non_ecgs_min": _extreme(predictions, true_non_ecg, np.min, "ecg_distance"),
+        },
+        "detector": {
+            "fitted": has_detector,
+            "threshold": classifier.detector_threshold,
+            "ecg_probability": {
+                "template_ecgs_min": _extreme(predictions, true_ecg, np.min, "ecg_probability"),
+                "other_layout_ecgs_min": _extreme(predictions, other, np.min, "ecg_probability"),
+                "non_ecgs_max": _extreme(predictions, true_non_ecg, np.max, "ecg_probability"),
+            },
         },
     }
 
 
-def _extreme_distance(predictions, mask: np.ndarray, reduce) -> float | None:
-    values = [p.ecg_distance for p, keep in zip(predictions, mask, strict=True) if keep]
+def _extreme(predictions, mask: np.ndarray, reduce, field: str) -> float | None:
+    values = [getattr(p, field) for p, keep in zip(predictions, mask, strict=True) if keep]
     return float(reduce(values)) if values and None not in values else None
 
 
@@ -191,7 +206,9 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
     chosen = [s for s in samples if s.split == split]
     chosen, images = dataset.load_images(chosen)
     features, probs = classifier.embed_proba(images)
-    predictions = classifier.decide_batch(features, probs)
+    ecg_probability = classifier.detect(images)
+    predictions = classifier.decide_batch(features, probs, ecg_probability)
+    gate_only = classifier.decide_batch(features, probs) if ecg_probability is not None else predictions
     decided = np.array([CLASSES.index(p.label) for p in predictions], dtype=int)
     labelled = np.array([s.label != dataset.OTHER_ECG for s in chosen], dtype=bool)
     y_true = np.array([CLASSES.index(s.label) for s, keep in zip(chosen, labelled, strict=True) if keep])
@@ -205,7 +222,7 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         if covered.any()
         else None,
     }
-    metrics["ecg_gate"] = gate_report(predictions, probs, labelled, y_true, classifier)
+    metrics["ecg_gate"] = gate_report(predictions, gate_only, probs, labelled, y_true, classifier)
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
     other_layout = [image for image, keep in zip(images, labelled, strict=True) if not keep]
     robustness = robustness_table(classifier.predict_batch, labelled_images, y_true, other_layout)

@@ -7,14 +7,13 @@ the test split stays untouched for `ecg-app evaluate`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ecg_app import dataset
-from ecg_app.classifier import MODEL_INFO_FILE, Classifier
+from ecg_app.classifier import Classifier
 from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.labels import NON_ECG
 
@@ -44,7 +43,7 @@ def fit_gate(model_dir: Path, roots: dict[str, Path], k: int = 5) -> dict:
     References are real training ECGs only: rendered ECGs (`train --synthetic-ecgs`) were tried as extra
     references and put the threshold among the non-ECG pictures (a faint rendered trace looks like an
     almost empty page), letting half the validation non-ECGs through."""
-    from ecg_app.training import write_json_atomic
+    from ecg_app.training import record_in_model_info
 
     model_dir = Path(model_dir)
     classifier = Classifier(model_dir)
@@ -69,8 +68,5 @@ def fit_gate(model_dir: Path, roots: dict[str, Path], k: int = 5) -> dict:
             "min_non_ecg_distance": float(distances[~val_ecg].min()),
         },
     }
-    info_path = model_dir / MODEL_INFO_FILE
-    info = json.loads(info_path.read_text(encoding="utf-8"))
-    info["ecg_gate"] = record
-    write_json_atomic(info, info_path)
+    record_in_model_info(model_dir, "ecg_gate", record)
     return record

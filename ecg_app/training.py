@@ -161,6 +161,14 @@ def write_json_atomic(data: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def record_in_model_info(model_dir: Path, key: str, record: dict) -> None:
+    """Add a component fitted after training (the gate, the detector) to the directory's model.json."""
+    info_path = Path(model_dir) / MODEL_INFO_FILE
+    info = json.loads(info_path.read_text(encoding="utf-8"))
+    info[key] = record
+    write_json_atomic(info, info_path)
+
+
 def prepare_split(config: TrainConfig) -> tuple[list[dataset.Sample], list[np.ndarray]]:
     """Discover, decode, group duplicates and split; returns samples (with split) and their images."""
     samples = dataset.discover(config.data_dir, config.non_ecg_dir, config.other_ecg_dir)
@@ -254,14 +262,19 @@ def _member_settings(config: TrainConfig) -> dict:
     return {key: getattr(config, key) for key in _MEMBER_KEYS}
 
 
-def average_models(members: list[keras.Model]) -> keras.Model:
-    """One Keras model whose output is the mean of the members' probabilities."""
-    inputs = keras.Input(INPUT_SHAPE, name="ink")
+def average_models(
+    members: list[keras.Model],
+    input_shape: tuple[int, ...] = INPUT_SHAPE,
+    input_name: str = "ink",
+    name: str = "ecg_ensemble",
+) -> keras.Model:
+    """One Keras model whose output is the mean of the members' outputs (probabilities)."""
+    inputs = keras.Input(input_shape, name=input_name)
     outputs = []
     for k, member in enumerate(members):
         member.name = f"member_{k}"
         outputs.append(member(inputs))
-    return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name="ecg_ensemble")
+    return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name=name)
 
 
 def _fit_ensemble(

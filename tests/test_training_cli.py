@@ -222,6 +222,43 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     )
 
 
+def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, tmp_path, capsys):
+    import shutil
+
+    import keras
+
+    from ecg_app.classifier import Classifier
+    from ecg_app.ecg_detector import detector_batch
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model_dir)
+    args = ["fit-detector", "--model", str(model_dir), "--members", "2", "--epochs", "1", "--renders", "3"]
+    args += ["--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
+    assert main(args) == 0
+    assert "ECG detector: threshold" in capsys.readouterr().out
+    record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
+    assert record["members"] == 2 and record["config"]["renders"] == 3 and 0 < record["threshold"] <= 1
+    assert record["validation"]["non_ecgs"] > 0 and record["validation"]["ecgs"] > 0
+    members = [
+        keras.saving.load_model(model_dir / "members" / f"detector-seed-{s}" / "ecg_detector.keras")
+        for s in (42, 43)
+    ]
+    x = detector_batch([synthetic_printout(seed=5)])
+    expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in members], axis=0)
+    classifier = Classifier(model_dir)
+    assert classifier.detector_threshold == record["threshold"]
+    assert classifier.detect([synthetic_printout(seed=5)]) == pytest.approx(expected[:, 0], abs=1e-5)
+    image = synthetic_printout(seed=5)
+    features, probs = classifier.embed_proba([image])
+    (decided,) = classifier.decide_batch(features, probs, classifier.detect([image]))
+    assert decided.ecg_probability == pytest.approx(float(expected[0, 0]), abs=1e-5)
+    # `predict` consults the detector only when the softmax says Non-ECG.
+    consulted = CLASSES[int(probs[0].argmax())] == "NonECG"
+    assert (classifier.predict(image).ecg_probability is not None) == consulted
+    assert main(args) == 0  # finished members are reused, not retrained
+    assert capsys.readouterr().out.count("reusing") == 2
+
+
 def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
     import csv
 

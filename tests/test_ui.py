@@ -138,6 +138,11 @@ def test_performance_summary_shows_the_ecg_gate_when_fitted():
     assert "ECG gate" in html and "16.7% (softmax alone), 0.0% (with the gate)" in html
     unfitted = performance_tab.summary_html({"test": {"n": 128, "ecg_gate": {**gate, "fitted": False}}})
     assert "ECG gate" not in unfitted
+    other = {**gate["other_layout_called_non_ecg"], "with_gate_and_detector": {"rate": 0.0}}
+    detected = performance_tab.summary_html(
+        {"test": {"n": 128, "ecg_gate": {**gate, "other_layout_called_non_ecg": other}}}
+    )
+    assert "0.0% (with the gate), 0.0% (with the gate and the ECG detector)" in detected
 
 
 def test_robustness_section_is_a_table_with_readable_headings():

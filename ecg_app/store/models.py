@@ -109,5 +109,7 @@ class Analysis(Base):
     explanation_ref: Mapped[str | None] = mapped_column(String(255))
     # The ECG gate's embedding distance to the training ECGs (revision 0003; None without a gate).
     ecg_distance: Mapped[float | None] = mapped_column(Float)
+    # The ECG detector's P(ECG) for the whole picture (revision 0004; None without a detector).
+    ecg_probability: Mapped[float | None] = mapped_column(Float)
 
     image: Mapped[StoredImage] = relationship(back_populates="analyses")

@@ -145,6 +145,8 @@ class StoredAnalysis:
     explanation_path: Path | None = None
     # The ECG gate's distance to the training ECGs; None for rows of a model without a gate (or older).
     ecg_distance: float | None = None
+    # The ECG detector's P(ECG); None for rows of a model without a detector (or older).
+    ecg_probability: float | None = None
 
     @property
     def display_name(self) -> str:
@@ -167,6 +169,7 @@ class StoredAnalysis:
             self.model_version,
             self.status,
             ecg_distance=self.ecg_distance,
+            ecg_probability=self.ecg_probability,
         )
 
     def to_dict(self) -> dict:
@@ -278,6 +281,7 @@ CSV_COLUMNS = (
     "risk_level",
     "status",
     "ecg_distance",
+    "ecg_probability",
     "model_version",
     "patient_name",
     "patient_age",
@@ -509,6 +513,7 @@ class AnalysisStore:
             quality_warnings=_warnings_from_column(row.quality_warnings),
             explanation_path=self.images.path(row.explanation_ref) if row.explanation_ref else None,
             ecg_distance=row.ecg_distance,
+            ecg_probability=row.ecg_probability,
         )
 
 
@@ -539,6 +544,7 @@ def _analysis_row(
         model_version=prediction.model_version,
         status=prediction.status,
         ecg_distance=prediction.ecg_distance,
+        ecg_probability=prediction.ecg_probability,
         patient_name=patient.name,
         patient_age=patient.age,
         patient_sex=patient.sex,

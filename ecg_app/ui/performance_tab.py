@@ -95,11 +95,14 @@ def _gate_card(gate: Mapping) -> str:
     unfamiliar = (gate.get("marked_unfamiliar") or {}).get("template_ecgs") or {}
     other = gate.get("other_layout_called_non_ecg") or {}
     alone, gated = (other.get("softmax_only") or {}).get("rate"), (other.get("with_gate") or {}).get("rate")
+    detected = (other.get("with_gate_and_detector") or {}).get("rate")
     if not gate.get("fitted") or not isinstance(unfamiliar.get("rate"), int | float):
         return ""
     detail = "of test ECGs marked unfamiliar"
     if isinstance(alone, int | float) and isinstance(gated, int | float):
         detail += f"; other layouts called non-ECG: {alone:.1%} (softmax alone), {gated:.1%} (with the gate)"
+        if isinstance(detected, int | float):
+            detail += f", {detected:.1%} (with the gate and the ECG detector)"
     return stat_card("ECG gate (embedding distance)", f"{unfamiliar['rate']:.1%}", detail)
 
 

@@ -215,6 +215,7 @@ def test_blurred_photo_shows_quality_warning_and_gradcam(page, app_url, shots, t
     notice.wait_for()
     assert "Image quality" in notice.inner_text() and "The image looks blurred." in notice.inner_text()
     check_explanation(page, "explanation-image", "explanation-caption", headline)
+    assert len(plot_data(page, "#probability-chart")[0]["x"]) == 5  # drawn before the screenshot
     page.screenshot(path=str(shots / "analyze-quality.png"), full_page=True)
 
     # The same warning and map in the History detail of that analysis.

@@ -1,0 +1,188 @@
+"""Train the ECG detector of a model directory (`ecg-app fit-detector`, run by `make train` after training).
+
+Training images are the model's own train split (`split.csv`): ECGs of the reference template and the
+other-layout ECGs, plus pictures rendered here (`synth_ecg`, the training seeds), against the non-ECG
+pictures. Members are trained with seeds seed, seed+1, ... and averaged like the diagnosis ensemble; a
+finished member is reused. The threshold is chosen on the validation split, so the test split stays
+untouched for `ecg-app evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+
+from ecg_app import dataset  # noqa: E402
+from ecg_app.augment import augment  # noqa: E402
+from ecg_app.ecg_detector import (  # noqa: E402
+    DETECTOR_FILE,
+    DETECTOR_SHAPE,
+    choose_threshold,
+    detector_batch,
+    detector_input,
+    make_detector,
+)
+from ecg_app.labels import NON_ECG  # noqa: E402
+from ecg_app.synth_ecg import render_ecg, synthetic_seeds  # noqa: E402
+from ecg_app.training import (  # noqa: E402
+    average_models,
+    record_in_model_info,
+    save_model_atomic,
+    write_json_atomic,
+)
+
+MEMBERS_DIR = "members"  # under the model directory, beside the diagnosis members (not shipped)
+WORKING_SIDE = 512  # training pictures are shrunk to this long side once: augmentation stays cheap
+BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    members: int = 3
+    epochs: int = 60
+    renders: int = 600  # rendered ECGs of many layouts (synth_ecg.synthetic_seeds)
+    seed: int = 42
+    learning_rate: float = 2e-3
+    # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
+    draws: tuple[tuple[str, int], ...] = (("template", 128), ("other", 64), ("render", 128), ("non_ecg", 320))
+
+
+def _shrink(rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
+    scale = side / max(rgb.shape[:2])
+    if scale >= 1:
+        return rgb
+    return cv2.resize(
+        rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA
+    )
+
+
+def _source(sample: dataset.Sample) -> str:
+    if sample.label == NON_ECG:
+        return "non_ecg"
+    return "other" if sample.label == dataset.OTHER_ECG else "template"
+
+
+class DetectorBatches(keras.utils.PyDataset):
+    """Each epoch draws a fixed number of pictures per source (with replacement) and augments each afresh."""
+
+    def __init__(self, images: list[np.ndarray], sources: list[str], config: DetectorConfig, seed: int, **kw):
+        super().__init__(**kw)
+        self.images = images
+        groups = {name: [i for i, s in enumerate(sources) if s == name] for name, _ in config.draws}
+        # A source without pictures (e.g. no other-layout ECGs) is skipped; both kinds are required.
+        self.draws = tuple((name, n) for name, n in config.draws if groups[name])
+        if {name == "non_ecg" for name, _ in self.draws} != {True, False}:
+            raise ValueError("training the ECG detector needs both ECGs and non-ECG pictures")
+        self.groups = {name: groups[name] for name, _ in self.draws}
+        self.rng = np.random.default_rng(seed)
+        self.on_epoch_end()
+
+    def on_epoch_end(self) -> None:
+        picks, targets = [], []
+        for name, n in self.draws:
+            indices = self.groups[name]
+            picks.append(self.rng.choice(indices, size=n, replace=len(indices) < n))
+            targets.append(np.full(n, 0.0 if name == "non_ecg" else 1.0, np.float32))
+        order = self.rng.permutation(sum(n for _, n in self.draws))
+        self.picks, self.targets = np.concatenate(picks)[order], np.concatenate(targets)[order]
+        self.seeds = self.rng.integers(0, 2**32, size=len(order))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.picks) / BATCH_SIZE))
+
+    def __getitem__(self, index: int):
+        part = slice(index * BATCH_SIZE, (index + 1) * BATCH_SIZE)
+        x = np.stack(
+            [
+                detector_input(augment(self.images[i], np.random.default_rng(seed)))
+                for i, seed in zip(self.picks[part], self.seeds[part], strict=True)
+            ]
+        )
+        return x, self.targets[part]
+
+
+def _fit_member(images, sources, config: DetectorConfig, seed: int, path: Path) -> dict:
+    keras.utils.set_random_seed(seed)
+    started = time.perf_counter()
+    batches = DetectorBatches(images, sources, config, seed, workers=2, use_multiprocessing=False)
+    model = make_detector()
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss="binary_crossentropy")
+    history = model.fit(batches, epochs=config.epochs, verbose=2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model_atomic(model, path)  # the last epoch: no validation-based epoch choice
+    # Re-saved uncompiled: no optimizer state in the file (a third of its size).
+    save_model_atomic(keras.saving.load_model(path, compile=False), path)
+    return {
+        "seed": seed,
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "loss": [float(v) for v in history.history["loss"]],
+    }
+
+
+def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig = DetectorConfig()) -> dict:
+    """Train (or reuse) the members, save the averaged `ecg_detector.keras`, choose its threshold on the
+    validation split and record both in `model.json`; returns that record."""
+    model_dir = Path(model_dir)
+    samples = dataset.read_manifest(model_dir / "split.csv", roots)
+    train, images = dataset.load_images([s for s in samples if s.split == "train"])
+    images = [_shrink(image) for image in images]
+    sources = [_source(s) for s in train]
+    images += [_shrink(render_ecg(seed)) for seed in synthetic_seeds(config.renders)]
+    sources += ["render"] * config.renders
+    settings = {k: v for k, v in asdict(config).items() if k != "members"}
+    records = []
+    for k in range(config.members):
+        seed = config.seed + k
+        member_path = model_dir / MEMBERS_DIR / f"detector-seed-{seed}" / DETECTOR_FILE
+        record_path = member_path.with_name("member.json")
+        wanted = json.loads(json.dumps({**settings, "seed": seed}))
+        if record_path.is_file() and json.loads(record_path.read_text())["settings"] == wanted:
+            print(f"detector member {k + 1}/{config.members} (seed {seed}): reusing {member_path.parent}")
+            records.append(json.loads(record_path.read_text()))
+            continue
+        print(f"detector member {k + 1}/{config.members} (seed {seed})")
+        record = {**_fit_member(images, sources, config, seed, member_path), "settings": wanted}
+        write_json_atomic(record, record_path)
+        records.append(record)
+    members = [
+        keras.saving.load_model(
+            model_dir / MEMBERS_DIR / f"detector-seed-{r['seed']}" / DETECTOR_FILE, compile=False
+        )
+        for r in records
+    ]
+    detector = (
+        average_models(members, DETECTOR_SHAPE, "picture", "ecg_detector") if len(members) > 1 else members[0]
+    )
+    save_model_atomic(detector, model_dir / DETECTOR_FILE)
+
+    val, val_images = dataset.load_images([s for s in samples if s.split == "val"])
+    p_ecg = detector.predict(detector_batch(val_images), batch_size=BATCH_SIZE, verbose=0)[:, 0]
+    is_ecg = np.array([s.label != NON_ECG for s in val])
+    threshold = choose_threshold(p_ecg, is_ecg)
+    record = {
+        "file": DETECTOR_FILE,
+        "threshold": threshold,
+        "members": config.members,
+        "config": asdict(config),
+        "train_seconds": [r["train_seconds"] for r in records],
+        "validation": {
+            "ecgs": int(is_ecg.sum()),
+            "ecgs_below_threshold": int((p_ecg[is_ecg] < threshold).sum()),
+            "non_ecgs": int((~is_ecg).sum()),
+            "non_ecgs_at_or_above_threshold": int((p_ecg[~is_ecg] >= threshold).sum()),
+            "max_non_ecg_p": float(p_ecg[~is_ecg].max()),
+        },
+    }
+    record_in_model_info(model_dir, "ecg_detector", record)
+    return record

@@ -1,0 +1,79 @@
+"""A third opinion on "is this an ECG at all": a small binary CNN on the whole picture.
+
+The diagnosis network sees only the reference template's trace area through the brightest colour
+channel, which is right for diagnosis and wrong for recognising other layouts: a red trace on white
+vanishes, and a rhythm strip is cropped away. Teaching that network rendered ECGs of many layouts
+cost diagnosis accuracy (model card, "training on rendered ECGs"), so this job gets its own network:
+whole picture, colour kept, trained on real ECGs plus renders (`ecg_app.synth_ecg`) against the
+non-ECG pictures. `classifier.decide` calls Non-ECG only when the softmax, the embedding gate and this
+detector all agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+DETECTOR_FILE = "ecg_detector.keras"
+DETECTOR_SHAPE: tuple[int, int, int] = (224, 224, 3)
+
+
+def detector_input(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (224, 224, 3) float32 in [0, 1]: the whole picture, squashed to a square
+    (strips and pages alike), the one input transform of the detector's training and serving."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+    height, width = DETECTOR_SHAPE[:2]
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+
+
+def detector_batch(images: Sequence[np.ndarray]) -> np.ndarray:
+    return (
+        np.stack([detector_input(image) for image in images])
+        if images
+        else np.zeros((0, *DETECTOR_SHAPE), np.float32)
+    )
+
+
+def choose_threshold(p_ecg: np.ndarray, is_ecg: np.ndarray) -> float:
+    """The P(ECG) from which the detector overrules a Non-ECG call, chosen on validation pictures.
+
+    The detector can only turn a Non-ECG call into an ECG one, so its one possible error is a false
+    "ECG": the cut keeps every validation non-ECG out, in the middle of the gap above the highest one
+    (a balanced-accuracy cut let a photo through to rescue one ECG; model card)."""
+    p_ecg, is_ecg = np.asarray(p_ecg, dtype=float), np.asarray(is_ecg, dtype=bool)
+    if is_ecg.all() or not is_ecg.any():
+        raise ValueError("choosing a threshold needs both ECGs and non-ECGs")
+    highest = p_ecg[~is_ecg].max()
+    above = p_ecg[is_ecg & (p_ecg > highest)]
+    return float((highest + (above.min() if above.size else 1.0)) / 2)
+
+
+def make_detector():
+    """Compact BatchNorm CNN ending in P(ECG); ~0.1 M parameters, a few ms per picture on a CPU."""
+    import keras
+    from keras import layers
+
+    def conv_bn(x, filters: int, name: str, strides: int = 1, kernel: int = 3):
+        x = layers.Conv2D(
+            filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv"
+        )(x)
+        x = layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+        return layers.ReLU(name=f"{name}_relu")(x)
+
+    inputs = keras.Input(DETECTOR_SHAPE, name="picture")
+    x = conv_bn(inputs, 16, "stem", strides=2, kernel=5)  # 112
+    for stage, filters in enumerate((24, 32, 48, 64), start=1):
+        x = conv_bn(x, filters, f"s{stage}a")
+        if stage > 1:
+            x = conv_bn(x, filters, f"s{stage}b")
+        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)  # 56 -> 28 -> 14 -> 7
+    x = conv_bn(x, 96, "s5")
+    x = layers.Concatenate(name="features")(
+        [layers.GlobalAveragePooling2D(name="gap")(x), layers.GlobalMaxPooling2D(name="gmp")(x)]
+    )
+    x = layers.Dropout(0.3, name="dropout")(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="p_ecg")(x)
+    return keras.Model(inputs, outputs, name="ecg_detector")
