@@ -121,7 +121,7 @@ def _fit_member(images, sources, config: DetectorConfig, seed: int, path: Path) 
     history = model.fit(batches, epochs=config.epochs, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, path)  # the last epoch: no validation-based epoch choice
-    # Re-saved uncompiled: no optimizer state in the file (a third of its size).
+    # Re-saved uncompiled: no optimizer state in the file (two thirds of its size).
     save_model_atomic(keras.saving.load_model(path, compile=False), path)
     return {
         "seed": seed,

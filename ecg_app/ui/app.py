@@ -75,7 +75,7 @@ def load_classifier(settings: Settings):
 
 
 def warm_up(context: AppContext) -> None:
-    """Load the network, trace its graph, build Grad-CAM and load WeasyPrint's fonts before the first
+    """Load the networks, trace their graphs, build Grad-CAM and load WeasyPrint's fonts before the first
     real request."""
     from ecg_app.analysis import explainer_for, explanation_overlay
     from ecg_app.labels import NON_ECG
@@ -87,6 +87,7 @@ def warm_up(context: AppContext) -> None:
     example = EXAMPLES_DIR / "Normal(29).jpg"
     rgb = load_image(example)
     prediction = context.classifier.predict(rgb)
+    context.classifier.detect([rgb])  # the ECG detector runs only for Non-ECG calls: load it now too
     explainer = explainer_for(context.classifier)
     if explainer is not None:
         explanation_overlay(explainer, rgb, "Normal" if prediction.label == NON_ECG else prediction.label)
