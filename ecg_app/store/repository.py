@@ -145,7 +145,7 @@ class StoredAnalysis:
     explanation_path: Path | None = None
     # The ECG gate's distance to the training ECGs; None for rows of a model without a gate (or older).
     ecg_distance: float | None = None
-    # The ECG detector's P(ECG); None for rows of a model without a detector (or older).
+    # The ECG detector's P(ECG); None when it was not consulted (an ECG call), without a detector, or older.
     ecg_probability: float | None = None
 
     @property
