@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +32,7 @@ from ecg_app.ecg_detector import (  # noqa: E402
     make_detector,
 )
 from ecg_app.labels import NON_ECG  # noqa: E402
+from ecg_app.store.images import fit  # noqa: E402
 from ecg_app.synth_ecg import render_ecg, synthetic_seeds  # noqa: E402
 from ecg_app.training import (  # noqa: E402
     average_models,
@@ -55,15 +55,6 @@ class DetectorConfig:
     learning_rate: float = 2e-3
     # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
     draws: tuple[tuple[str, int], ...] = (("template", 128), ("other", 64), ("render", 128), ("non_ecg", 320))
-
-
-def _shrink(rgb: np.ndarray, side: int = WORKING_SIDE) -> np.ndarray:
-    scale = side / max(rgb.shape[:2])
-    if scale >= 1:
-        return rgb
-    return cv2.resize(
-        rgb, (round(rgb.shape[1] * scale), round(rgb.shape[0] * scale)), interpolation=cv2.INTER_AREA
-    )
 
 
 def _source(sample: dataset.Sample) -> str:
@@ -136,9 +127,9 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
     model_dir = Path(model_dir)
     samples = dataset.read_manifest(model_dir / "split.csv", roots)
     train, images = dataset.load_images([s for s in samples if s.split == "train"])
-    images = [_shrink(image) for image in images]
+    images = [fit(image, WORKING_SIDE) for image in images]
     sources = [_source(s) for s in train]
-    images += [_shrink(render_ecg(seed)) for seed in synthetic_seeds(config.renders)]
+    images += [fit(render_ecg(seed), WORKING_SIDE) for seed in synthetic_seeds(config.renders)]
     sources += ["render"] * config.renders
     settings = {k: v for k, v in asdict(config).items() if k != "members"}
     records = []
@@ -146,10 +137,11 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
         seed = config.seed + k
         member_path = model_dir / MEMBERS_DIR / f"detector-seed-{seed}" / DETECTOR_FILE
         record_path = member_path.with_name("member.json")
-        wanted = json.loads(json.dumps({**settings, "seed": seed}))
-        if record_path.is_file() and json.loads(record_path.read_text())["settings"] == wanted:
+        wanted = json.loads(json.dumps({**settings, "seed": seed}))  # as stored: tuples become lists
+        finished = json.loads(record_path.read_text()) if record_path.is_file() else None
+        if finished and finished["settings"] == wanted:
             print(f"detector member {k + 1}/{config.members} (seed {seed}): reusing {member_path.parent}")
-            records.append(json.loads(record_path.read_text()))
+            records.append(finished)
             continue
         print(f"detector member {k + 1}/{config.members} (seed {seed})")
         record = {**_fit_member(images, sources, config, seed, member_path), "settings": wanted}

@@ -37,7 +37,7 @@ def _seed(input_shape: tuple[int, int, int]) -> keras.Model:
     return keras.Model(inputs, outputs, name="seed")
 
 
-def _conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
+def conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
     x = layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False, name=f"{name}_conv")(
         x
     )
@@ -53,16 +53,16 @@ def _default(input_shape: tuple[int, int, int]) -> keras.Model:
     position (ST changes matter in specific leads), which a plain global pool would throw away.
     """
     inputs = keras.Input(input_shape, name="ink")
-    x = _conv_bn(inputs, 16, kernel=5, strides=2, name="stem")  # 160x272
+    x = conv_bn(inputs, 16, kernel=5, strides=2, name="stem")  # 160x272
     for stage, filters in enumerate((24, 32, 48, 64), start=1):
-        x = _conv_bn(x, filters, name=f"s{stage}a")
+        x = conv_bn(x, filters, name=f"s{stage}a")
         if stage > 1:
-            x = _conv_bn(x, filters, name=f"s{stage}b")
+            x = conv_bn(x, filters, name=f"s{stage}b")
         x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)  # 80x136 -> 40x68 -> 20x34 -> 10x17
-    x = _conv_bn(x, 96, name="s5a")
-    x = _conv_bn(x, 96, name="s5b")
+    x = conv_bn(x, 96, name="s5a")
+    x = conv_bn(x, 96, name="s5b")
     pooled = [layers.GlobalAveragePooling2D(name="gap")(x), layers.GlobalMaxPooling2D(name="gmp")(x)]
-    cells = _conv_bn(x, 16, kernel=1, name="cells")
+    cells = conv_bn(x, 16, kernel=1, name="cells")
     cells = layers.AveragePooling2D(pool_size=(2, 4), name="cell_pool")(cells)  # 5x4 grid of page cells
     pooled.append(layers.Flatten(name="cell_flat")(cells))
     x = layers.Concatenate(name="features")(pooled)

@@ -125,8 +125,8 @@ def test_shipped_detector_rescues_a_blurred_printout_the_classifier_rejects(ship
     """A heavily blurred real printout: the softmax says Non-ECG and the gate finds it far from the
     training ECGs, but the detector recognises an ECG, so it is shown as an ECG class for review."""
     blurred = cv2.GaussianBlur(load_image(EXAMPLES / "MI(19).jpg"), (0, 0), 4)
-    features, probs = shipped_detector.embed_proba([blurred])
-    assert CLASSES[int(probs[0].argmax())] == NON_ECG
+    features, calibrated = shipped_detector.embed_proba([blurred])
+    assert CLASSES[int(calibrated[0].argmax())] == NON_ECG
     assert shipped_detector.gate.distance(features)[0] > shipped_detector.gate.threshold_
     (prediction,) = shipped_detector.predict_batch([blurred])
     assert prediction.ecg_probability >= shipped_detector.detector_threshold
