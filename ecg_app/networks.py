@@ -46,6 +46,18 @@ def conv_bn(x, filters: int, kernel: int = 3, strides: int = 1, name: str = ""):
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
+def conv_stages(inputs):
+    """The compact trunk shared by the diagnosis network and the ECG detector: a strided stem and four
+    pooled stages (16 -> 64 channels), 1/32 of the input size."""
+    x = conv_bn(inputs, 16, kernel=5, strides=2, name="stem")
+    for stage, filters in enumerate((24, 32, 48, 64), start=1):
+        x = conv_bn(x, filters, name=f"s{stage}a")
+        if stage > 1:
+            x = conv_bn(x, filters, name=f"s{stage}b")
+        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)
+    return x
+
+
 def _default(input_shape: tuple[int, int, int]) -> keras.Model:
     """Compact BatchNorm CNN at 320x544 with a head that keeps where on the page a feature was.
 
@@ -53,12 +65,7 @@ def _default(input_shape: tuple[int, int, int]) -> keras.Model:
     position (ST changes matter in specific leads), which a plain global pool would throw away.
     """
     inputs = keras.Input(input_shape, name="ink")
-    x = conv_bn(inputs, 16, kernel=5, strides=2, name="stem")  # 160x272
-    for stage, filters in enumerate((24, 32, 48, 64), start=1):
-        x = conv_bn(x, filters, name=f"s{stage}a")
-        if stage > 1:
-            x = conv_bn(x, filters, name=f"s{stage}b")
-        x = layers.MaxPooling2D(name=f"s{stage}_pool")(x)  # 80x136 -> 40x68 -> 20x34 -> 10x17
+    x = conv_stages(inputs)  # 320x544 -> 10x17
     x = conv_bn(x, 96, name="s5a")
     x = conv_bn(x, 96, name="s5b")
     pooled = [layers.GlobalAveragePooling2D(name="gap")(x), layers.GlobalMaxPooling2D(name="gmp")(x)]
