@@ -9,7 +9,6 @@ untouched for `ecg-app evaluate`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -36,9 +35,10 @@ from ecg_app.store.images import fit  # noqa: E402
 from ecg_app.synth_ecg import render_ecg, synthetic_seeds  # noqa: E402
 from ecg_app.training import (  # noqa: E402
     average_models,
+    fit_or_reuse_members,
     record_in_model_info,
     save_model_atomic,
-    write_json_atomic,
+    save_uncompiled,
 )
 
 MEMBERS_DIR = "members"  # under the model directory, beside the diagnosis members (not shipped)
@@ -112,8 +112,7 @@ def _fit_member(images, sources, config: DetectorConfig, seed: int, path: Path) 
     history = model.fit(batches, epochs=config.epochs, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_model_atomic(model, path)  # the last epoch: no validation-based epoch choice
-    # Re-saved uncompiled: no optimizer state in the file (two thirds of its size).
-    save_model_atomic(keras.saving.load_model(path, compile=False), path)
+    save_uncompiled(path)
     return {
         "seed": seed,
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -132,27 +131,13 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
     images += [fit(render_ecg(seed), WORKING_SIDE) for seed in synthetic_seeds(config.renders)]
     sources += ["render"] * config.renders
     settings = {k: v for k, v in asdict(config).items() if k != "members"}
-    records = []
-    for k in range(config.members):
-        seed = config.seed + k
-        member_path = model_dir / MEMBERS_DIR / f"detector-seed-{seed}" / DETECTOR_FILE
-        record_path = member_path.with_name("member.json")
-        wanted = json.loads(json.dumps({**settings, "seed": seed}))  # as stored: tuples become lists
-        finished = json.loads(record_path.read_text()) if record_path.is_file() else None
-        if finished and finished["settings"] == wanted:
-            print(f"detector member {k + 1}/{config.members} (seed {seed}): reusing {member_path.parent}")
-            records.append(finished)
-            continue
-        print(f"detector member {k + 1}/{config.members} (seed {seed})")
-        record = {**_fit_member(images, sources, config, seed, member_path), "settings": wanted}
-        write_json_atomic(record, record_path)
-        records.append(record)
-    members = [
-        keras.saving.load_model(
-            model_dir / MEMBERS_DIR / f"detector-seed-{r['seed']}" / DETECTOR_FILE, compile=False
-        )
-        for r in records
-    ]
+    records, members = fit_or_reuse_members(
+        [config.seed + k for k in range(config.members)],
+        lambda seed: model_dir / MEMBERS_DIR / f"detector-seed-{seed}" / DETECTOR_FILE,
+        lambda seed: {**settings, "seed": seed},
+        lambda seed, path: _fit_member(images, sources, config, seed, path),
+        label="detector member",
+    )
     detector = (
         average_models(members, DETECTOR_SHAPE, "picture", "ecg_detector") if len(members) > 1 else members[0]
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -155,6 +156,11 @@ def save_model_atomic(model: keras.Model, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def save_uncompiled(path: Path) -> None:
+    """Re-save a saved model without its optimizer state: serving never needs it (two thirds of the file)."""
+    save_model_atomic(keras.saving.load_model(path, compile=False), path)
+
+
 def write_json_atomic(data: dict, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
@@ -236,8 +242,7 @@ def _fit_member(
         print(f"interrupted: keeping the best checkpoint so far (epoch {checkpoint.best_epoch + 1})")
         curves = {"loss": []}
     curves.update(checkpoint.log)
-    # Re-saved uncompiled: the shipped file carries no optimizer state.
-    save_model_atomic(keras.saving.load_model(model_path, compile=False), model_path)
+    save_uncompiled(model_path)
     return {
         "seed": config.seed,
         "best_epoch": checkpoint.best_epoch + 1,
@@ -277,6 +282,36 @@ def average_models(
     return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name=name)
 
 
+def fit_or_reuse_members(
+    seeds: Sequence[int],
+    member_path: Callable[[int], Path],
+    settings: Callable[[int], dict],
+    fit: Callable[[int, Path], dict],
+    label: str = "member",
+    stored_defaults: Mapping[str, object] | None = None,
+) -> tuple[list[dict], list[keras.Model]]:
+    """Fit one network per seed, or reuse a finished one whose `member.json` records the same settings, so
+    an interrupted ensemble run resumes where it stopped; returns the records and the loaded networks.
+
+    `stored_defaults` fills settings that records written before a setting existed lack."""
+    records = []
+    for k, seed in enumerate(seeds):
+        path = member_path(seed)
+        record_path = path.with_name("member.json")
+        wanted = json.loads(json.dumps(settings(seed)))  # as stored: tuples become lists
+        finished = json.loads(record_path.read_text()) if record_path.is_file() else None
+        progress = f"{label} {k + 1}/{len(seeds)} (seed {seed})"
+        if finished and {**(stored_defaults or {}), **finished["settings"]} == wanted:
+            print(f"{progress}: reusing {path.parent}")
+            records.append(finished)
+            continue
+        print(progress)
+        record = {**fit(seed, path), "settings": wanted}
+        write_json_atomic(record, record_path)
+        records.append(record)
+    return records, [keras.saving.load_model(member_path(seed), compile=False) for seed in seeds]
+
+
 def _fit_ensemble(
     config: TrainConfig,
     train_samples,
@@ -286,32 +321,17 @@ def _fit_ensemble(
     out_dir: Path,
     placement: Placement | None = None,
 ) -> list[dict]:
-    """Fit `config.ensemble` members (seeds seed, seed+1, ...) on one split; finished members are reused,
-    so an interrupted ensemble run resumes where it stopped."""
-    records = []
-    for k in range(config.ensemble):
-        member_config = replace(config, seed=config.seed + k)
-        member_dir = out_dir / "members" / f"seed-{member_config.seed}"
-        record_path = member_dir / "member.json"
+    """Fit `config.ensemble` members (seeds seed, seed+1, ...) on one split and save their average."""
+    records, members = fit_or_reuse_members(
+        [config.seed + k for k in range(config.ensemble)],
+        lambda seed: out_dir / "members" / f"seed-{seed}" / MODEL_FILE,
+        lambda seed: _member_settings(replace(config, seed=seed)),
+        lambda seed, path: _fit_member(
+            replace(config, seed=seed), train_samples, train_images, x_val, y_val, path, placement
+        ),
         # Members recorded before rendered ECGs existed were trained without them.
-        if record_path.is_file() and {
-            "synthetic_ecgs": 0,
-            **json.loads(record_path.read_text())["settings"],
-        } == _member_settings(member_config):
-            print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed}): reusing {member_dir}")
-            records.append(json.loads(record_path.read_text()))
-            continue
-        print(f"member {k + 1}/{config.ensemble} (seed {member_config.seed})")
-        record = _fit_member(
-            member_config, train_samples, train_images, x_val, y_val, member_dir / MODEL_FILE, placement
-        )
-        record["settings"] = _member_settings(member_config)
-        write_json_atomic(record, record_path)
-        records.append(record)
-    members = [
-        keras.saving.load_model(out_dir / "members" / f"seed-{r['seed']}" / MODEL_FILE, compile=False)
-        for r in records
-    ]
+        stored_defaults={"synthetic_ecgs": 0},
+    )
     save_model_atomic(average_models(members), out_dir / MODEL_FILE)
     return records
 
