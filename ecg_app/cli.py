@@ -103,6 +103,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cross_validate(args: argparse.Namespace) -> int:
+    from ecg_app.cross_validation import cross_validate
+
+    overrides = {
+        key: getattr(args, key)
+        for key in ("epochs", "samples_per_class", "batch_size")
+        if getattr(args, key) is not None
+    }
+    result = cross_validate(
+        Path(args.model), Path(args.out), args.folds, _data_root_overrides(args), **overrides
+    )
+    pooled = result["out_of_fold"]
+    hmi = pooled["per_class"]["HMI"]
+    print(
+        f"out of fold ({result['folds']} folds): n={pooled['n']} "
+        f"macro-F1={pooled['macro_f1']['value']:.3f} "
+        f"[{pooled['macro_f1']['ci95'][0]:.3f}, {pooled['macro_f1']['ci95'][1]:.3f}] "
+        f"ECG accuracy={pooled['ecg_accuracy']['value']:.3f} MI recall={pooled['mi_recall']['value']:.3f} "
+        f"HMI recall={hmi['recall']:.3f} ({hmi['support']} images); {args.out}/cv.json"
+    )
+    return 0
+
+
 def _cmd_fit_gate(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
     from ecg_app.evaluation import model_roots
@@ -384,6 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data_arguments(p)
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "cross-validate",
+        help="grouped k-fold cross-validation of the model's recipe on train+val (never reads test)",
+    )
+    _add_model_data_arguments(p)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
+    for flag in ("--epochs", "--samples-per-class", "--batch-size"):
+        p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
+    p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
     _add_model_data_arguments(p)

@@ -172,6 +172,11 @@ def split_by_group(
 MANIFEST_FIELDS = ("path", "source", "label", "md5", "group", "split")
 
 
+def relative_path(sample: Sample, roots: dict[str, Path]) -> str:
+    """The sample's path below its source's root, so manifests and prediction files move with the data."""
+    return Path(sample.path).resolve().relative_to(Path(roots[sample.source]).resolve()).as_posix()
+
+
 def write_manifest(samples: Sequence[Sample], path: Path, roots: dict[str, Path]) -> None:
     """Write the split as CSV with paths relative to each source's root, so it moves with the data."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -180,8 +185,7 @@ def write_manifest(samples: Sequence[Sample], path: Path, roots: dict[str, Path]
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for s in samples:
-            rel = Path(s.path).resolve().relative_to(Path(roots[s.source]).resolve())
-            writer.writerow({**{f: getattr(s, f) for f in MANIFEST_FIELDS}, "path": rel.as_posix()})
+            writer.writerow({**{f: getattr(s, f) for f in MANIFEST_FIELDS}, "path": relative_path(s, roots)})
     tmp.replace(path)
 
 

@@ -192,6 +192,14 @@ def prepare_split(config: TrainConfig) -> tuple[list[dataset.Sample], list[np.nd
     return samples, images
 
 
+def labelled_arrays(samples: list[dataset.Sample], images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs and class indices of the samples with a known class (other-layout ECGs left out),
+    for choosing the best epoch."""
+    keep = [i for i, s in enumerate(samples) if s.label != dataset.OTHER_ECG]
+    x = np.stack([preprocess(images[i]) for i in keep])
+    return x, np.array([CLASSES.index(samples[i].label) for i in keep])
+
+
 def synthetic_samples(n: int) -> list[dataset.Sample]:
     """Training-only samples for `synthetic_ecgs(n)`: "some ECG" like the other-layout folder. They are
     never written to split.csv, so validation and test stay real images."""
@@ -210,7 +218,7 @@ def data_roots(config: TrainConfig) -> dict[str, Path]:
     return {k: Path(v) for k, v in roots.items() if v is not None}
 
 
-def _fit_member(
+def fit_member(
     config: TrainConfig,
     train_samples: list,
     train_images: list,
@@ -263,7 +271,7 @@ _MEMBER_KEYS = (
 )
 
 
-def _member_settings(config: TrainConfig) -> dict:
+def member_settings(config: TrainConfig) -> dict:
     return {key: getattr(config, key) for key in _MEMBER_KEYS}
 
 
@@ -325,8 +333,8 @@ def _fit_ensemble(
     records, members = fit_or_reuse_members(
         [config.seed + k for k in range(config.ensemble)],
         lambda seed: out_dir / "members" / f"seed-{seed}" / MODEL_FILE,
-        lambda seed: _member_settings(replace(config, seed=seed)),
-        lambda seed, path: _fit_member(
+        lambda seed: member_settings(replace(config, seed=seed)),
+        lambda seed, path: fit_member(
             replace(config, seed=seed), train_samples, train_images, x_val, y_val, path, placement
         ),
         # Members recorded before rendered ECGs existed were trained without them.
@@ -352,9 +360,8 @@ def train(config: TrainConfig) -> dict:
     print(f"split (images per class): {json.dumps(sizes)}")
 
     train_idx = [i for i, s in enumerate(samples) if s.split == "train"]
-    val_idx = [i for i, s in enumerate(samples) if s.split == "val" and s.label != dataset.OTHER_ECG]
-    x_val = np.stack([preprocess(images[i]) for i in val_idx])
-    y_val = np.array([CLASSES.index(samples[i].label) for i in val_idx])
+    val_idx = [i for i, s in enumerate(samples) if s.split == "val"]
+    x_val, y_val = labelled_arrays([samples[i] for i in val_idx], [images[i] for i in val_idx])
     train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
     train_samples += synthetic_samples(config.synthetic_ecgs)
     train_images += synthetic_ecgs(config.synthetic_ecgs)
@@ -363,7 +370,7 @@ def train(config: TrainConfig) -> dict:
     if config.ensemble > 1:
         members = _fit_ensemble(config, train_samples, train_images, x_val, y_val, out_dir, placement)
     else:
-        members = [_fit_member(config, train_samples, train_images, x_val, y_val, model_path, placement)]
+        members = [fit_member(config, train_samples, train_images, x_val, y_val, model_path, placement)]
     train_seconds = time.perf_counter() - started
 
     best = keras.saving.load_model(model_path, compile=False)

@@ -205,6 +205,41 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
     assert capsys.readouterr().out.count("reusing") == 2
 
 
+def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny_run, tmp_path, capsys):
+    import csv
+
+    model_dir, out = tiny_run / "model", tmp_path / "cv"
+    args = ["cross-validate", "--model", str(model_dir), "--folds", "2", "--out", str(out)]
+    args += ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"]
+    assert main(args) == 0
+    assert "out of fold (2 folds)" in capsys.readouterr().out
+    split = {
+        s.path.name: s.split
+        for s in dataset.read_manifest(
+            model_dir / "split.csv", {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
+        )
+    }
+    with (out / "oof.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(Path(r["path"]).name for r in rows) == sorted(n for n, sp in split.items() if sp != "test")
+    assert {r["fold"] for r in rows} == {"1", "2"}
+    fold_of = {Path(r["path"]).name: r["fold"] for r in rows}
+    if "MI(9).png" in fold_of:  # a byte-identical copy is held out together with its original
+        assert fold_of["MI(9).png"] == fold_of["MI(0).png"]
+    for r in rows:
+        assert sum(float(r[f"p_{c}"]) for c in CLASSES) == pytest.approx(1, abs=1e-4)
+    result = json.loads((out / "cv.json").read_text())
+    assert result["out_of_fold"]["n"] == len(rows) and result["recipe"]["epochs"] == 1
+    assert [f["fold"] for f in result["per_fold"]] == [1, 2]
+    assert len(result["errors"]) == sum(
+        1 for r in rows if max(CLASSES, key=lambda c: float(r[f"p_{c}"])) != r["label"]
+    )
+    assert main(args) == 0  # finished folds are reused, not retrained
+    assert capsys.readouterr().out.count("reusing") == 2
+    with (out / "oof.csv").open(newline="") as handle:
+        assert list(csv.DictReader(handle)) == rows
+
+
 def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
 
@@ -217,8 +252,11 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     manifest = (tiny_run / "synthetic" / "split.csv").read_text()
     assert "synthetic" not in manifest  # training-only: validation and test stay real images
     assert info["config"]["synthetic_ecgs"] == 6
-    assert info["ecg_gate"]["references"] == sum(  # the gate's references are real training ECGs only
-        1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
+    assert (
+        info["ecg_gate"]["references"]
+        == sum(  # the gate's references are real training ECGs only
+            1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
+        )
     )
 
 

@@ -1,0 +1,169 @@
+"""Grouped k-fold cross-validation of a model's training recipe: `ecg-app cross-validate`.
+
+Why: the test split holds 10 History-of-MI printouts, so one image moves HMI recall by 10 points, and
+validation is too small to rank recipes. Cross-validation over the training and validation printouts
+gives every one of them an out-of-fold prediction from a network that never saw it or its duplicates
+(folds are whole duplicate groups, stratified like the split). The test split is never read, so it
+stays untouched for the final figure. Each fold trains one network with the recipe recorded in
+`model.json` and keeps its best epoch on an inner validation fold, as `ecg-app train` does.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from collections import Counter
+from dataclasses import fields, replace
+from pathlib import Path
+
+import keras
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from ecg_app import dataset
+from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
+from ecg_app.evaluation import compute_metrics, model_roots
+from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.preprocess import preprocess
+from ecg_app.training import (
+    TrainConfig,
+    fit_member,
+    fit_or_reuse_members,
+    labelled_arrays,
+    member_settings,
+    synthetic_ecgs,
+    synthetic_samples,
+    write_json_atomic,
+)
+
+RESULT_FILE = "cv.json"
+PREDICTIONS_FILE = "oof.csv"
+
+
+def recipe(info: dict, roots: dict[str, Path], **overrides) -> TrainConfig:
+    """The `TrainConfig` recorded in a `model.json` (one network, not the ensemble), with `overrides`."""
+    stored = info["config"]
+    known = {f.name for f in fields(TrainConfig)}
+    config = TrainConfig(
+        **{k: v for k, v in stored.items() if k in known and not k.endswith("_dir")},
+        data_dir=roots["mendeley"],
+        non_ecg_dir=roots.get("non_ecg"),
+        other_ecg_dir=roots.get("other_ecg"),
+    )
+    return replace(config, ensemble=1, distribute=False, **overrides)
+
+
+def assign_folds(samples: list[dataset.Sample], n_folds: int, seed: int) -> np.ndarray:
+    """Fold index per sample: duplicate groups never straddle folds; strata as in the split."""
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    strata = [dataset.stratum(s) for s in samples]
+    groups = [s.group for s in samples]
+    fold = np.full(len(samples), -1)
+    for k, (_, held) in enumerate(splitter.split(np.zeros(len(samples)), strata, groups)):
+        fold[held] = k
+    return fold
+
+
+def _inner_validation(samples: list[dataset.Sample], val_fraction: float, seed: int) -> np.ndarray:
+    """Mask of the fold-training samples kept back to choose the best epoch (whole groups again)."""
+    largest_stratum = max(Counter(dataset.stratum(s) for s in samples).values())
+    n_splits = min(round(1 / val_fraction), largest_stratum, len({s.group for s in samples}))
+    return assign_folds(samples, max(2, n_splits), seed) == 0
+
+
+def _held_out_digest(samples: list[dataset.Sample]) -> str:
+    return hashlib.md5("\n".join(sorted({s.group for s in samples})).encode()).hexdigest()[:12]
+
+
+def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
+    """Fit (or reuse) fold `k`'s network on the other folds, its best epoch chosen on an inner fold."""
+    rest = np.flatnonzero(fold != k)
+    inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
+    fit_idx, val_idx = rest[~inner_val], rest[inner_val]
+    x_val, y_val = labelled_arrays([pool[i] for i in val_idx], [images[i] for i in val_idx])
+    train_samples = [pool[i] for i in fit_idx] + synthetic_samples(config.synthetic_ecgs)
+    train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
+    settings = {
+        **member_settings(config),
+        "fold": f"{k + 1}/{fold.max() + 1}",
+        "held_out_groups": _held_out_digest([pool[i] for i in np.flatnonzero(fold == k)]),
+    }
+    _, (network,) = fit_or_reuse_members(
+        [config.seed],
+        lambda seed: out_dir / f"fold-{k + 1}" / MODEL_FILE,
+        lambda seed: settings,
+        lambda seed, path: fit_member(config, train_samples, train_images, x_val, y_val, path),
+        label=f"fold {k + 1}/{fold.max() + 1}",
+    )
+    return network
+
+
+def cross_validate(
+    model_dir: Path, out_dir: Path, n_folds: int = 5, roots: dict[str, Path] | None = None, **overrides
+) -> dict:
+    """Train one network per fold on the other folds, predict the held-out fold, pool the predictions.
+
+    Writes `out_dir/oof.csv` (one row per image) and `out_dir/cv.json` (pooled metrics with bootstrap
+    intervals, per-fold macro-F1, the misclassified images); finished folds are reused on a re-run.
+    """
+    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
+    data_roots = model_roots(info, roots)
+    config = recipe(info, data_roots, **overrides)
+    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
+    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
+    fold = assign_folds(pool, n_folds, config.seed)
+    out_dir = Path(out_dir)
+    probs = np.full((len(pool), len(CLASSES)), np.nan)
+    per_fold = []
+    for k in range(n_folds):
+        held = np.flatnonzero(fold == k)
+        network = _fold_network(config, pool, images, fold, k, out_dir)
+        x_held = np.stack([preprocess(images[i]) for i in held])
+        probs[held] = network.predict(x_held, batch_size=32, verbose=0)
+        keras.backend.clear_session()
+        labelled = [i for i in held if pool[i].label != dataset.OTHER_ECG]
+        y_fold = np.array([CLASSES.index(pool[i].label) for i in labelled])
+        fold_metrics = compute_metrics(y_fold, probs[labelled])
+        per_fold.append({"fold": k + 1, "n": len(labelled), "macro_f1": fold_metrics["macro_f1"]["value"]})
+        print(f"fold {k + 1}/{n_folds}: n={len(labelled)} macro-F1 {per_fold[-1]['macro_f1']:.3f}")
+    _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
+    result = _summarise(pool, fold, probs, per_fold, config, model_dir)
+    write_json_atomic(result, out_dir / RESULT_FILE)
+    return result
+
+
+def _summarise(pool, fold, probs, per_fold, config: TrainConfig, model_dir: Path) -> dict:
+    labelled = np.array([s.label != dataset.OTHER_ECG for s in pool], dtype=bool)
+    y_true = np.array([CLASSES.index(s.label) for s, keep in zip(pool, labelled, strict=True) if keep])
+    pooled = compute_metrics(y_true, probs[labelled])
+    predicted = probs.argmax(axis=1)
+    other = ~labelled
+    return {
+        "model_dir": str(model_dir),
+        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in member_settings(config).items()},
+        "folds": len(per_fold),
+        "images": int(len(pool)),
+        "decision": "network alone (argmax); the ECG gate and detector were fitted on the whole train split",
+        "out_of_fold": pooled,
+        "other_layout_called_non_ecg": {
+            "n": int(other.sum()),
+            "rate": float((predicted[other] == CLASSES.index(NON_ECG)).mean()) if other.any() else None,
+        },
+        "per_fold": per_fold,
+        "errors": [
+            {"path": s.path.name, "true": s.label, "predicted": CLASSES[int(p)], "fold": int(f) + 1}
+            for s, p, f, keep in zip(pool, predicted, fold, labelled, strict=True)
+            if keep and CLASSES[int(p)] != s.label
+        ],
+    }
+
+
+def _write_predictions(pool, fold, probs, path: Path, roots: dict[str, Path]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "source", "label", "group", "fold", *(f"p_{c}" for c in CLASSES)])
+        for s, f, p in zip(pool, fold, probs, strict=True):
+            row = [dataset.relative_path(s, roots), s.source, s.label, s.group, int(f) + 1]
+            writer.writerow([*row, *(f"{v:.6f}" for v in p)])
