@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ecg_app import dataset
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
-from ecg_app.evaluation import compute_metrics, model_roots
+from ecg_app.evaluation import compute_metrics, macro_f1, model_roots
 from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.preprocess import preprocess
 from ecg_app.training import (
@@ -78,6 +78,7 @@ def _held_out_digest(samples: list[dataset.Sample]) -> str:
 
 def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
     """Fit (or reuse) fold `k`'s network on the other folds, its best epoch chosen on an inner fold."""
+    n_folds = int(fold.max()) + 1
     rest = np.flatnonzero(fold != k)
     inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
     fit_idx, val_idx = rest[~inner_val], rest[inner_val]
@@ -86,7 +87,7 @@ def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, o
     train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
     settings = {
         **member_settings(config),
-        "fold": f"{k + 1}/{fold.max() + 1}",
+        "fold": f"{k + 1}/{n_folds}",
         "held_out_groups": _held_out_digest([pool[i] for i in np.flatnonzero(fold == k)]),
     }
     _, (network,) = fit_or_reuse_members(
@@ -94,7 +95,7 @@ def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, o
         lambda seed: out_dir / f"fold-{k + 1}" / MODEL_FILE,
         lambda seed: settings,
         lambda seed, path: fit_member(config, train_samples, train_images, x_val, y_val, path),
-        label=f"fold {k + 1}/{fold.max() + 1}",
+        label=f"fold {k + 1}/{n_folds}",
     )
     return network
 
@@ -113,31 +114,32 @@ def cross_validate(
     manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
     pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
     fold = assign_folds(pool, n_folds, config.seed)
+    # Class index per image; -1 for other-layout ECGs, whose diagnosis is unknown (not scored).
+    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
     out_dir = Path(out_dir)
     probs = np.full((len(pool), len(CLASSES)), np.nan)
     per_fold = []
     for k in range(n_folds):
         held = np.flatnonzero(fold == k)
         network = _fold_network(config, pool, images, fold, k, out_dir)
-        x_held = np.stack([preprocess(images[i]) for i in held])
-        probs[held] = network.predict(x_held, batch_size=32, verbose=0)
+        probs[held] = network.predict(
+            np.stack([preprocess(images[i]) for i in held]), batch_size=32, verbose=0
+        )
         keras.backend.clear_session()
-        labelled = [i for i in held if pool[i].label != dataset.OTHER_ECG]
-        y_fold = np.array([CLASSES.index(pool[i].label) for i in labelled])
-        fold_metrics = compute_metrics(y_fold, probs[labelled])
-        per_fold.append({"fold": k + 1, "n": len(labelled), "macro_f1": fold_metrics["macro_f1"]["value"]})
-        print(f"fold {k + 1}/{n_folds}: n={len(labelled)} macro-F1 {per_fold[-1]['macro_f1']:.3f}")
+        scored = held[y[held] >= 0]
+        fold_f1 = macro_f1(y[scored], probs[scored].argmax(axis=1))
+        per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
+        print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
-    result = _summarise(pool, fold, probs, per_fold, config, model_dir)
+    result = _summarise(pool, fold, y, probs, per_fold, config, model_dir)
     write_json_atomic(result, out_dir / RESULT_FILE)
     return result
 
 
-def _summarise(pool, fold, probs, per_fold, config: TrainConfig, model_dir: Path) -> dict:
-    labelled = np.array([s.label != dataset.OTHER_ECG for s in pool], dtype=bool)
-    y_true = np.array([CLASSES.index(s.label) for s, keep in zip(pool, labelled, strict=True) if keep])
-    pooled = compute_metrics(y_true, probs[labelled])
-    predicted = probs.argmax(axis=1)
+def _summarise(
+    pool, fold, y: np.ndarray, probs: np.ndarray, per_fold, config: TrainConfig, model_dir
+) -> dict:
+    labelled, predicted = y >= 0, probs.argmax(axis=1)
     other = ~labelled
     return {
         "model_dir": str(model_dir),
@@ -145,16 +147,16 @@ def _summarise(pool, fold, probs, per_fold, config: TrainConfig, model_dir: Path
         "folds": len(per_fold),
         "images": int(len(pool)),
         "decision": "network alone (argmax); the ECG gate and detector were fitted on the whole train split",
-        "out_of_fold": pooled,
+        "out_of_fold": compute_metrics(y[labelled], probs[labelled]),
         "other_layout_called_non_ecg": {
             "n": int(other.sum()),
             "rate": float((predicted[other] == CLASSES.index(NON_ECG)).mean()) if other.any() else None,
         },
         "per_fold": per_fold,
         "errors": [
-            {"path": s.path.name, "true": s.label, "predicted": CLASSES[int(p)], "fold": int(f) + 1}
-            for s, p, f, keep in zip(pool, predicted, fold, labelled, strict=True)
-            if keep and CLASSES[int(p)] != s.label
+            {"path": s.path.name, "true": s.label, "predicted": CLASSES[p], "fold": int(f) + 1}
+            for s, t, p, f in zip(pool, y, predicted, fold, strict=True)
+            if t >= 0 and p != t
         ],
     }
 

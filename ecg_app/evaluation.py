@@ -30,7 +30,7 @@ METRICS_FILE = "metrics.json"
 _ALL = list(range(len(CLASSES)))
 
 
-def _macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     present = sorted(set(y_true.tolist()))
     return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
 
@@ -96,7 +96,7 @@ def compute_metrics(y_true: np.ndarray, probs: np.ndarray, y_pred: np.ndarray | 
     return {
         "n": int(len(y_true)),
         "accuracy": _with_ci(y_true, y_pred, lambda t, p: float((t == p).mean())),
-        "macro_f1": _with_ci(y_true, y_pred, _macro_f1),
+        "macro_f1": _with_ci(y_true, y_pred, macro_f1),
         "ecg_accuracy": _with_ci(y_true, y_pred, _ecg_accuracy),
         "mi_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, "MI")),
         "non_ecg_recall": _with_ci(y_true, y_pred, lambda t, p: _recall(t, p, NON_ECG)),
