@@ -11,6 +11,11 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+WEIGHT_AVERAGE_HELP = (
+    "momentum per step of a moving average of the weights, which is validated and kept (0: raw weights)"
+)
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -75,6 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         limit_per_class=args.limit_per_class,
         distribute=args.distribute,
         synthetic_ecgs=args.synthetic_ecgs,
+        weight_average=args.weight_average,
     )
     try:
         train(config)
@@ -108,7 +114,7 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
 
     overrides = {
         key: getattr(args, key)
-        for key in ("epochs", "samples_per_class", "batch_size")
+        for key in ("epochs", "samples_per_class", "batch_size", "weight_average")
         if getattr(args, key) is not None
     }
     result = cross_validate(
@@ -392,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
     )
+    p.add_argument("--weight-average", type=float, default=0.0, help=WEIGHT_AVERAGE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -417,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
+    p.add_argument("--weight-average", type=float, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")

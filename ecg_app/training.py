@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -61,6 +61,9 @@ class TrainConfig:
     test_fraction: float = 0.15
     distribute: bool = False  # tf.distribute: all local GPUs, or the workers named in TF_CONFIG
     synthetic_ecgs: int = 0  # ECGs of many layouts rendered here (ecg_app.synth_ecg), trained as OtherECG
+    # >0: an exponential moving average of the weights (this momentum per step) is what gets validated and
+    # kept, smoothing the step-to-step noise of training on a few dozen images per class. 0: raw weights.
+    weight_average: float = 0.0
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -237,12 +240,20 @@ def fit_member(
     with placement.strategy.scope() if placement else nullcontext():
         model = make_model(config.arch, INPUT_SHAPE)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
-        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
+        optimizer = keras.optimizers.AdamW(
+            schedule,
+            weight_decay=1e-4,
+            use_ema=config.weight_average > 0,
+            ema_momentum=config.weight_average or 0.99,
+        )
+        model.compile(optimizer=optimizer, loss=set_cross_entropy)
     patch_keras_for_multi_worker(model, placement)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
+    # With a weight average, the checkpoint validates and saves the averaged weights (swapped in first).
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.weight_average else []
     try:
-        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
+        history = model.fit(batches, epochs=config.epochs, callbacks=[*callbacks, checkpoint], verbose=2)
         curves = {"loss": [float(v) for v in history.history["loss"]]}
     except KeyboardInterrupt:
         if checkpoint.best_epoch < 0:
@@ -268,7 +279,10 @@ _MEMBER_KEYS = (
     "learning_rate",
     "seed",
     "synthetic_ecgs",
+    "weight_average",
 )
+# What members recorded before a setting existed were trained with.
+_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0}
 
 
 def member_settings(config: TrainConfig) -> dict:
@@ -296,12 +310,11 @@ def fit_or_reuse_members(
     settings: Callable[[int], dict],
     fit: Callable[[int, Path], dict],
     label: str = "member",
-    stored_defaults: Mapping[str, object] | None = None,
 ) -> tuple[list[dict], list[keras.Model]]:
     """Fit one network per seed, or reuse a finished one whose `member.json` records the same settings, so
     an interrupted ensemble run resumes where it stopped; returns the records and the loaded networks.
 
-    `stored_defaults` fills settings that records written before a setting existed lack."""
+    Records written before a setting existed lack it; they get its default from `_MEMBER_DEFAULTS`."""
     records = []
     for k, seed in enumerate(seeds):
         path = member_path(seed)
@@ -309,7 +322,7 @@ def fit_or_reuse_members(
         wanted = json.loads(json.dumps(settings(seed)))  # as stored: tuples become lists
         finished = json.loads(record_path.read_text()) if record_path.is_file() else None
         progress = f"{label} {k + 1}/{len(seeds)} (seed {seed})"
-        if finished and {**(stored_defaults or {}), **finished["settings"]} == wanted:
+        if finished and {**_MEMBER_DEFAULTS, **finished["settings"]} == wanted:
             print(f"{progress}: reusing {path.parent}")
             records.append(finished)
             continue
@@ -337,8 +350,6 @@ def _fit_ensemble(
         lambda seed, path: fit_member(
             replace(config, seed=seed), train_samples, train_images, x_val, y_val, path, placement
         ),
-        # Members recorded before rendered ECGs existed were trained without them.
-        stored_defaults={"synthetic_ecgs": 0},
     )
     save_model_atomic(average_models(members), out_dir / MODEL_FILE)
     return records

@@ -254,8 +254,11 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     manifest = (tiny_run / "synthetic" / "split.csv").read_text()
     assert "synthetic" not in manifest  # training-only: validation and test stay real images
     assert info["config"]["synthetic_ecgs"] == 6
-    assert info["ecg_gate"]["references"] == sum(  # the gate's references are real training ECGs only
-        1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
+    assert (
+        info["ecg_gate"]["references"]
+        == sum(  # the gate's references are real training ECGs only
+            1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
+        )
     )
 
 
@@ -431,3 +434,32 @@ def test_distribute_rejects_a_malformed_tf_config(tmp_path, monkeypatch, capsys,
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # rejected before any data was read or anything written
+
+
+def test_weight_average_validates_and_keeps_the_averaged_weights(tiny_run, tmp_path):
+    from dataclasses import replace
+
+    import keras
+
+    from ecg_app.networks import make_model
+    from ecg_app.preprocess import INPUT_SHAPE
+    from ecg_app.training import fit_member, labelled_arrays, prepare_split
+
+    config = tiny_config(tiny_run, "unused", samples_per_class=16)  # 21 steps in the one epoch
+    samples, images = prepare_split(config)
+    fit = [i for i, s in enumerate(samples) if s.split == "train"]
+    train_samples, train_images = [samples[i] for i in fit], [images[i] for i in fit]
+    val = [i for i, s in enumerate(samples) if s.split == "val"]
+    x_val, y_val = labelled_arrays([samples[i] for i in val], [images[i] for i in val])
+    keras.utils.set_random_seed(config.seed)  # as fit_member does: the same initial weights
+    initial = [w.numpy() for w in make_model(config.arch, INPUT_SHAPE).trainable_weights]
+    moved = {}
+    for momentum in (0.0, 0.999):
+        path = tmp_path / str(momentum) / "ecg_cnn.keras"
+        fit_member(replace(config, weight_average=momentum), train_samples, train_images, x_val, y_val, path)
+        saved = keras.saving.load_model(path, compile=False).trainable_weights
+        moved[momentum] = sum(
+            float(np.abs(w.numpy() - w0).sum()) for w, w0 in zip(saved, initial, strict=True)
+        )
+    # An average with momentum 0.999 barely leaves the first step's weights; the raw weights took 21 steps.
+    assert 0 < moved[0.999] < 0.5 * moved[0.0]
