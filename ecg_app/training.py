@@ -314,7 +314,7 @@ def fit_or_reuse_members(
     """Fit one network per seed, or reuse a finished one whose `member.json` records the same settings, so
     an interrupted ensemble run resumes where it stopped; returns the records and the loaded networks.
 
-    Records written before a setting existed lack it; they get its default from `_MEMBER_DEFAULTS`."""
+    Records written before a training setting existed lack it; they get its default (`_MEMBER_DEFAULTS`)."""
     records = []
     for k, seed in enumerate(seeds):
         path = member_path(seed)
@@ -322,7 +322,8 @@ def fit_or_reuse_members(
         wanted = json.loads(json.dumps(settings(seed)))  # as stored: tuples become lists
         finished = json.loads(record_path.read_text()) if record_path.is_file() else None
         progress = f"{label} {k + 1}/{len(seeds)} (seed {seed})"
-        if finished and {**_MEMBER_DEFAULTS, **finished["settings"]} == wanted:
+        defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
+        if finished and {**defaults, **finished["settings"]} == wanted:
             print(f"{progress}: reusing {path.parent}")
             records.append(finished)
             continue

@@ -463,3 +463,30 @@ def test_weight_average_validates_and_keeps_the_averaged_weights(tiny_run, tmp_p
         )
     # An average with momentum 0.999 barely leaves the first step's weights; the raw weights took 21 steps.
     assert 0 < moved[0.999] < 0.5 * moved[0.0]
+
+
+def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsys):
+    import keras
+
+    from ecg_app.training import fit_or_reuse_members
+
+    path, fitted = tmp_path / "seed-1" / "ecg_cnn.keras", []
+
+    def fit(seed: int, to: Path) -> dict:
+        to.parent.mkdir(parents=True, exist_ok=True)
+        inputs = keras.Input((2,))
+        keras.Model(inputs, keras.layers.Dense(1)(inputs)).save(to)
+        fitted.append(seed)
+        return {"seed": seed}
+
+    def run(settings: dict) -> None:
+        fit_or_reuse_members([1], lambda seed: path, lambda seed: settings, fit)
+
+    before = {"arch": "default", "epochs": 1}  # as recorded before weight_average existed (or a detector's)
+    run(before)
+    run(before)
+    assert fitted == [1]
+    run({**before, "weight_average": 0.0})  # the default that older members were trained with
+    assert fitted == [1] and capsys.readouterr().out.count("reusing") == 2
+    run({**before, "weight_average": 0.99})  # a different recipe: trained again
+    assert fitted == [1, 1]
