@@ -109,6 +109,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least_two(text: str) -> int:
+    """argparse type for a fold count: one fold would leave nothing to train on."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"needs at least 2 folds, got {value}")
+    return value
+
+
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate
 
@@ -420,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="grouped k-fold cross-validation of the model's recipe on train+val (never reads test)",
     )
     _add_model_data_arguments(p)
-    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--folds", type=_at_least_two, default=5)
     p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")

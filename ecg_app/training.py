@@ -321,7 +321,8 @@ def fit_or_reuse_members(
         record_path = path.with_name("member.json")
         wanted = json.loads(json.dumps(settings(seed)))  # as stored: tuples become lists
         finished = json.loads(record_path.read_text()) if record_path.is_file() else None
-        progress = f"{label} {k + 1}/{len(seeds)} (seed {seed})"
+        progress = f"{label} {k + 1}/{len(seeds)}" if len(seeds) > 1 else label
+        progress += f" (seed {seed})"
         defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
         if finished and {**defaults, **finished["settings"]} == wanted:
             print(f"{progress}: reusing {path.parent}")

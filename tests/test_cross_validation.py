@@ -5,8 +5,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ecg_app import dataset
+from ecg_app.cli import main
 from ecg_app.cross_validation import assign_folds, recipe
 
 
@@ -66,4 +68,12 @@ def test_recipe_is_the_recorded_single_network_config():
     assert config.data_dir == Path("/data/m") and config.non_ecg_dir == Path("/data/n")
     assert config.other_ecg_dir is None
     assert (config.epochs, config.seed, config.batch_size, config.ensemble) == (2, 42, 16, 1)
-    assert config.synthetic_ecgs == 0  # not recorded: the default the model was trained with
+    assert (config.synthetic_ecgs, config.weight_average) == (0, 0.0)  # not recorded: trained without
+    assert recipe(info, roots, weight_average=0.99).weight_average == 0.99  # a candidate recipe
+
+
+@pytest.mark.parametrize(("folds", "message"), [("1", "needs at least 2 folds"), ("x", "not a whole number")])
+def test_the_fold_count_is_checked_before_any_work(folds, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["cross-validate", "--folds", folds, "--model", "does-not-exist"])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
