@@ -128,8 +128,9 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
         for key in ("epochs", "samples_per_class", "batch_size", "weight_average")
         if getattr(args, key) is not None
     }
+    baseline = Path(args.baseline) if args.baseline else None
     result = cross_validate(
-        Path(args.model), Path(args.out), args.folds, _data_root_overrides(args), **overrides
+        Path(args.model), Path(args.out), args.folds, _data_root_overrides(args), baseline, **overrides
     )
     pooled = result["out_of_fold"]
     hmi = pooled["per_class"]["HMI"]
@@ -140,6 +141,16 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
         f"ECG accuracy={pooled['ecg_accuracy']['value']:.3f} MI recall={pooled['mi_recall']['value']:.3f} "
         f"HMI recall={hmi['recall']:.3f} ({hmi['support']} images); {args.out}/cv.json"
     )
+    if baseline is not None:
+        verdict = result["against_baseline"]
+        f1, mi = verdict["macro_f1"], verdict["mi_recalled"]
+        print(
+            f"against {baseline}: macro-F1 {f1['baseline']:.3f} -> {f1['candidate']:.3f} "
+            f"(gain {f1['gain']:+.3f} [{f1['gain_ci95'][0]:+.3f}, {f1['gain_ci95'][1]:+.3f}]), "
+            f"MI {mi['baseline']} -> {mi['candidate']} of {mi['of']}, {len(verdict['fixed'])} images "
+            f"fixed, {len(verdict['broken'])} broken: "
+            + ("replaces the recipe" if verdict["replaces_baseline"] else "does not replace the recipe")
+        )
     return 0
 
 
@@ -436,6 +447,12 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
     p.add_argument("--weight-average", type=float, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
+    p.add_argument(
+        "--baseline",
+        metavar="RUN",
+        help="an earlier cross-validation output on the same folds: apply the model card's rule for "
+        "changing the recipe to this run against it",
+    )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")

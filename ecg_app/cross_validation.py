@@ -23,7 +23,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ecg_app import dataset
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
-from ecg_app.evaluation import compute_metrics, macro_f1, model_roots
+from ecg_app.evaluation import bootstrap_ci, compute_metrics, macro_f1, model_roots
 from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.preprocess import preprocess
 from ecg_app.training import (
@@ -101,12 +101,18 @@ def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, o
 
 
 def cross_validate(
-    model_dir: Path, out_dir: Path, n_folds: int = 5, roots: dict[str, Path] | None = None, **overrides
+    model_dir: Path,
+    out_dir: Path,
+    n_folds: int = 5,
+    roots: dict[str, Path] | None = None,
+    baseline: Path | None = None,
+    **overrides,
 ) -> dict:
     """Train one network per fold on the other folds, predict the held-out fold, pool the predictions.
 
     Writes `out_dir/oof.csv` (one row per image) and `out_dir/cv.json` (pooled metrics with bootstrap
-    intervals, per-fold macro-F1, the misclassified images); finished folds are reused on a re-run.
+    intervals, per-fold macro-F1, the misclassified images, and with `baseline`, another run on the same
+    folds, the rule's verdict from `compare_runs`); finished folds are reused on a re-run.
     """
     info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
     data_roots = model_roots(info, roots)
@@ -132,6 +138,8 @@ def cross_validate(
         print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
     result = _summarise(pool, fold, y, probs, per_fold, config, model_dir)
+    if baseline is not None:
+        result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)
     return result
 
@@ -169,3 +177,44 @@ def _write_predictions(pool, fold, probs, path: Path, roots: dict[str, Path]) ->
         for s, f, p in zip(pool, fold, probs, strict=True):
             row = [dataset.relative_path(s, roots), s.source, s.label, s.group, int(f) + 1]
             writer.writerow([*row, *(f"{v:.6f}" for v in p)])
+
+
+# The rule for changing the recipe, fixed in the model card before any out-of-fold result was read.
+MIN_MACRO_F1_GAIN = 0.02
+
+
+def _read_predictions(run_dir: Path) -> dict[str, dict]:
+    with (Path(run_dir) / PREDICTIONS_FILE).open(newline="", encoding="utf-8") as handle:
+        return {row["path"]: row for row in csv.DictReader(handle)}
+
+
+def compare_runs(baseline_dir: Path, candidate_dir: Path, n_boot: int = 1000) -> dict:
+    """Apply the rule to two cross-validation runs on the same folds: the candidate recipe replaces the
+    baseline only if its out-of-fold macro-F1 is >= MIN_MACRO_F1_GAIN higher and its MI recall no lower.
+
+    The macro-F1 difference gets a paired bootstrap interval (the same resampled images for both runs).
+    """
+    base, cand = _read_predictions(baseline_dir), _read_predictions(candidate_dir)
+    if {p: r["fold"] for p, r in base.items()} != {p: r["fold"] for p, r in cand.items()}:
+        raise ValueError("the two runs did not score the same images in the same folds")
+    paths = sorted(p for p, r in base.items() if r["label"] != dataset.OTHER_ECG)
+    y = np.array([CLASSES.index(base[p]["label"]) for p in paths])
+
+    def predicted(rows: dict[str, dict]) -> np.ndarray:
+        return np.array([np.argmax([float(rows[p][f"p_{c}"]) for c in CLASSES]) for p in paths])
+
+    pred = np.stack([predicted(base), predicted(cand)], axis=1)
+    mi = y == CLASSES.index("MI")
+    f1 = [macro_f1(y, pred[:, k]) for k in (0, 1)]
+    mi_hits = [int((pred[mi, k] == y[mi]).sum()) for k in (0, 1)]
+    gain = f1[1] - f1[0]
+    interval = bootstrap_ci(y, pred, lambda t, p: macro_f1(t, p[:, 1]) - macro_f1(t, p[:, 0]), n_boot)
+    right = pred == y[:, None]
+    return {
+        "n": len(paths),
+        "macro_f1": {"baseline": f1[0], "candidate": f1[1], "gain": gain, "gain_ci95": interval},
+        "mi_recalled": {"baseline": mi_hits[0], "candidate": mi_hits[1], "of": int(mi.sum())},
+        "fixed": [paths[i] for i in np.flatnonzero(~right[:, 0] & right[:, 1])],
+        "broken": [paths[i] for i in np.flatnonzero(right[:, 0] & ~right[:, 1])],
+        "replaces_baseline": bool(gain >= MIN_MACRO_F1_GAIN and mi_hits[1] >= mi_hits[0]),
+    }

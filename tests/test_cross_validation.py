@@ -9,7 +9,8 @@ import pytest
 
 from ecg_app import dataset
 from ecg_app.cli import main
-from ecg_app.cross_validation import assign_folds, recipe
+from ecg_app.cross_validation import MIN_MACRO_F1_GAIN, assign_folds, compare_runs, recipe
+from ecg_app.labels import CLASSES
 
 
 def _samples() -> list[dataset.Sample]:
@@ -77,3 +78,49 @@ def test_the_fold_count_is_checked_before_any_work(folds, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["cross-validate", "--folds", folds, "--model", "does-not-exist"])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def write_oof(run: Path, rows: list[tuple[str, str, int, str]]) -> Path:
+    """oof.csv rows (path, true label, fold, predicted class) with all probability on the prediction."""
+    import csv
+
+    run.mkdir(parents=True)
+    with (run / "oof.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "source", "label", "group", "fold", *(f"p_{c}" for c in CLASSES)])
+        for path, label, fold, predicted in rows:
+            writer.writerow([path, "mendeley", label, path, fold, *(float(c == predicted) for c in CLASSES)])
+    return run
+
+
+# 10 images per class, all right, except the ones each test changes (other-layout ECGs are not scored).
+RIGHT = [(f"{c}/{k}.jpg", c, k % 2 + 1, c) for c in CLASSES for k in range(10)] + [
+    ("other/0.jpg", dataset.OTHER_ECG, 1, "NonECG")
+]
+
+
+def with_errors(errors: dict[str, str]) -> list[tuple[str, str, int, str]]:
+    return [(p, label, f, errors.get(p, pred)) for p, label, f, pred in RIGHT]
+
+
+def test_a_candidate_replaces_the_recipe_only_by_the_rule(tmp_path):
+    baseline = write_oof(tmp_path / "base", with_errors({f"HMI/{k}.jpg": "AHB" for k in range(3)}))
+    better = write_oof(tmp_path / "better", with_errors({"HMI/0.jpg": "AHB"}))
+    verdict = compare_runs(baseline, better, n_boot=200)
+    assert verdict["n"] == 50 and verdict["fixed"] == ["HMI/1.jpg", "HMI/2.jpg"] and verdict["broken"] == []
+    assert verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN and verdict["replaces_baseline"]
+    low, high = verdict["macro_f1"]["gain_ci95"]
+    assert 0 <= low <= verdict["macro_f1"]["gain"] <= high
+    # Better on macro-F1 but one infarction fewer: the rule refuses it.
+    misses_mi = write_oof(tmp_path / "mi", with_errors({"HMI/0.jpg": "AHB", "MI/0.jpg": "AHB"}))
+    assert compare_runs(baseline, misses_mi, n_boot=200)["macro_f1"]["gain"] > MIN_MACRO_F1_GAIN
+    assert not compare_runs(baseline, misses_mi, n_boot=200)["replaces_baseline"]
+    # A gain below the margin is not enough either.
+    assert not compare_runs(baseline, baseline, n_boot=200)["replaces_baseline"]
+
+
+def test_runs_on_different_folds_are_not_compared(tmp_path):
+    baseline = write_oof(tmp_path / "base", RIGHT)
+    refolded = write_oof(tmp_path / "other", [(p, label, 3 - f, pred) for p, label, f, pred in RIGHT])
+    with pytest.raises(ValueError, match="same folds"):
+        compare_runs(baseline, refolded)

@@ -207,6 +207,7 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
 
 def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny_run, tmp_path, capsys):
     import csv
+    import shutil
 
     model_dir, out = tiny_run / "model", tmp_path / "cv"
     args = ["cross-validate", "--model", str(model_dir), "--folds", "2", "--out", str(out)]
@@ -236,10 +237,14 @@ def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny
     assert len(result["errors"]) == sum(
         1 for r in rows if max(CLASSES, key=lambda c: float(r[f"p_{c}"])) != r["label"]
     )
-    assert main(args) == 0  # finished folds are reused, not retrained
-    assert capsys.readouterr().out.count("reusing") == 2
+    first = shutil.copytree(out, tmp_path / "first")
+    assert main([*args, "--baseline", str(first)]) == 0  # finished folds are reused, not retrained
+    printed = capsys.readouterr().out
+    assert printed.count("reusing") == 2 and "does not replace the recipe" in printed
     with (out / "oof.csv").open(newline="") as handle:
         assert list(csv.DictReader(handle)) == rows
+    verdict = json.loads((out / "cv.json").read_text())["against_baseline"]
+    assert verdict["macro_f1"]["gain"] == 0 and verdict["fixed"] == verdict["broken"] == []
 
 
 def test_rendered_ecgs_train_as_some_ecg(tiny_run):
