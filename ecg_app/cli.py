@@ -120,6 +120,17 @@ def _at_least_two(text: str) -> int:
     return value
 
 
+def _momentum(text: str) -> float:
+    """argparse type for --weight-average: 0 (off) or a momentum below 1 (1 would never move)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"needs 0 (off) or a momentum in (0, 1), got {value}")
+    return value
+
+
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate
 
@@ -420,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
     )
-    p.add_argument("--weight-average", type=float, default=0.0, help=WEIGHT_AVERAGE_HELP)
+    p.add_argument("--weight-average", type=_momentum, default=0.0, help=WEIGHT_AVERAGE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -446,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
-    p.add_argument("--weight-average", type=float, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
+    p.add_argument("--weight-average", type=_momentum, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
     p.add_argument(
         "--baseline",
         metavar="RUN",

@@ -240,18 +240,19 @@ def fit_member(
     with placement.strategy.scope() if placement else nullcontext():
         model = make_model(config.arch, INPUT_SHAPE)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
+        averaging = config.weight_average > 0
         optimizer = keras.optimizers.AdamW(
             schedule,
             weight_decay=1e-4,
-            use_ema=config.weight_average > 0,
-            ema_momentum=config.weight_average or 0.99,
+            use_ema=averaging,
+            ema_momentum=config.weight_average if averaging else 0.99,
         )
         model.compile(optimizer=optimizer, loss=set_cross_entropy)
     patch_keras_for_multi_worker(model, placement)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
     # With a weight average, the checkpoint validates and saves the averaged weights (swapped in first).
-    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.weight_average else []
+    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
     try:
         history = model.fit(batches, epochs=config.epochs, callbacks=[*callbacks, checkpoint], verbose=2)
         curves = {"loss": [float(v) for v in history.history["loss"]]}

@@ -73,10 +73,19 @@ def test_recipe_is_the_recorded_single_network_config():
     assert recipe(info, roots, weight_average=0.99).weight_average == 0.99  # a candidate recipe
 
 
-@pytest.mark.parametrize(("folds", "message"), [("1", "needs at least 2 folds"), ("x", "not a whole number")])
-def test_the_fold_count_is_checked_before_any_work(folds, message, capsys):
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        (["--folds", "1"], "needs at least 2 folds"),
+        (["--folds", "x"], "not a whole number"),
+        (["--weight-average", "1"], "a momentum in (0, 1)"),
+        (["--weight-average", "-0.5"], "a momentum in (0, 1)"),
+        (["--weight-average", "x"], "not a number"),
+    ],
+)
+def test_settings_are_checked_before_any_work(argument, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["cross-validate", "--folds", folds, "--model", "does-not-exist"])
+        main(["cross-validate", *argument, "--model", "does-not-exist"])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
