@@ -109,26 +109,24 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _at_least_two(text: str) -> int:
-    """argparse type for a fold count: one fold would leave nothing to train on."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"needs at least 2 folds, got {value}")
-    return value
+def _checked(convert, kind: str, accept, requirement: str):
+    """An argparse type: `convert` the text (a `kind`), then refuse values `accept` rejects, saying why."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind}: {text!r}") from None
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"needs {requirement}, got {value}")
+        return value
+
+    return parse
 
 
-def _momentum(text: str) -> float:
-    """argparse type for --weight-average: 0 (off) or a momentum below 1 (1 would never move)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"needs 0 (off) or a momentum in (0, 1), got {value}")
-    return value
+# One fold would leave nothing to train on; a momentum of 1 would never move the average.
+_FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
+_MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
@@ -431,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
     )
-    p.add_argument("--weight-average", type=_momentum, default=0.0, help=WEIGHT_AVERAGE_HELP)
+    p.add_argument("--weight-average", type=_MOMENTUM, default=0.0, help=WEIGHT_AVERAGE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -453,11 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="grouped k-fold cross-validation of the model's recipe on train+val (never reads test)",
     )
     _add_model_data_arguments(p)
-    p.add_argument("--folds", type=_at_least_two, default=5)
+    p.add_argument("--folds", type=_FOLDS, default=5)
     p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
-    p.add_argument("--weight-average", type=_momentum, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
+    p.add_argument("--weight-average", type=_MOMENTUM, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
     p.add_argument(
         "--baseline",
         metavar="RUN",

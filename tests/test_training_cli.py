@@ -259,11 +259,9 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     manifest = (tiny_run / "synthetic" / "split.csv").read_text()
     assert "synthetic" not in manifest  # training-only: validation and test stay real images
     assert info["config"]["synthetic_ecgs"] == 6
-    assert (
-        info["ecg_gate"]["references"]
-        == sum(  # the gate's references are real training ECGs only
-            1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
-        )
+    # The gate's references are real training ECGs only.
+    assert info["ecg_gate"]["references"] == sum(
+        1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
     )
 
 
