@@ -14,6 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 WEIGHT_AVERAGE_HELP = (
     "momentum per step of a moving average of the weights, which is validated and kept (0: raw weights)"
 )
+ERASE_HELP = "chance per training image that one lead-sized rectangle is blanked (random erasing; 0: off)"
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -81,6 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distribute=args.distribute,
         synthetic_ecgs=args.synthetic_ecgs,
         weight_average=args.weight_average,
+        erase_probability=args.erase_probability,
     )
     try:
         train(config)
@@ -127,6 +129,7 @@ def _checked(convert, kind: str, accept, requirement: str):
 # One fold would leave nothing to train on; a momentum of 1 would never move the average.
 _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
 _MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
+_PROBABILITY = _checked(float, "number", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
@@ -134,7 +137,7 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
 
     overrides = {
         key: getattr(args, key)
-        for key in ("epochs", "samples_per_class", "batch_size", "weight_average")
+        for key in ("epochs", "samples_per_class", "batch_size", "weight_average", "erase_probability")
         if getattr(args, key) is not None
     }
     baseline = Path(args.baseline) if args.baseline else None
@@ -430,6 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
     )
     p.add_argument("--weight-average", type=_MOMENTUM, default=0.0, help=WEIGHT_AVERAGE_HELP)
+    p.add_argument("--erase-probability", type=_PROBABILITY, default=0.0, help=ERASE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -456,6 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--epochs", "--samples-per-class", "--batch-size"):
         p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
     p.add_argument("--weight-average", type=_MOMENTUM, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
+    p.add_argument("--erase-probability", type=_PROBABILITY, help=f"override the recipe: {ERASE_HELP}")
     p.add_argument(
         "--baseline",
         metavar="RUN",

@@ -26,7 +26,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from ecg_app import dataset  # noqa: E402
-from ecg_app.augment import augment  # noqa: E402
+from ecg_app.augment import augment, erase  # noqa: E402
 from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE  # noqa: E402
 from ecg_app.config import REPO_ROOT, portable_path  # noqa: E402
@@ -64,6 +64,8 @@ class TrainConfig:
     # >0: an exponential moving average of the weights (this momentum per step) is what gets validated and
     # kept, smoothing the step-to-step noise of training on a few dozen images per class. 0: raw weights.
     weight_average: float = 0.0
+    # Chance per training image that one lead-sized rectangle of its ink map is blanked (augment.erase).
+    erase_probability: float = 0.0
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -107,10 +109,11 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
         start = index * self.config.batch_size
         picks = self.order[start : start + self.config.batch_size]
         seeds = self.sample_seeds[start : start + self.config.batch_size]
+        rngs = [np.random.default_rng(seed) for seed in seeds]
         batch = np.stack(
             [
-                preprocess(augment(self.images[i], np.random.default_rng(seed)))
-                for i, seed in zip(picks, seeds, strict=True)
+                erase(preprocess(augment(self.images[i], rng)), rng, self.config.erase_probability)
+                for i, rng in zip(picks, rngs, strict=True)
             ]
         )
         return batch, self.targets[picks]
@@ -281,9 +284,10 @@ _MEMBER_KEYS = (
     "seed",
     "synthetic_ecgs",
     "weight_average",
+    "erase_probability",
 )
 # What members recorded before a setting existed were trained with.
-_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0}
+_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0, "erase_probability": 0.0}
 
 
 def member_settings(config: TrainConfig) -> dict:

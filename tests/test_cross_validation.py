@@ -69,7 +69,8 @@ def test_recipe_is_the_recorded_single_network_config():
     assert config.data_dir == Path("/data/m") and config.non_ecg_dir == Path("/data/n")
     assert config.other_ecg_dir is None
     assert (config.epochs, config.seed, config.batch_size, config.ensemble) == (2, 42, 16, 1)
-    assert (config.synthetic_ecgs, config.weight_average) == (0, 0.0)  # not recorded: trained without
+    # Not recorded: trained without.
+    assert (config.synthetic_ecgs, config.weight_average, config.erase_probability) == (0, 0.0, 0.0)
     assert recipe(info, roots, weight_average=0.99).weight_average == 0.99  # a candidate recipe
 
 
@@ -81,6 +82,7 @@ def test_recipe_is_the_recorded_single_network_config():
         (["--weight-average", "1"], "a momentum in (0, 1)"),
         (["--weight-average", "-0.5"], "a momentum in (0, 1)"),
         (["--weight-average", "x"], "not a number"),
+        (["--erase-probability", "1.5"], "a probability in [0, 1]"),
     ],
 )
 def test_settings_are_checked_before_any_work(argument, message, capsys):

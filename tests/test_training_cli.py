@@ -265,6 +265,20 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     )
 
 
+def test_erase_probability_blanks_a_rectangle_of_every_training_image(tiny_run):
+    from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
+
+    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # ink nearly everywhere
+    samples, images = synthetic_samples(4), [noise] * 4
+    whole, erased = (
+        BalancedAugmentedBatches(samples, images, tiny_config(tiny_run, "x", erase_probability=p))[0][0]
+        for p in (0.0, 1.0)
+    )
+    # The same draws and augmentation; only a blank rectangle is added to each image.
+    assert np.all((erased == whole) | (erased == 0))
+    assert all(np.sum(e == 0) > np.sum(w == 0) + 0.01 * w.size for e, w in zip(erased, whole, strict=True))
+
+
 def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, tmp_path, capsys):
     import shutil
 
@@ -493,3 +507,7 @@ def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsy
     assert fitted == [1] and capsys.readouterr().out.count("reusing") == 2
     run({**before, "weight_average": 0.99})  # a different recipe: trained again
     assert fitted == [1, 1]
+    run({**before, "weight_average": 0.99, "erase_probability": 0.0})
+    assert fitted == [1, 1]
+    run({**before, "weight_average": 0.99, "erase_probability": 0.5})
+    assert fitted == [1, 1, 1]
