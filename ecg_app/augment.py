@@ -3,7 +3,7 @@
 The primitives (warp, lighting gradient, blur, downscale, JPEG) are shared by training augmentation
 (`augment`, random strengths) and the robustness evaluation (fixed strengths). No flips: they would
 move leads. Applied to the RGB picture before the shared preprocessing, so the network sees augmented
-pictures exactly as it sees uploads. `erase` is the one training-only change, made to the ink map.
+pictures exactly as it sees uploads. The exception is `erase` (training only), made to the ink map.
 """
 
 from __future__ import annotations
