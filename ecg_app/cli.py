@@ -130,16 +130,20 @@ def _checked(convert, kind: str, accept, requirement: str):
 _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
 _MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
 _PROBABILITY = _checked(float, "number", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+# cross-validate's flags that change the recipe recorded in model.json: TrainConfig field -> (type, help).
+_RECIPE_OVERRIDES = {
+    "epochs": (int, "override the recipe recorded in model.json"),
+    "samples_per_class": (int, "override the recipe recorded in model.json"),
+    "batch_size": (int, "override the recipe recorded in model.json"),
+    "weight_average": (_MOMENTUM, f"override the recipe: {WEIGHT_AVERAGE_HELP}"),
+    "erase_probability": (_PROBABILITY, f"override the recipe: {ERASE_HELP}"),
+}
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate
 
-    overrides = {
-        key: getattr(args, key)
-        for key in ("epochs", "samples_per_class", "batch_size", "weight_average", "erase_probability")
-        if getattr(args, key) is not None
-    }
+    overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
     baseline = Path(args.baseline) if args.baseline else None
     result = cross_validate(
         Path(args.model), Path(args.out), args.folds, _data_root_overrides(args), baseline, **overrides
@@ -457,10 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data_arguments(p)
     p.add_argument("--folds", type=_FOLDS, default=5)
     p.add_argument("--out", default="runs/cv", help="fold networks, oof.csv and cv.json go here")
-    for flag in ("--epochs", "--samples-per-class", "--batch-size"):
-        p.add_argument(flag, type=int, help="override the recipe recorded in model.json")
-    p.add_argument("--weight-average", type=_MOMENTUM, help=f"override the recipe: {WEIGHT_AVERAGE_HELP}")
-    p.add_argument("--erase-probability", type=_PROBABILITY, help=f"override the recipe: {ERASE_HELP}")
+    for key, (kind, help_text) in _RECIPE_OVERRIDES.items():
+        p.add_argument(f"--{key.replace('_', '-')}", type=kind, help=help_text)
     p.add_argument(
         "--baseline",
         metavar="RUN",
