@@ -126,12 +126,23 @@ def _checked(convert, kind: str, accept, requirement: str):
     return parse
 
 
+def _architecture(text: str) -> str:
+    """An argparse type: a network that `make_model` knows (networks imported only if the flag is given)."""
+    from ecg_app.networks import ARCHITECTURES
+
+    if text not in ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES)
+        raise argparse.ArgumentTypeError(f"unknown network {text!r}; choose one of {known}")
+    return text
+
+
 # One fold would leave nothing to train on; a momentum of 1 would never move the average.
 _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
 _MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
 _PROBABILITY = _checked(float, "number", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
 # cross-validate's flags that change the recipe recorded in model.json: TrainConfig field -> (type, help).
 _RECIPE_OVERRIDES = {
+    "arch": (_architecture, "override the recipe's network architecture (ecg_app.networks)"),
     "epochs": (int, "override the recipe recorded in model.json"),
     "samples_per_class": (int, "override the recipe recorded in model.json"),
     "batch_size": (int, "override the recipe recorded in model.json"),
@@ -145,9 +156,10 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
     baseline = Path(args.baseline) if args.baseline else None
-    result = cross_validate(
-        Path(args.model), Path(args.out), args.folds, _data_root_overrides(args), baseline, **overrides
-    )
+    partner = Path(args.average_with) if args.average_with else None
+    roots = _data_root_overrides(args)
+    model, out = Path(args.model), Path(args.out)
+    result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
     pooled = result["out_of_fold"]
     hmi = pooled["per_class"]["HMI"]
     print(
@@ -425,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder with the four class folders")
     p.add_argument("--non-ecg", help="folder tree of images that are not ECGs")
     p.add_argument("--other-ecg", help="unlabelled ECGs of other layouts (trained as 'some ECG class')")
-    p.add_argument("--arch", default="default", help="network: 'default' or 'seed'")
+    p.add_argument("--arch", type=_architecture, default="default", help="network: default, leads or seed")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="global (split across --distribute replicas)")
     p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
@@ -468,6 +480,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="RUN",
         help="an earlier cross-validation output on the same folds: apply the model card's rule for "
         "changing the recipe to this run against it",
+    )
+    p.add_argument(
+        "--average-with",
+        metavar="RUN",
+        help="an earlier cross-validation output on the same folds: judge the pair (each image's "
+        "probabilities averaged over this run's network and RUN's), as an ensemble of both would predict",
     )
     p.set_defaults(func=_cmd_cross_validate)
 

@@ -39,6 +39,7 @@ from ecg_app.training import (
 
 RESULT_FILE = "cv.json"
 PREDICTIONS_FILE = "oof.csv"
+NETWORK_PREDICTIONS_FILE = "oof-network.csv"  # with average_with: this run's network alone
 
 
 def recipe(info: dict, roots: dict[str, Path], **overrides) -> TrainConfig:
@@ -106,13 +107,17 @@ def cross_validate(
     n_folds: int = 5,
     roots: dict[str, Path] | None = None,
     baseline: Path | None = None,
+    average_with: Path | None = None,
     **overrides,
 ) -> dict:
     """Train one network per fold on the other folds, predict the held-out fold, pool the predictions.
 
     Writes `out_dir/oof.csv` (one row per image) and `out_dir/cv.json` (pooled metrics with bootstrap
     intervals, per-fold macro-F1, the misclassified images, and with `baseline`, another run on the same
-    folds, the rule's verdict from `compare_runs`); finished folds are reused on a re-run.
+    folds, the rule's verdict from `compare_runs`); finished folds are reused on a re-run. With
+    `average_with`, another run on the same folds, the recipe judged is the pair of networks: each
+    image's prediction is the mean of the two runs' probabilities (as an ensemble of the two averages
+    them), and the new network's own figures are kept under "network_alone".
     """
     info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
     data_roots = model_roots(info, roots)
@@ -123,21 +128,26 @@ def cross_validate(
     # Class index per image; -1 for other-layout ECGs, whose diagnosis is unknown (not scored).
     y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
     out_dir = Path(out_dir)
-    probs = np.full((len(pool), len(CLASSES)), np.nan)
+    partner = None if average_with is None else _run_probabilities(Path(average_with), pool, fold, data_roots)
+    own = np.full((len(pool), len(CLASSES)), np.nan)
     per_fold = []
     for k in range(n_folds):
         held = np.flatnonzero(fold == k)
         network = _fold_network(config, pool, images, fold, k, out_dir)
-        probs[held] = network.predict(
-            np.stack([preprocess(images[i]) for i in held]), batch_size=32, verbose=0
-        )
+        own[held] = network.predict(np.stack([preprocess(images[i]) for i in held]), batch_size=32, verbose=0)
         keras.backend.clear_session()
         scored = held[y[held] >= 0]
-        fold_f1 = macro_f1(y[scored], probs[scored].argmax(axis=1))
+        fold_f1 = macro_f1(y[scored], _mean_with(partner, own)[scored].argmax(axis=1))
         per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
         print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
+    probs = _mean_with(partner, own)
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
     result = _summarise(pool, fold, y, probs, per_fold, config, model_dir)
+    if partner is not None:
+        labelled = y >= 0
+        result["averaged_with"] = str(average_with)
+        result["network_alone"] = compute_metrics(y[labelled], own[labelled])
+        _write_predictions(pool, fold, own, out_dir / NETWORK_PREDICTIONS_FILE, data_roots)
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)
@@ -186,6 +196,22 @@ MIN_MACRO_F1_GAIN = 0.02
 def _read_predictions(run_dir: Path) -> dict[str, dict]:
     with (Path(run_dir) / PREDICTIONS_FILE).open(newline="", encoding="utf-8") as handle:
         return {row["path"]: row for row in csv.DictReader(handle)}
+
+
+def _run_probabilities(run_dir: Path, pool, fold: np.ndarray, roots: dict[str, Path]) -> np.ndarray:
+    """Another run's out-of-fold probabilities in `pool` order; refused unless it scored the same images
+    in the same folds."""
+    rows = _read_predictions(run_dir)
+    paths = [dataset.relative_path(s, roots) for s in pool]
+    if sorted(rows) != sorted(paths) or any(
+        int(rows[p]["fold"]) != f + 1 for p, f in zip(paths, fold, strict=True)
+    ):
+        raise ValueError(f"{run_dir} did not score the same images in the same folds")
+    return np.array([[float(rows[p][f"p_{c}"]) for c in CLASSES] for p in paths])
+
+
+def _mean_with(partner: np.ndarray | None, own: np.ndarray) -> np.ndarray:
+    return own if partner is None else (own + partner) / 2
 
 
 def compare_runs(baseline_dir: Path, candidate_dir: Path, n_boot: int = 1000) -> dict:

@@ -1,6 +1,6 @@
-"""Network architectures, selectable by name: `make_model("default")` or `make_model("seed")`.
+"""Network architectures, selectable by name: `make_model("default")`, `"leads"` or `"seed"`.
 
-Both take the shared preprocessing's output (an ink map of the trace area) and end in a 5-way softmax
+All take the shared preprocessing's output (an ink map of the trace area) and end in a 5-way softmax
 in CLASSES order.
 """
 
@@ -10,13 +10,14 @@ import keras
 from keras import layers
 
 from ecg_app.labels import CLASSES
+from ecg_app.lead_signals import COLUMNS, CURVES, LeadSignals
 from ecg_app.preprocess import INPUT_SHAPE
 
-ARCHITECTURES = ("default", "seed")
+ARCHITECTURES = ("default", "leads", "seed")
 
 
 def make_model(name: str = "default", input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
-    builders = {"default": _default, "seed": _seed}
+    builders = {"default": _default, "leads": _leads, "seed": _seed}
     if name not in builders:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return builders[name](input_shape)
@@ -76,3 +77,40 @@ def _default(input_shape: tuple[int, int, int]) -> keras.Model:
     x = layers.Dropout(0.4, name="dropout")(x)
     outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="ecg_cnn")
+
+
+def _lead_encoder(length: int, width: int = 32) -> keras.Model:
+    """One lead cell's curves -> a `width` vector; the same weights read every cell."""
+    curves = keras.Input((length, CURVES), name="curves")
+    x = curves
+    for stage, filters in enumerate((32, 48, 64, 96), start=1):
+        for part, kernel in (("a", 7), ("b", 5)):
+            x = layers.Conv1D(filters, kernel, padding="same", use_bias=False, name=f"l{stage}{part}_conv")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"l{stage}{part}_bn")(x)
+            x = layers.ReLU(name=f"l{stage}{part}_relu")(x)
+        x = layers.MaxPooling1D(name=f"l{stage}_pool")(x)
+    x = layers.Concatenate(name="lead_pool")(
+        [layers.GlobalAveragePooling1D(name="lead_gap")(x), layers.GlobalMaxPooling1D(name="lead_gmp")(x)]
+    )
+    return keras.Model(curves, layers.Dense(width, activation="relu", name="lead_vector")(x), name="lead")
+
+
+def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
+    """Digitised leads (`LeadSignals`) read by one shared 1-D encoder, so 13 infarction printouts teach
+    one lead reader with 16 cells each instead of one page reader.
+
+    The head keeps every cell's vector in page order (which lead it is) and adds their maximum and mean
+    over cells (a sign seen in any lead, or in all)."""
+    inputs = keras.Input(input_shape, name="ink")
+    cells = LeadSignals(name="lead_signals")(inputs)
+    vectors = layers.TimeDistributed(_lead_encoder(input_shape[1] // COLUMNS), name="per_lead")(cells)
+    x = layers.Concatenate(name="features")(
+        [
+            layers.Flatten(name="lead_flat")(vectors),
+            layers.GlobalMaxPooling1D(name="lead_max")(vectors),
+            layers.GlobalAveragePooling1D(name="lead_mean")(vectors),
+        ]
+    )
+    x = layers.Dropout(0.4, name="dropout")(x)
+    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="ecg_leads")
