@@ -7,7 +7,7 @@ from ecg_app.networks import make_model
 from ecg_app.preprocess import INPUT_SHAPE
 
 
-@pytest.mark.parametrize("name", ["default", "seed"])
+@pytest.mark.parametrize("name", ["default", "leads", "seed"])
 def test_architectures_map_input_to_five_probabilities(name):
     model = make_model(name)
     assert tuple(model.input_shape[1:]) == INPUT_SHAPE
@@ -22,6 +22,19 @@ def test_seed_keeps_the_reference_design():
     assert names.count("Conv2D") == 3 and "Flatten" in names
     assert model.get_layer("to_224").output.shape[1:3] == (224, 224)
     assert [layer.units for layer in model.layers if layer.__class__.__name__ == "Dense"] == [256, 5]
+
+
+def test_leads_reads_every_cell_with_one_encoder_and_survives_a_save(tmp_path):
+    import keras
+
+    model = make_model("leads")
+    assert model.get_layer("per_lead").output.shape[1:] == (16, 32)  # one vector per lead cell
+    # Shared weights: the encoder's parameters are counted once, not once per cell.
+    assert model.get_layer("per_lead").count_params() < model.count_params() < 200_000
+    x = np.random.default_rng(1).random((2, *INPUT_SHAPE), dtype=np.float32)
+    model.save(tmp_path / "leads.keras")
+    loaded = keras.saving.load_model(tmp_path / "leads.keras", compile=False)  # safe mode: no lambdas
+    assert np.allclose(loaded(x), model(x), atol=1e-6)
 
 
 def test_default_model_is_small_enough_to_ship():

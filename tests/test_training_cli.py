@@ -247,6 +247,37 @@ def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny
     assert verdict["macro_f1"]["gain"] == 0 and verdict["fixed"] == verdict["broken"] == []
 
 
+def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_run, tmp_path, capsys):
+    import csv
+
+    def read(path: Path) -> dict[str, np.ndarray]:
+        with path.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        return {r["path"]: np.array([float(r[f"p_{c}"]) for c in CLASSES]) for r in rows}
+
+    args = ["cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
+    args += ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"]
+    base, pair = tmp_path / "base", tmp_path / "pair"
+    assert main([*args, "--out", str(base)]) == 0
+    assert main([*args, "--out", str(pair), "--arch", "leads", "--average-with", str(base)]) == 0
+    earlier, alone, judged = read(base / "oof.csv"), read(pair / "oof-network.csv"), read(pair / "oof.csv")
+    assert sorted(judged) == sorted(earlier) == sorted(alone)
+    for path, probs in judged.items():
+        assert probs == pytest.approx((earlier[path] + alone[path]) / 2, abs=2e-6)
+    assert any(not np.allclose(alone[p], earlier[p], atol=1e-3) for p in judged)  # two different networks
+    result = json.loads((pair / "cv.json").read_text())
+    assert result["recipe"]["arch"] == "leads" and result["averaged_with"] == str(base)
+    assert result["network_alone"]["n"] == result["out_of_fold"]["n"]
+    capsys.readouterr()
+    # A run on other folds cannot be averaged with: refused before any network is trained.
+    text = (base / "oof.csv").read_text().splitlines()
+    header, rows = text[0], [r.replace(",1,", ",9,", 1) for r in text[1:]]
+    (base / "oof.csv").write_text("\n".join([header, *rows]) + "\n")
+    with pytest.raises(ValueError, match="same images in the same folds"):
+        main([*args, "--out", str(tmp_path / "refused"), "--arch", "leads", "--average-with", str(base)])
+    assert not (tmp_path / "refused").exists()
+
+
 def test_rendered_ecgs_train_as_some_ecg(tiny_run):
     from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
 

@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from ecg_app.lead_signals import CELLS, COLUMNS, CURVES, ROW_CENTRES, LeadSignals, band_rows
+from ecg_app.preprocess import INPUT_HEIGHT, INPUT_SHAPE, INPUT_WIDTH, preprocess
+
+CELL_WIDTH = INPUT_WIDTH // COLUMNS
+
+
+def curves(ink: np.ndarray) -> np.ndarray:
+    return np.asarray(LeadSignals()(ink[None].astype(np.float32)))[0]
+
+
+def test_bands_are_the_template_rows_inside_the_map():
+    bands = band_rows(INPUT_HEIGHT)
+    assert len(bands) == len(ROW_CENTRES) and bands[0][0] >= 0 and bands[-1][1] <= INPUT_HEIGHT
+    assert all(a[1] <= b[0] for a, b in zip(bands, bands[1:], strict=False))  # rows do not overlap
+    assert {last - first for first, last in bands} == {74}
+
+
+def test_a_trace_reads_as_its_top_centre_and_bottom_above_the_band_middle():
+    ink = np.zeros(INPUT_SHAPE, np.float32)
+    first, last = band_rows(INPUT_HEIGHT)[1]  # second row: II, aVL, V2, V5
+    rows, middle = last - first, first + (last - first) // 2
+    ink[middle - 10, :, 0] = 1.0  # a flat line 10 px above the band's middle ...
+    ink[middle - 30 : middle + 6, 200, 0] = 0.5  # ... and one column inked from 30 above to 5 below
+    out = curves(ink)
+    assert out.shape == (CELLS, CELL_WIDTH, CURVES)
+    flat = [c for c in range(INPUT_WIDTH) if c != 200]
+    row_two = np.concatenate(list(out[4:8]))  # the row's four cells side by side: (544, 3)
+    assert np.allclose(row_two[flat], 10 / rows)  # top, centre and bottom all on the line
+    # Column 200 (in the second cell, aVL): top 30 above, bottom 5 below, centre the mean of -5..30.
+    assert row_two[200] == pytest.approx([30 / rows, 12.5 / rows, -5 / rows], abs=1e-6)
+    assert not np.any(out[[0, 1, 2, 3, 8, 9, 10, 11, 12, 13, 14, 15]])  # the other rows hold no ink
+
+
+def test_each_cell_is_its_own_lead_in_page_order():
+    ink = np.zeros(INPUT_SHAPE, np.float32)
+    for row, (first, last) in enumerate(band_rows(INPUT_HEIGHT)):
+        for column in range(COLUMNS):
+            # Cell (row, column) gets a line (row * 4 + column + 1) px above its band's middle.
+            middle = first + (last - first) // 2
+            ink[middle - (row * COLUMNS + column + 1), column * CELL_WIDTH : (column + 1) * CELL_WIDTH, 0] = 1
+    out = curves(ink)
+    rows = band_rows(INPUT_HEIGHT)[0][1] - band_rows(INPUT_HEIGHT)[0][0]
+    assert np.allclose(out[:, :, 1], (np.arange(CELLS) + 1)[:, None] / rows)
+
+
+def test_blank_paper_and_faint_grid_read_as_flat_zero():
+    faint = np.full(INPUT_SHAPE, 0.2, np.float32)  # below the ink threshold everywhere
+    assert not curves(np.zeros(INPUT_SHAPE, np.float32)).any() and not curves(faint).any()
+
+
+def test_the_bands_sit_on_the_real_template_rows(shared_data):
+    """On real printouts of every class each cell finds its trace in most pixel columns (thin flat
+    stretches fade below the ink threshold at 320x544), and the trace's baseline (median centre) is
+    near its band's middle: ROW_CENTRES match the template (bands 0.06 off would put it ~0.26 away)."""
+    import cv2
+
+    folders = sorted((shared_data / "mendeley-ecg").iterdir())
+    for folder in folders:
+        path = sorted(folder.glob("*.jpg"))[0]
+        out = curves(preprocess(cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)))
+        inked = (out != 0).any(axis=2).mean(axis=1)  # share of each cell's columns with a trace
+        assert inked.mean() > 0.7 and inked.min() > 0.4, (path.name, inked.round(2))
+        baselines = np.median(out[:, :, 1], axis=1)
+        assert np.abs(baselines).max() < 0.15, (path.name, baselines.round(2))
