@@ -172,6 +172,8 @@ class Classifier:
                     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                     import keras
 
+                    import ecg_app.lead_signals  # noqa: F401  registers the layer a `leads` network holds
+
                     self._model = keras.saving.load_model(self.model_dir / MODEL_FILE, compile=False)
         return self._model
 

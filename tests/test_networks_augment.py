@@ -37,6 +37,21 @@ def test_leads_reads_every_cell_with_one_encoder_and_survives_a_save(tmp_path):
     assert np.allclose(loaded(x), model(x), atol=1e-6)
 
 
+def test_the_app_loads_a_leads_network_in_a_fresh_process(tmp_path):
+    """The custom layer must be registered before loading, also where nothing imported the networks."""
+    import json
+    import subprocess
+    import sys
+
+    make_model("leads").save(tmp_path / "ecg_cnn.keras")
+    (tmp_path / "model.json").write_text(json.dumps({"version": "leads-test"}))
+    code = "import sys; from ecg_app.classifier import Classifier; print(Classifier(sys.argv[1]).model.name)"
+    command = [sys.executable, "-c", code, str(tmp_path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().endswith("ecg_leads")
+
+
 def test_default_model_is_small_enough_to_ship():
     assert make_model("default").count_params() * 4 < 8 * 1024 * 1024
 
