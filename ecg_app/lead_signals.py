@@ -1,7 +1,8 @@
 """Digitise the ink map into one short curve triple per lead cell, inside the Keras model.
 
 Why: a 2-D network given 13 to 16 infarction printouts learns where on the page an infarction's ink
-lies; read as curves, the same printouts show what an infarction looks like in any lead. The reference
+lies; read as curves, the same printouts might teach what a sign looks like in any lead (the model
+card's third candidate: History of MI read better, infarctions worse, so not shipped). The reference
 template prints three rows of four leads (I, aVR, V1, V4 / II, aVL, V2, V5 / III, aVF, V3, V6) and a
 rhythm strip, so the trace area splits into sixteen cells: twelve leads and four quarters of the strip.
 Each cell becomes three curves along its width: the top, the ink-weighted centre and the bottom of
