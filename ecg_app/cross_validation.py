@@ -203,10 +203,21 @@ def _run_probabilities(run_dir: Path, pool, fold: np.ndarray, roots: dict[str, P
     in the same folds."""
     rows = _read_predictions(run_dir)
     paths = [dataset.relative_path(s, roots) for s in pool]
-    if sorted(rows) != sorted(paths) or any(
-        int(rows[p]["fold"]) != f + 1 for p, f in zip(paths, fold, strict=True)
-    ):
-        raise ValueError(f"{run_dir} did not score the same images in the same folds")
+    _check_same_folds(_folds(rows), {p: str(f + 1) for p, f in zip(paths, fold, strict=True)}, str(run_dir))
+    return _probabilities(rows, paths)
+
+
+def _folds(rows: dict[str, dict]) -> dict[str, str]:
+    return {path: row["fold"] for path, row in rows.items()}
+
+
+def _check_same_folds(folds: dict[str, str], other: dict[str, str], what: str) -> None:
+    if folds != other:
+        raise ValueError(f"{what} did not score the same images in the same folds")
+
+
+def _probabilities(rows: dict[str, dict], paths: list[str]) -> np.ndarray:
+    """The stored class probabilities of `paths`, one row each, in CLASSES order."""
     return np.array([[float(rows[p][f"p_{c}"]) for c in CLASSES] for p in paths])
 
 
@@ -221,15 +232,10 @@ def compare_runs(baseline_dir: Path, candidate_dir: Path, n_boot: int = 1000) ->
     The macro-F1 difference gets a paired bootstrap interval (the same resampled images for both runs).
     """
     base, cand = _read_predictions(baseline_dir), _read_predictions(candidate_dir)
-    if {p: r["fold"] for p, r in base.items()} != {p: r["fold"] for p, r in cand.items()}:
-        raise ValueError("the two runs did not score the same images in the same folds")
+    _check_same_folds(_folds(base), _folds(cand), "the two runs")
     paths = sorted(p for p, r in base.items() if r["label"] != dataset.OTHER_ECG)
     y = np.array([CLASSES.index(base[p]["label"]) for p in paths])
-
-    def predicted(rows: dict[str, dict]) -> np.ndarray:
-        return np.array([np.argmax([float(rows[p][f"p_{c}"]) for c in CLASSES]) for p in paths])
-
-    pred = np.stack([predicted(base), predicted(cand)], axis=1)
+    pred = np.stack([_probabilities(rows, paths).argmax(axis=1) for rows in (base, cand)], axis=1)
     mi = y == CLASSES.index("MI")
     f1 = [macro_f1(y, pred[:, k]) for k in (0, 1)]
     mi_hits = [int((pred[mi, k] == y[mi]).sum()) for k in (0, 1)]
