@@ -3,7 +3,8 @@
 `model/` holds `ecg_cnn.keras` (the network), `model.json` (version, input size, the temperature
 fitted on the validation split, the "needs review" threshold), `ecg_gate.npz` (the embedding-space
 ECG gate, see `ecg_gate`) and `ecg_detector.keras` (the whole-picture ECG detector, see
-`ecg_detector`). Loading is lazy and thread-safe so an app with many request threads loads each
+`ecg_detector`), and, when trained, `ecg_diagnosis.keras` (the lead-reading diagnosis network, see
+`lead_diagnosis`). Loading is lazy and thread-safe so an app with many request threads loads each
 network exactly once.
 """
 
@@ -24,6 +25,7 @@ from ecg_app.ecg_detector import DETECTOR_FILE, detector_batch
 from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
+from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.preprocess import preprocess_batch
 from ecg_app.quality import QualityWarning
 
@@ -158,8 +160,12 @@ class Classifier:
             if "threshold" in detector_info and (self.model_dir / DETECTOR_FILE).is_file()
             else None
         )
+        self.has_diagnosis: bool = (
+            "ecg_diagnosis" in self.info and (self.model_dir / DIAGNOSIS_FILE).is_file()
+        )
         self._model = None
         self._detector = None
+        self._diagnosis = None
         self._embedder = None
         self._lock = threading.RLock()
 
@@ -189,6 +195,19 @@ class Classifier:
         return self._detector
 
     @property
+    def diagnosis(self):
+        """The lead-reading diagnosis network (ink map -> four ECG-class probabilities), loaded on use."""
+        if self._diagnosis is None:
+            with self._lock:
+                if self._diagnosis is None:
+                    import keras
+
+                    import ecg_app.lead_signals  # noqa: F401  registers the layer it holds
+
+                    self._diagnosis = keras.saving.load_model(self.model_dir / DIAGNOSIS_FILE, compile=False)
+        return self._diagnosis
+
+    @property
     def embedder(self):
         """One Keras model giving (embedding, probabilities) in one pass: each member's embedding is what
         its output layer reads, concatenated; probabilities are averaged as in the saved ensemble. The gate
@@ -215,9 +234,13 @@ class Classifier:
         return self._embedder
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(embeddings, log-probabilities) of a preprocessed batch."""
+        """(embeddings, log-probabilities) of a preprocessed batch; with a diagnosis network the
+        probabilities are the page network's combined with it (`lead_diagnosis.combine`)."""
         features, probs = self.embedder.predict_on_batch(batch)
-        probs = np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0)
+        probs = np.asarray(probs, dtype=np.float64)
+        if self.has_diagnosis:
+            probs = combine(probs, np.asarray(self.diagnosis.predict_on_batch(batch), dtype=np.float64))
+        probs = np.clip(probs, 1e-12, 1.0)
         return np.asarray(features, dtype=np.float32), np.log(probs)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

@@ -152,14 +152,20 @@ _RECIPE_OVERRIDES = {
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
-    from ecg_app.cross_validation import cross_validate
+    from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
     baseline = Path(args.baseline) if args.baseline else None
     partner = Path(args.average_with) if args.average_with else None
     roots = _data_root_overrides(args)
     model, out = Path(args.model), Path(args.out)
-    result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
+    if args.diagnosis_with:
+        result = cross_validate_diagnosis(model, out, Path(args.diagnosis_with), args.folds, roots, baseline)
+        alone = result["diagnosis_alone"]
+        recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
+        print(f"diagnosis network alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
+    else:
+        result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
     pooled = result["out_of_fold"]
     hmi = pooled["per_class"]["HMI"]
     print(
@@ -212,6 +218,22 @@ def _cmd_fit_detector(args: argparse.Namespace) -> int:
         f"{val['ecgs_below_threshold']}/{val['ecgs']} ECGs below, "
         f"{val['non_ecgs_at_or_above_threshold']}/{val['non_ecgs']} non-ECGs at or above "
         f"(highest non-ECG {val['max_non_ecg_p']:.3f})"
+    )
+    return 0
+
+
+def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
+    from ecg_app.classifier import Classifier
+    from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
+    from ecg_app.evaluation import model_roots
+
+    info = Classifier(args.model).info
+    config = DiagnosisConfig(members=args.members, epochs=args.epochs, seed=args.seed)
+    record = fit_diagnosis(Path(args.model), model_roots(info, _data_root_overrides(args)), config)
+    print(
+        f"diagnosis network: {record['members']} member(s) on {sum(record['train_printouts'].values())} "
+        f"training printouts; recalibrated on validation: T={record['temperature']:.2f}, "
+        f"review threshold {record['review_threshold']:.2f}"
     )
     return 0
 
@@ -487,12 +509,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="an earlier cross-validation output on the same folds: judge the pair (each image's "
         "probabilities averaged over this run's network and RUN's), as an ensemble of both would predict",
     )
+    p.add_argument(
+        "--diagnosis-with",
+        metavar="RUN",
+        help="instead of the recipe: cross-validate the lead-reading diagnosis network (fit-diagnosis's "
+        "recipe) combined with RUN's page networks' Non-ECG probability, RUN an earlier output on the "
+        "same folds",
+    )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
     _add_model_data_arguments(p)
     p.add_argument("--k", type=int, default=5, help="nearest training ECGs averaged (default 5)")
     p.set_defaults(func=_cmd_fit_gate)
+
+    p = sub.add_parser(
+        "fit-diagnosis",
+        help="train the lead-reading diagnosis network (train split's ECGs); recalibrate on val",
+    )
+    _add_model_data_arguments(p)
+    p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(func=_cmd_fit_diagnosis)
 
     p = sub.add_parser(
         "fit-detector", help="train the whole-picture ECG detector (train split + renders; threshold on val)"
@@ -525,6 +564,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("predict needs FILE... or --batch DIR --csv OUT")
     if args.command == "predict" and args.batch and not args.csv:
         parser.error("--batch needs --csv OUT")
+    if args.command == "cross-validate" and args.diagnosis_with:
+        clashing = [f"--{k.replace('_', '-')}" for k in _RECIPE_OVERRIDES if getattr(args, k) is not None]
+        if args.average_with:
+            clashing.append("--average-with")
+        if clashing:
+            parser.error(f"--diagnosis-with judges its own recipe: drop {', '.join(clashing)}")
     return args.func(args)
 
 

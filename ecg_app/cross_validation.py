@@ -23,8 +23,10 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from ecg_app import dataset
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
+from ecg_app.diagnosis_fit import DiagnosisConfig, ecg_training_set, fit_reader, settings_of
 from ecg_app.evaluation import bootstrap_ci, compute_metrics, macro_f1, model_roots
-from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.preprocess import preprocess
 from ecg_app.training import (
     TrainConfig,
@@ -77,28 +79,41 @@ def _held_out_digest(samples: list[dataset.Sample]) -> str:
     return hashlib.md5("\n".join(sorted({s.group for s in samples})).encode()).hexdigest()[:12]
 
 
+def _fold_member(settings: dict, pool, fold: np.ndarray, k: int, path: Path, fit):
+    """Fold `k`'s network: `fit(path)`, or reused when `path` holds one fitted with these settings on the
+    same held-out groups."""
+    n_folds = int(fold.max()) + 1
+    settings = {
+        **settings,
+        "fold": f"{k + 1}/{n_folds}",
+        "held_out_groups": _held_out_digest([pool[i] for i in np.flatnonzero(fold == k)]),
+    }
+    _, (network,) = fit_or_reuse_members(
+        [settings["seed"]],
+        lambda _: path,
+        lambda _: settings,
+        lambda _, target: fit(target),
+        label=f"fold {k + 1}/{n_folds}",
+    )
+    return network
+
+
 def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
     """Fit (or reuse) fold `k`'s network on the other folds, its best epoch chosen on an inner fold."""
-    n_folds = int(fold.max()) + 1
     rest = np.flatnonzero(fold != k)
     inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
     fit_idx, val_idx = rest[~inner_val], rest[inner_val]
     x_val, y_val = labelled_arrays([pool[i] for i in val_idx], [images[i] for i in val_idx])
     train_samples = [pool[i] for i in fit_idx] + synthetic_samples(config.synthetic_ecgs)
     train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
-    settings = {
-        **member_settings(config),
-        "fold": f"{k + 1}/{n_folds}",
-        "held_out_groups": _held_out_digest([pool[i] for i in np.flatnonzero(fold == k)]),
-    }
-    _, (network,) = fit_or_reuse_members(
-        [config.seed],
-        lambda seed: out_dir / f"fold-{k + 1}" / MODEL_FILE,
-        lambda seed: settings,
-        lambda seed, path: fit_member(config, train_samples, train_images, x_val, y_val, path),
-        label=f"fold {k + 1}/{n_folds}",
+    return _fold_member(
+        member_settings(config),
+        pool,
+        fold,
+        k,
+        out_dir / f"fold-{k + 1}" / MODEL_FILE,
+        lambda path: fit_member(config, train_samples, train_images, x_val, y_val, path),
     )
-    return network
 
 
 def cross_validate(
@@ -142,7 +157,7 @@ def cross_validate(
         print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
     probs = _mean_with(partner, own)
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
-    result = _summarise(pool, fold, y, probs, per_fold, config, model_dir)
+    result = _summarise(pool, fold, y, probs, per_fold, _as_stored(member_settings(config)), model_dir)
     if partner is not None:
         labelled = y >= 0
         result["averaged_with"] = str(average_with)
@@ -154,14 +169,86 @@ def cross_validate(
     return result
 
 
-def _summarise(
-    pool, fold, y: np.ndarray, probs: np.ndarray, per_fold, config: TrainConfig, model_dir
+def _as_stored(settings: dict) -> dict:
+    return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+
+
+def _fold_diagnosis(config: DiagnosisConfig, seed: int, pool, images, fold: np.ndarray, k: int, out_dir):
+    """Fit (or reuse) fold `k`'s diagnosis network on the other folds' ECG printouts."""
+    rest = np.flatnonzero(fold != k)
+    curves, labels = ecg_training_set([pool[i] for i in rest], [images[i] for i in rest])
+    return _fold_member(
+        settings_of(config, seed),
+        pool,
+        fold,
+        k,
+        Path(out_dir) / f"fold-{k + 1}" / DIAGNOSIS_FILE,
+        lambda path: fit_reader(curves, labels, config, seed, path),
+    )
+
+
+def cross_validate_diagnosis(
+    model_dir: Path,
+    out_dir: Path,
+    page_run: Path,
+    n_folds: int = 5,
+    roots: dict[str, Path] | None = None,
+    baseline: Path | None = None,
+    config: DiagnosisConfig | None = None,
 ) -> dict:
+    """Cross-validate the lead-reading diagnosis network (`diagnosis_fit`'s recipe, one member per fold)
+    combined with `page_run`'s page networks, an earlier run on the same folds, as the classifier
+    combines them (`lead_diagnosis.combine`). Each fold's network is trained on the other folds' ECG
+    printouts and predicts the held-out fold through the served path (ink map -> `LeadSignals`).
+    Writes `oof.csv` and `cv.json` like `cross_validate`; the diagnosis network's own 4-class figures
+    on the ECG printouts go under "diagnosis_alone"."""
+    config = config or DiagnosisConfig()
+    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
+    data_roots = model_roots(info, roots)
+    seed = int(info["config"]["seed"])
+    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
+    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
+    fold = assign_folds(pool, n_folds, seed)
+    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
+    page = _run_probabilities(Path(page_run), pool, fold, data_roots)
+    out_dir = Path(out_dir)
+    diagnosis = np.full((len(pool), len(ECG_CLASSES)), np.nan)
+    per_fold = []
+    for k in range(n_folds):
+        held = np.flatnonzero(fold == k)
+        network = _fold_diagnosis(config, seed, pool, images, fold, k, out_dir)
+        inputs = np.stack([preprocess(images[i]) for i in held])
+        diagnosis[held] = network.predict(inputs, batch_size=32, verbose=0)
+        keras.backend.clear_session()
+        scored = held[y[held] >= 0]
+        fold_f1 = macro_f1(y[scored], combine(page[scored], diagnosis[scored]).argmax(axis=1))
+        per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
+        print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
+    probs = combine(page, diagnosis)
+    _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
+    recipe = {"diagnosis": settings_of(config, seed), "page_run": str(page_run)}
+    result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
+    ecg = np.isin(y, range(len(ECG_CLASSES)))
+    result["diagnosis_alone"] = {
+        "n": int(ecg.sum()),
+        "accuracy": float((diagnosis[ecg].argmax(axis=1) == y[ecg]).mean()),
+        "recalled": {
+            c: [int((diagnosis[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
+            for k, c in enumerate(ECG_CLASSES)
+        },
+    }
+    if baseline is not None:
+        result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
+    write_json_atomic(result, out_dir / RESULT_FILE)
+    return result
+
+
+def _summarise(pool, fold, y: np.ndarray, probs: np.ndarray, per_fold, recipe: dict, model_dir) -> dict:
     labelled, predicted = y >= 0, probs.argmax(axis=1)
     other = ~labelled
     return {
         "model_dir": str(model_dir),
-        "recipe": {k: str(v) if isinstance(v, Path) else v for k, v in member_settings(config).items()},
+        "recipe": recipe,
         "folds": len(per_fold),
         "images": int(len(pool)),
         "decision": "network alone (argmax); the ECG gate and detector were fitted on the whole train split",

@@ -95,15 +95,11 @@ def _lead_encoder(length: int, width: int = 32) -> keras.Model:
     return keras.Model(curves, layers.Dense(width, activation="relu", name="lead_vector")(x), name="lead")
 
 
-def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
-    """Digitised leads (`LeadSignals`) read by one shared 1-D encoder, so each printout teaches one lead
-    reader 16 times instead of a page reader once (cross-validated in the model card; not shipped).
-
-    The head keeps every cell's vector in page order (which lead it is) and adds their maximum and mean
-    over cells (a sign seen in any lead, or in all)."""
-    inputs = keras.Input(input_shape, name="ink")
-    cells = LeadSignals(name="lead_signals")(inputs)
-    vectors = layers.TimeDistributed(_lead_encoder(input_shape[1] // COLUMNS), name="per_lead")(cells)
+def lead_features(cells, column_width: int):
+    """Features of a printout's lead cells (batch, CELLS, column_width, CURVES): one shared 1-D encoder
+    reads every cell; every cell's vector is kept in page order (which lead it is), with their maximum
+    and mean over cells (a sign seen in any lead, or in all)."""
+    vectors = layers.TimeDistributed(_lead_encoder(column_width), name="per_lead")(cells)
     x = layers.Concatenate(name="features")(
         [
             layers.Flatten(name="lead_flat")(vectors),
@@ -111,6 +107,14 @@ def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
             layers.GlobalAveragePooling1D(name="lead_mean")(vectors),
         ]
     )
-    x = layers.Dropout(0.4, name="dropout")(x)
+    return layers.Dropout(0.4, name="dropout")(x)
+
+
+def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
+    """Digitised leads (`LeadSignals`) read by one shared 1-D encoder, so each printout teaches one lead
+    reader 16 times instead of a page reader once (cross-validated in the model card; not shipped)."""
+    inputs = keras.Input(input_shape, name="ink")
+    cells = LeadSignals(name="lead_signals")(inputs)
+    x = lead_features(cells, input_shape[1] // COLUMNS)
     outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="ecg_leads")

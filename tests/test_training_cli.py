@@ -542,3 +542,77 @@ def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsy
     assert fitted == [1, 1]
     run({**before, "weight_average": 0.99, "erase_probability": 0.5})
     assert fitted == [1, 1, 1]
+
+
+def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_recalibrates(tiny_run, tmp_path):
+    import shutil
+
+    from ecg_app.classifier import Classifier
+    from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
+    from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
+    from ecg_app.preprocess import preprocess
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model_dir)
+    before = Classifier(model_dir)
+    pages = [synthetic_printout(seed=s) for s in (1, 2)]
+    batch = np.stack([preprocess(p) for p in pages])
+    page_log_p = before.logits(batch)
+    roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
+    config = DiagnosisConfig(members=2, epochs=1, draws_per_class=4, batch_size=4, seed=3)
+    record = fit_diagnosis(model_dir, roots, config)
+    assert (model_dir / DIAGNOSIS_FILE).is_file() and record["members"] == 2
+    assert sorted(p.name for p in (model_dir / "members").iterdir()) == [
+        "diagnosis-seed-3",
+        "diagnosis-seed-4",
+    ]
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["version"].startswith(before.version + "+leads2-")
+    assert info["temperature"] == record["temperature"] and info["ecg_diagnosis"]["config"]["epochs"] == 1
+    after = Classifier(model_dir)
+    assert after.has_diagnosis
+    diagnosis = after.diagnosis.predict(batch, verbose=0)
+    # Served probabilities: the page network's P(Non-ECG), the rest shared as the lead network says.
+    expected = combine(np.exp(page_log_p), diagnosis)
+    np.testing.assert_allclose(np.exp(after.logits(batch)), expected, atol=1e-5)
+    # Re-running reuses the finished members and keeps the page network's version as the stem.
+    again = fit_diagnosis(model_dir, roots, config)
+    assert again["train_seconds"] == record["train_seconds"]
+    version = json.loads((model_dir / "model.json").read_text())["version"]
+    assert version.startswith(before.version + "+leads2-") and version.count("+") == 1
+
+
+def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_page_networks(
+    tiny_run, tmp_path, capsys
+):
+    import csv
+
+    def read(path: Path) -> dict[str, np.ndarray]:
+        with path.open(newline="") as handle:
+            return {
+                r["path"]: np.array([float(r[f"p_{c}"]) for c in CLASSES]) for r in csv.DictReader(handle)
+            }
+
+    args = ["cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
+    page, judged = tmp_path / "page", tmp_path / "diagnosis"
+    assert (
+        main([*args, "--out", str(page), "--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"])
+        == 0
+    )
+    capsys.readouterr()
+    assert main([*args, "--out", str(judged), "--diagnosis-with", str(page), "--baseline", str(page)]) == 0
+    assert "diagnosis network alone" in capsys.readouterr().out
+    pages, pair = read(page / "oof.csv"), read(judged / "oof.csv")
+    assert sorted(pair) == sorted(pages)
+    non_ecg = CLASSES.index("NonECG")
+    for path, probs in pair.items():
+        assert probs[non_ecg] == pytest.approx(pages[path][non_ecg], abs=2e-6)
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+    result = json.loads((judged / "cv.json").read_text())
+    assert result["recipe"]["page_run"] == str(page) and "against_baseline" in result
+    assert sum(n for _, n in result["diagnosis_alone"]["recalled"].values()) == result["diagnosis_alone"]["n"]
+    assert sorted(p.name for p in judged.iterdir()) == ["cv.json", "fold-1", "fold-2", "oof.csv"]
+    # Options that change the page recipe make no sense here: refused before any work.
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-with", str(page), "--arch", "leads"])
+    assert "judges its own recipe" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -1,0 +1,54 @@
+"""The lead-reading diagnosis network: which of the four ECG classes, read from the digitised leads.
+
+Why: the page network (`ecg_cnn.keras`) tells ECGs from other pictures well but, given 13 to 16
+infarction printouts, reads the diagnosis from where ink lies on the page. This network reads each
+lead's curves (`LeadSignals`) with one shared encoder and is trained on ECGs only (`diagnosis_fit`),
+so it has no say in whether a picture is an ECG: `combine` keeps the page network's P(Non-ECG) and
+shares its P(some ECG) among the four classes in this network's proportions (the model card's fourth
+candidate).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+from ecg_app.preprocess import INPUT_SHAPE
+
+DIAGNOSIS_FILE = "ecg_diagnosis.keras"
+# LeadSignals' output for the shared input: 16 cells of 136 columns, 3 curves (top, centre, bottom).
+CURVES_SHAPE = (16, INPUT_SHAPE[1] // 4, 3)
+
+
+def make_curve_reader():
+    """Curves of one printout's 16 lead cells -> probabilities of the four ECG classes (a Keras model;
+    Keras is imported here so that the classifier can import this module without loading it)."""
+    import keras
+    from keras import layers
+
+    from ecg_app.networks import lead_features
+
+    cells = keras.Input(CURVES_SHAPE, name="curves")
+    outputs = layers.Dense(len(ECG_CLASSES), activation="softmax", name="diagnosis")(
+        lead_features(cells, CURVES_SHAPE[1])
+    )
+    return keras.Model(cells, outputs, name="curve_reader")
+
+
+def with_lead_signals(reader):
+    """The served network: the shared preprocessing's ink map -> `LeadSignals` -> `reader`. Training
+    digitises each printout once and fits `reader` on the curves; this puts the digitiser back in front."""
+    import keras
+
+    from ecg_app.lead_signals import LeadSignals
+
+    inputs = keras.Input(INPUT_SHAPE, name="ink")
+    return keras.Model(inputs, reader(LeadSignals(name="lead_signals")(inputs)), name="lead_diagnosis")
+
+
+def combine(probs: np.ndarray, diagnosis: np.ndarray) -> np.ndarray:
+    """(N, 5) probabilities: the page network's P(Non-ECG) from `probs` (CLASSES order), the rest shared
+    among the ECG classes as `diagnosis` (N, 4, ECG_CLASSES order) shares it."""
+    non_ecg = probs[:, [CLASSES.index(NON_ECG)]]
+    combined = np.concatenate([(1.0 - non_ecg) * diagnosis, non_ecg], axis=1)
+    return combined[:, [(*ECG_CLASSES, NON_ECG).index(c) for c in CLASSES]]
