@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ecg_app.classifier import Prediction
-from ecg_app.explain import GradCam, heatmap_on_page, overlay
+from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.preprocess import preprocess
@@ -49,7 +49,7 @@ class Predictor(Protocol):
 
 
 class Explainer(Protocol):
-    """A Grad-CAM map in [0, 1] for one preprocessed input and one class (`explain.GradCam`)."""
+    """A map in [0, 1] for one preprocessed input and one class (`explain.build_explainer`)."""
 
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray: ...
 
@@ -77,7 +77,7 @@ def _build_explainer(classifier: Predictor) -> Explainer | None:
     if model is None:
         return None
     try:
-        return GradCam(model)
+        return build_explainer(classifier)
     except ValueError as exc:  # e.g. the "seed" network has no s5b_relu layer
         log.warning("Grad-CAM is not available for this model (%s); analyses get no map", exc)
         return None

@@ -153,6 +153,7 @@ _RECIPE_OVERRIDES = {
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis
+    from ecg_app.diagnosis_fit import DiagnosisConfig
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
     baseline = Path(args.baseline) if args.baseline else None
@@ -160,7 +161,12 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
     roots = _data_root_overrides(args)
     model, out = Path(args.model), Path(args.out)
     if args.diagnosis_with:
-        result = cross_validate_diagnosis(model, out, Path(args.diagnosis_with), args.folds, roots, baseline)
+        config = (
+            DiagnosisConfig() if args.diagnosis_seed is None else DiagnosisConfig(seed=args.diagnosis_seed)
+        )
+        result = cross_validate_diagnosis(
+            model, out, Path(args.diagnosis_with), args.folds, roots, baseline, config
+        )
         alone = result["diagnosis_alone"]
         recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
         print(f"diagnosis network alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
@@ -516,6 +522,11 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe) combined with RUN's page networks' Non-ECG probability, RUN an earlier output on the "
         "same folds",
     )
+    p.add_argument(
+        "--diagnosis-seed",
+        type=int,
+        help="with --diagnosis-with: the diagnosis networks' seed (default 42; the folds stay the model's)",
+    )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
@@ -564,6 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("predict needs FILE... or --batch DIR --csv OUT")
     if args.command == "predict" and args.batch and not args.csv:
         parser.error("--batch needs --csv OUT")
+    if args.command == "cross-validate" and args.diagnosis_seed is not None and not args.diagnosis_with:
+        parser.error("--diagnosis-seed needs --diagnosis-with")
     if args.command == "cross-validate" and args.diagnosis_with:
         clashing = [f"--{k.replace('_', '-')}" for k in _RECIPE_OVERRIDES if getattr(args, k) is not None]
         if args.average_with:

@@ -205,10 +205,11 @@ def cross_validate_diagnosis(
     config = config or DiagnosisConfig()
     info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
     data_roots = model_roots(info, roots)
-    seed = int(info["config"]["seed"])
     manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
     pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
-    fold = assign_folds(pool, n_folds, seed)
+    # The folds are the model's (its recorded seed), as `page_run`'s; the networks' seed is the config's.
+    fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
+    seed = config.seed
     y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
     page = _run_probabilities(Path(page_run), pool, fold, data_roots)
     out_dir = Path(out_dir)

@@ -21,7 +21,7 @@ from ecg_app import dataset
 from ecg_app.calibration import reliability
 from ecg_app.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
 from ecg_app.config import resolve_path
-from ecg_app.explain import GradCam, mass_inside
+from ecg_app.explain import build_explainer, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.preprocess import crop_box
 from ecg_app.robustness import robustness_table
@@ -176,8 +176,9 @@ def _extreme(predictions, mask: np.ndarray, reduce, field: str) -> float | None:
 
 
 def heatmap_placement(classifier: Classifier, images: list[np.ndarray], predicted: np.ndarray) -> dict:
-    """Shortcut detector: where the Grad-CAM mass of each prediction lies on the full page."""
-    cam = GradCam(classifier.model)
+    """Shortcut detector: where the explanation's mass (Grad-CAM, with the lead map when the model has a
+    diagnosis network) of each prediction lies on the full page."""
+    cam = build_explainer(classifier)
     inside = []
     for image, label in zip(images, predicted, strict=True):
         _, page_map = cam.explain(image, int(label))

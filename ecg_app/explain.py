@@ -2,10 +2,15 @@
 
 For an ensemble the members' maps are averaged. The network only ever sees the trace area (the crop
 in preprocessing), so the map is zero over the printed header and footer by construction; the overlay
-puts it back at the trace area's place on the full picture.
+puts it back at the trace area's place on the full picture. A model with a lead-reading diagnosis
+network (`lead_diagnosis`) reads the ECG class from the leads' curves, which Grad-CAM of the page
+network cannot show: `build_explainer` then averages Grad-CAM with `LeadMap`, the weight each lead
+cell carried for the diagnosis network (gradient times input), painted over that lead's place.
 """
 
 from __future__ import annotations
+
+from abc import ABC, abstractmethod
 
 import cv2
 import numpy as np
@@ -16,7 +21,19 @@ from ecg_app.preprocess import crop_box, preprocess
 LAST_CONV = "s5b_relu"
 
 
-class GradCam:
+class PageExplainer(ABC):
+    """A map in [0, 1] over the ink map for one preprocessed input and class, laid over the upload."""
+
+    @abstractmethod
+    def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray: ...
+
+    def explain(self, rgb: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """(overlay RGB image, full-size map in [0, 1]) for one upload and the class to explain."""
+        page_map = heatmap_on_page(rgb, self(preprocess(rgb), class_index))
+        return overlay(rgb, page_map), page_map
+
+
+class GradCam(PageExplainer):
     """Grad-CAM for a loaded model; the probe models are built once, then each map costs one pass."""
 
     def __init__(self, model):
@@ -38,13 +55,72 @@ class GradCam:
                 score = probs[:, class_index]
             weights = tf.reduce_mean(tape.gradient(score, features), axis=(1, 2), keepdims=True)
             maps.append(tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0].numpy())
-        cam = np.mean(maps, axis=0)
-        return cam / cam.max() if cam.max() > 0 else cam
+        return _to_unit(np.mean(maps, axis=0))
 
-    def explain(self, rgb: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(overlay RGB image, full-size map in [0, 1]) for one upload and the class to explain."""
-        page_map = heatmap_on_page(rgb, self(preprocess(rgb), class_index))
-        return overlay(rgb, page_map), page_map
+
+class LeadMap(PageExplainer):
+    """How much each lead cell weighed in the diagnosis network's probability of an ECG class: |gradient
+    x input| over the cell's curves, summed, averaged over the members, painted over the cell's band."""
+
+    def __init__(self, diagnosis):
+        from ecg_app.lead_signals import LeadSignals
+
+        self.signals = LeadSignals()
+        self.readers = [member.get_layer("curve_reader") for member in ensemble_members(diagnosis)]
+
+    def cell_weights(self, x: np.ndarray, class_index: int) -> np.ndarray:
+        """(CELLS,) weights in [0, 1], in `LeadSignals`' cell order (row by row, left to right)."""
+        import tensorflow as tf
+
+        curves = tf.convert_to_tensor(self.signals(x[None]))
+        weight = np.zeros(curves.shape[1])
+        for reader in self.readers:
+            with tf.GradientTape() as tape:
+                tape.watch(curves)
+                score = reader(curves, training=False)[:, class_index]
+            weight += tf.reduce_sum(tf.abs(tape.gradient(score, curves) * curves), axis=(2, 3))[0].numpy()
+        return _to_unit(weight)
+
+    def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:
+        from ecg_app.lead_signals import COLUMNS, band_rows
+
+        weights = self.cell_weights(x, class_index)
+        height, width = x.shape[:2]
+        cell_width = width // COLUMNS
+        painted = np.zeros((height, width), np.float32)
+        for row, (first, last) in enumerate(band_rows(height)):
+            for column in range(COLUMNS):
+                painted[first:last, column * cell_width : (column + 1) * cell_width] = weights[
+                    row * COLUMNS + column
+                ]
+        return painted
+
+
+class PageAndLeads(PageExplainer):
+    """The page network's Grad-CAM and the diagnosis network's lead map, averaged at the ink map's size."""
+
+    def __init__(self, cam: GradCam, leads: LeadMap):
+        self.cam, self.leads = cam, leads
+
+    def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:
+        cam = cv2.resize(self.cam(x, class_index), (x.shape[1], x.shape[0]), interpolation=cv2.INTER_CUBIC)
+        return _to_unit((np.clip(cam, 0, 1) + self.leads(x, class_index)) / 2)
+
+
+def build_explainer(classifier) -> PageExplainer:
+    """A classifier's explanation: Grad-CAM of its page network, averaged with the lead map when it has a
+    diagnosis network (its ECG classes are then read from the leads). ValueError if the page network has
+    no layer Grad-CAM can use."""
+    cam = GradCam(classifier.model)
+    return (
+        PageAndLeads(cam, LeadMap(classifier.diagnosis))
+        if getattr(classifier, "has_diagnosis", False)
+        else cam
+    )
+
+
+def _to_unit(values: np.ndarray) -> np.ndarray:
+    return values / values.max() if values.max() > 0 else values
 
 
 def heatmap_on_page(rgb: np.ndarray, cam: np.ndarray) -> np.ndarray:

@@ -35,3 +35,51 @@ def test_mass_inside():
     page[0:2] = 1
     assert mass_inside(page, (0, 5, 0, 10)) == 1.0
     assert mass_inside(page, (5, 10, 0, 10)) == 0.0
+
+
+def _ink_with_one_lead(row: int, column: int) -> np.ndarray:
+    """An ink map (320x544) with a trace drawn in one lead cell only."""
+    from ecg_app.lead_signals import COLUMNS, band_rows
+
+    x = np.zeros((320, 544, 1), np.float32)
+    first, last = band_rows(320)[row]
+    width = 544 // COLUMNS
+    cols = np.arange(column * width, (column + 1) * width)
+    ys = ((first + last) // 2 + 8 * np.sin(cols / 5)).astype(int)
+    x[ys, cols, 0] = 1.0
+    x[ys + 1, cols, 0] = 1.0
+    return x
+
+
+def test_lead_map_lights_the_lead_that_carries_ink_and_nothing_else():
+    import keras
+
+    from ecg_app.explain import LeadMap
+    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+    from ecg_app.lead_signals import COLUMNS, band_rows
+    from ecg_app.training import average_models
+
+    keras.utils.set_random_seed(0)
+    diagnosis = average_models([with_lead_signals(make_curve_reader()) for _ in range(2)])
+    leads = LeadMap(diagnosis)
+    assert len(leads.readers) == 2
+    x = _ink_with_one_lead(row=1, column=2)
+    weights = leads.cell_weights(x, class_index=0)
+    assert weights.argmax() == 1 * COLUMNS + 2 and weights.max() == 1.0
+    assert np.count_nonzero(weights) == 1  # blank cells have no curves, so no weight (gradient x input)
+    painted = leads(x, class_index=0)
+    first, last = band_rows(320)[1]
+    assert painted.shape == (320, 544) and painted.max() == 1.0
+    assert np.all(painted[first:last, 272:408] == 1.0) and painted.sum() == (last - first) * 136
+
+
+def test_page_and_leads_averages_grad_cam_with_the_lead_map():
+    from ecg_app.explain import LeadMap, PageAndLeads
+    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+
+    cam, leads = GradCam(make_model("default")), LeadMap(with_lead_signals(make_curve_reader()))
+    x = _ink_with_one_lead(row=0, column=0)
+    both, lead_map = PageAndLeads(cam, leads)(x, 2), leads(x, 2)
+    assert cam(x, 2).shape != both.shape == lead_map.shape  # Grad-CAM is resized to the ink map first
+    assert both.max() == pytest.approx(1.0) and both.min() >= 0
+    assert both[lead_map == 1].mean() > both[lead_map == 0].mean()  # the lead that mattered stands out

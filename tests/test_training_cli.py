@@ -549,6 +549,7 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
 
     from ecg_app.classifier import Classifier
     from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
+    from ecg_app.explain import GradCam, PageAndLeads, build_explainer
     from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
     from ecg_app.preprocess import preprocess
 
@@ -575,6 +576,8 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
     # Served probabilities: the page network's P(Non-ECG), the rest shared as the lead network says.
     expected = combine(np.exp(page_log_p), diagnosis)
     np.testing.assert_allclose(np.exp(after.logits(batch)), expected, atol=1e-5)
+    # Its explanation adds the lead map to Grad-CAM; the page network alone keeps Grad-CAM alone.
+    assert isinstance(build_explainer(after), PageAndLeads) and isinstance(build_explainer(before), GradCam)
     # Re-running reuses the finished members and keeps the page network's version as the stem.
     again = fit_diagnosis(model_dir, roots, config)
     assert again["train_seconds"] == record["train_seconds"]
@@ -610,9 +613,13 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
         assert probs.sum() == pytest.approx(1.0, abs=1e-5)
     result = json.loads((judged / "cv.json").read_text())
     assert result["recipe"]["page_run"] == str(page) and "against_baseline" in result
+    assert result["recipe"]["diagnosis"]["seed"] == 42  # the networks' seed; the folds are the model's
     assert sum(n for _, n in result["diagnosis_alone"]["recalled"].values()) == result["diagnosis_alone"]["n"]
     assert sorted(p.name for p in judged.iterdir()) == ["cv.json", "fold-1", "fold-2", "oof.csv"]
     # Options that change the page recipe make no sense here: refused before any work.
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "x"), "--diagnosis-with", str(page), "--arch", "leads"])
     assert "judges its own recipe" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-seed", "7"])
+    assert "--diagnosis-seed needs --diagnosis-with" in capsys.readouterr().err
