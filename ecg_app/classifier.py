@@ -163,6 +163,9 @@ class Classifier:
         self.has_diagnosis: bool = (
             "ecg_diagnosis" in self.info and (self.model_dir / DIAGNOSIS_FILE).is_file()
         )
+        self.page_share: float = float(
+            (self.info.get("ecg_diagnosis") or {}).get("config", {}).get("page_share", 0.0)
+        )
         self._model = None
         self._detector = None
         self._diagnosis = None
@@ -239,7 +242,8 @@ class Classifier:
         features, probs = self.embedder.predict_on_batch(batch)
         probs = np.asarray(probs, dtype=np.float64)
         if self.has_diagnosis:
-            probs = combine(probs, np.asarray(self.diagnosis.predict_on_batch(batch), dtype=np.float64))
+            diagnosis = np.asarray(self.diagnosis.predict_on_batch(batch), dtype=np.float64)
+            probs = combine(probs, diagnosis, self.page_share)
         probs = np.clip(probs, 1e-12, 1.0)
         return np.asarray(features, dtype=np.float32), np.log(probs)
 

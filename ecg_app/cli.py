@@ -151,6 +151,22 @@ _RECIPE_OVERRIDES = {
 }
 
 
+_SHARE = _checked(float, "number", lambda v: 0 <= v <= 1, "a share in [0, 1]")
+PAGE_SHARE_HELP = (
+    "share of the page network's own ECG-class proportions mixed into the diagnosis network's "
+    "(lead_diagnosis.combine; default 0: the diagnosis network's alone)"
+)
+# cross-validate's options for --diagnosis-with: DiagnosisConfig field -> (type, help).
+_DIAGNOSIS_OPTIONS = {
+    "seed": (int, "the diagnosis networks' first seed (default 42; the folds stay the model's)"),
+    "members": (
+        _checked(int, "whole number", lambda v: v >= 1, "at least 1"),
+        "diagnosis networks per fold, seeds SEED, SEED+1, ..., averaged (default 1)",
+    ),
+    "page_share": (_SHARE, PAGE_SHARE_HELP),
+}
+
+
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis
     from ecg_app.diagnosis_fit import DiagnosisConfig
@@ -161,9 +177,8 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
     roots = _data_root_overrides(args)
     model, out = Path(args.model), Path(args.out)
     if args.diagnosis_with:
-        config = (
-            DiagnosisConfig() if args.diagnosis_seed is None else DiagnosisConfig(seed=args.diagnosis_seed)
-        )
+        chosen = {k: getattr(args, f"diagnosis_{k}") for k in _DIAGNOSIS_OPTIONS}
+        config = DiagnosisConfig(**{"members": 1, **{k: v for k, v in chosen.items() if v is not None}})
         result = cross_validate_diagnosis(
             model, out, Path(args.diagnosis_with), args.folds, roots, baseline, config
         )
@@ -234,7 +249,9 @@ def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import model_roots
 
     info = Classifier(args.model).info
-    config = DiagnosisConfig(members=args.members, epochs=args.epochs, seed=args.seed)
+    config = DiagnosisConfig(
+        members=args.members, epochs=args.epochs, seed=args.seed, page_share=args.page_share
+    )
     record = fit_diagnosis(Path(args.model), model_roots(info, _data_root_overrides(args)), config)
     print(
         f"diagnosis network: {record['members']} member(s) on {sum(record['train_printouts'].values())} "
@@ -522,11 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
         "recipe) combined with RUN's page networks' Non-ECG probability, RUN an earlier output on the "
         "same folds",
     )
-    p.add_argument(
-        "--diagnosis-seed",
-        type=int,
-        help="with --diagnosis-with: the diagnosis networks' seed (default 42; the folds stay the model's)",
-    )
+    for key, (kind, help_text) in _DIAGNOSIS_OPTIONS.items():
+        p.add_argument(
+            f"--diagnosis-{key.replace('_', '-')}", type=kind, help=f"with --diagnosis-with: {help_text}"
+        )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
@@ -542,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--page-share", type=_SHARE, default=0.0, help=PAGE_SHARE_HELP)
     p.set_defaults(func=_cmd_fit_diagnosis)
 
     p = sub.add_parser(
@@ -575,8 +592,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("predict needs FILE... or --batch DIR --csv OUT")
     if args.command == "predict" and args.batch and not args.csv:
         parser.error("--batch needs --csv OUT")
-    if args.command == "cross-validate" and args.diagnosis_seed is not None and not args.diagnosis_with:
-        parser.error("--diagnosis-seed needs --diagnosis-with")
+    given = [k for k in _DIAGNOSIS_OPTIONS if getattr(args, f"diagnosis_{k}", None) is not None]
+    if args.command == "cross-validate" and given and not args.diagnosis_with:
+        parser.error(f"--diagnosis-{given[0].replace('_', '-')} needs --diagnosis-with")
     if args.command == "cross-validate" and args.diagnosis_with:
         clashing = [f"--{k.replace('_', '-')}" for k in _RECIPE_OVERRIDES if getattr(args, k) is not None]
         if args.average_with:

@@ -173,18 +173,25 @@ def _as_stored(settings: dict) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
 
 
-def _fold_diagnosis(config: DiagnosisConfig, seed: int, pool, images, fold: np.ndarray, k: int, out_dir):
-    """Fit (or reuse) fold `k`'s diagnosis network on the other folds' ECG printouts."""
+def _fold_diagnosis(config: DiagnosisConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
+    """Fit (or reuse) fold `k`'s `config.members` diagnosis networks (seeds `config.seed`, +1, ...) on
+    the other folds' ECG printouts; returns them."""
     rest = np.flatnonzero(fold != k)
     curves, labels = ecg_training_set([pool[i] for i in rest], [images[i] for i in rest])
-    return _fold_member(
-        settings_of(config, seed),
-        pool,
-        fold,
-        k,
-        Path(out_dir) / f"fold-{k + 1}" / DIAGNOSIS_FILE,
-        lambda path: fit_reader(curves, labels, config, seed, path),
-    )
+    seeds = [config.seed + j for j in range(config.members)]
+    # One network per fold sits in the fold's folder (as the fourth candidate's run was written).
+    folder = [out_dir / f"fold-{k + 1}" / ("" if len(seeds) == 1 else f"seed-{seed}") for seed in seeds]
+    return [
+        _fold_member(
+            settings_of(config, seed),
+            pool,
+            fold,
+            k,
+            where / DIAGNOSIS_FILE,
+            lambda path, seed=seed: fit_reader(curves, labels, config, seed, path),
+        )
+        for seed, where in zip(seeds, folder, strict=True)
+    ]
 
 
 def cross_validate_diagnosis(
@@ -196,20 +203,21 @@ def cross_validate_diagnosis(
     baseline: Path | None = None,
     config: DiagnosisConfig | None = None,
 ) -> dict:
-    """Cross-validate the lead-reading diagnosis network (`diagnosis_fit`'s recipe, one member per fold)
-    combined with `page_run`'s page networks, an earlier run on the same folds, as the classifier
-    combines them (`lead_diagnosis.combine`). Each fold's network is trained on the other folds' ECG
-    printouts and predicts the held-out fold through the served path (ink map -> `LeadSignals`).
-    Writes `oof.csv` and `cv.json` like `cross_validate`; the diagnosis network's own 4-class figures
-    on the ECG printouts go under "diagnosis_alone"."""
-    config = config or DiagnosisConfig()
+    """Cross-validate the lead-reading diagnosis network (`diagnosis_fit`'s recipe; `config.members`
+    networks per fold, averaged, one by default) combined with `page_run`'s page networks, an earlier
+    run on the same folds, as the classifier combines them (`lead_diagnosis.combine` with
+    `config.page_share`). Each fold's networks are trained on the other folds' ECG printouts and
+    predict the held-out fold through the served path (ink map -> `LeadSignals`). Writes `oof.csv`
+    and `cv.json` like `cross_validate`; the diagnosis networks' own 4-class figures on the ECG
+    printouts go under "diagnosis_alone"."""
+    config = config or DiagnosisConfig(members=1)
+    share = config.page_share
     info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
     data_roots = model_roots(info, roots)
     manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
     pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
     # The folds are the model's (its recorded seed), as `page_run`'s; the networks' seed is the config's.
     fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
-    seed = config.seed
     y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
     page = _run_probabilities(Path(page_run), pool, fold, data_roots)
     out_dir = Path(out_dir)
@@ -217,17 +225,22 @@ def cross_validate_diagnosis(
     per_fold = []
     for k in range(n_folds):
         held = np.flatnonzero(fold == k)
-        network = _fold_diagnosis(config, seed, pool, images, fold, k, out_dir)
+        networks = _fold_diagnosis(config, pool, images, fold, k, out_dir)
         inputs = np.stack([preprocess(images[i]) for i in held])
-        diagnosis[held] = network.predict(inputs, batch_size=32, verbose=0)
+        diagnosis[held] = np.mean([n.predict(inputs, batch_size=32, verbose=0) for n in networks], axis=0)
         keras.backend.clear_session()
         scored = held[y[held] >= 0]
-        fold_f1 = macro_f1(y[scored], combine(page[scored], diagnosis[scored]).argmax(axis=1))
+        fold_f1 = macro_f1(y[scored], combine(page[scored], diagnosis[scored], share).argmax(axis=1))
         per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
         print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}")
-    probs = combine(page, diagnosis)
+    probs = combine(page, diagnosis, share)
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
-    recipe = {"diagnosis": settings_of(config, seed), "page_run": str(page_run)}
+    recipe = {
+        "diagnosis": settings_of(config, config.seed),
+        "members_per_fold": config.members,
+        "page_share": share,
+        "page_run": str(page_run),
+    }
     result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
     ecg = np.isin(y, range(len(ECG_CLASSES)))
     result["diagnosis_alone"] = {

@@ -62,6 +62,8 @@ class DiagnosisConfig:
     amplitude: tuple[float, float] = (0.85, 1.15)
     max_shift: int = 12
     noise: float = 0.01
+    # How the served probabilities mix the two networks (`lead_diagnosis.combine`); not a training setting.
+    page_share: float = 0.0
 
 
 def digitise(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -142,8 +144,13 @@ def ecg_training_set(samples: Sequence[dataset.Sample], images: Sequence[np.ndar
     return digitise([images[i] for i in keep]), labels
 
 
+# What does not change how one network trains, so a finished network is reused whatever these say.
+_NOT_NETWORK_SETTINGS = ("members", "page_share")
+
+
 def settings_of(config: DiagnosisConfig, seed: int) -> dict:
-    return {**{k: v for k, v in asdict(config).items() if k != "members"}, "seed": seed}
+    """One network's training settings, as its `member.json` records them."""
+    return {**{k: v for k, v in asdict(config).items() if k not in _NOT_NETWORK_SETTINGS}, "seed": seed}
 
 
 def fit_diagnosis(

@@ -46,9 +46,13 @@ def with_lead_signals(reader):
     return keras.Model(inputs, reader(LeadSignals(name="lead_signals")(inputs)), name="lead_diagnosis")
 
 
-def combine(probs: np.ndarray, diagnosis: np.ndarray) -> np.ndarray:
+def combine(probs: np.ndarray, diagnosis: np.ndarray, page_share: float = 0.0) -> np.ndarray:
     """(N, 5) probabilities: the page network's P(Non-ECG) from `probs` (CLASSES order), the rest shared
-    among the ECG classes as `diagnosis` (N, 4, ECG_CLASSES order) shares it."""
+    among the ECG classes as `diagnosis` (N, 4, ECG_CLASSES order) shares it, or, with `page_share` > 0,
+    as that mix of the page network's own ECG-class proportions and the diagnosis network's does."""
     non_ecg = probs[:, [CLASSES.index(NON_ECG)]]
+    if page_share:
+        page = probs[:, [CLASSES.index(c) for c in ECG_CLASSES]] + 1e-12
+        diagnosis = (1 - page_share) * diagnosis + page_share * page / page.sum(axis=1, keepdims=True)
     combined = np.concatenate([(1.0 - non_ecg) * diagnosis, non_ecg], axis=1)
     return combined[:, [(*ECG_CLASSES, NON_ECG).index(c) for c in CLASSES]]

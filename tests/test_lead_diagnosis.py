@@ -21,6 +21,17 @@ def test_combine_keeps_the_page_networks_non_ecg_and_shares_the_rest_as_the_diag
     assert CLASSES[combined[0].argmax()] == "HMI" and CLASSES[combined[1].argmax()] == NON_ECG
 
 
+def test_a_page_share_mixes_the_page_networks_own_ecg_proportions_into_the_diagnosis():
+    page = np.array([[0.60, 0.00, 0.20, 0.00, 0.20]])  # ECG proportions 0.75, 0, 0.25, 0
+    diagnosis = np.array([[0.0, 1.0, 0.0, 0.0]])
+    ecg = [CLASSES.index(c) for c in ECG_CLASSES]
+    half = combine(page, diagnosis, page_share=0.5)
+    assert half[0, ecg] == pytest.approx(0.8 * np.array([0.375, 0.5, 0.125, 0.0]), abs=1e-9)
+    assert half[0, CLASSES.index(NON_ECG)] == pytest.approx(0.2)
+    assert combine(page, diagnosis, page_share=1.0)[0] == pytest.approx(page[0], abs=1e-9)
+    assert combine(page, diagnosis, page_share=0.0)[0, ecg] == pytest.approx(0.8 * diagnosis[0])
+
+
 def test_curves_shape_is_what_lead_signals_makes_of_the_shared_input():
     from ecg_app.lead_signals import CELLS, COLUMNS, CURVES
     from ecg_app.preprocess import INPUT_SHAPE

@@ -560,7 +560,7 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
     batch = np.stack([preprocess(p) for p in pages])
     page_log_p = before.logits(batch)
     roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
-    config = DiagnosisConfig(members=2, epochs=1, draws_per_class=4, batch_size=4, seed=3)
+    config = DiagnosisConfig(members=2, epochs=1, draws_per_class=4, batch_size=4, seed=3, page_share=0.25)
     record = fit_diagnosis(model_dir, roots, config)
     assert (model_dir / DIAGNOSIS_FILE).is_file() and record["members"] == 2
     assert sorted(p.name for p in (model_dir / "members").iterdir()) == [
@@ -573,8 +573,8 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
     after = Classifier(model_dir)
     assert after.has_diagnosis
     diagnosis = after.diagnosis.predict(batch, verbose=0)
-    # Served probabilities: the page network's P(Non-ECG), the rest shared as the lead network says.
-    expected = combine(np.exp(page_log_p), diagnosis)
+    # Served probabilities: the page network's P(Non-ECG), the rest shared as the recorded mix says.
+    expected = combine(np.exp(page_log_p), diagnosis, 0.25)
     np.testing.assert_allclose(np.exp(after.logits(batch)), expected, atol=1e-5)
     # Its explanation adds the lead map to Grad-CAM; the page network alone keeps Grad-CAM alone.
     assert isinstance(build_explainer(after), PageAndLeads) and isinstance(build_explainer(before), GradCam)
@@ -603,7 +603,8 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
         == 0
     )
     capsys.readouterr()
-    assert main([*args, "--out", str(judged), "--diagnosis-with", str(page), "--baseline", str(page)]) == 0
+    diagnosis = ["--diagnosis-with", str(page), "--diagnosis-members", "2", "--diagnosis-page-share", "0.5"]
+    assert main([*args, "--out", str(judged), *diagnosis, "--baseline", str(page)]) == 0
     assert "diagnosis network alone" in capsys.readouterr().out
     pages, pair = read(page / "oof.csv"), read(judged / "oof.csv")
     assert sorted(pair) == sorted(pages)
@@ -614,6 +615,8 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
     result = json.loads((judged / "cv.json").read_text())
     assert result["recipe"]["page_run"] == str(page) and "against_baseline" in result
     assert result["recipe"]["diagnosis"]["seed"] == 42  # the networks' seed; the folds are the model's
+    assert result["recipe"]["members_per_fold"] == 2 and result["recipe"]["page_share"] == 0.5
+    assert sorted(p.name for p in (judged / "fold-1").iterdir()) == ["seed-42", "seed-43"]
     assert sum(n for _, n in result["diagnosis_alone"]["recalled"].values()) == result["diagnosis_alone"]["n"]
     assert sorted(p.name for p in judged.iterdir()) == ["cv.json", "fold-1", "fold-2", "oof.csv"]
     # Options that change the page recipe make no sense here: refused before any work.
@@ -621,5 +624,5 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
         main([*args, "--out", str(tmp_path / "x"), "--diagnosis-with", str(page), "--arch", "leads"])
     assert "judges its own recipe" in capsys.readouterr().err and not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
-        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-seed", "7"])
-    assert "--diagnosis-seed needs --diagnosis-with" in capsys.readouterr().err
+        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-page-share", "0.5"])
+    assert "--diagnosis-page-share needs --diagnosis-with" in capsys.readouterr().err
