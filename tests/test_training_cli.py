@@ -590,6 +590,9 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
 ):
     import csv
 
+    from ecg_app.cross_validation import cross_validate_diagnosis
+    from ecg_app.diagnosis_fit import DiagnosisConfig
+
     def read(path: Path) -> dict[str, np.ndarray]:
         with path.open(newline="") as handle:
             return {
@@ -603,9 +606,9 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
         == 0
     )
     capsys.readouterr()
-    diagnosis = ["--diagnosis-with", str(page), "--diagnosis-members", "2", "--diagnosis-page-share", "0.5"]
-    assert main([*args, "--out", str(judged), *diagnosis, "--baseline", str(page)]) == 0
-    assert "diagnosis network alone" in capsys.readouterr().out
+    # The recipe's 60 epochs of 120 draws per class are too slow for a test: a tiny config, called directly.
+    tiny = DiagnosisConfig(members=2, epochs=1, draws_per_class=4, batch_size=4, page_share=0.5)
+    cross_validate_diagnosis(tiny_run / "model", judged, page, n_folds=2, baseline=page, config=tiny)
     pages, pair = read(page / "oof.csv"), read(judged / "oof.csv")
     assert sorted(pair) == sorted(pages)
     non_ecg = CLASSES.index("NonECG")
