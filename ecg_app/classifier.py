@@ -172,43 +172,35 @@ class Classifier:
         self._embedder = None
         self._lock = threading.RLock()
 
-    @property
-    def model(self):
-        """The Keras model, loaded on first use (double-checked lock: one load even under concurrency)."""
-        if self._model is None:
+    def _load_once(self, attribute: str, filename: str):
+        """The Keras model in `filename`, loaded on first use and kept in `attribute` (double-checked
+        lock: one load even when many request threads ask at once)."""
+        if getattr(self, attribute) is None:
             with self._lock:
-                if self._model is None:
+                if getattr(self, attribute) is None:
                     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
                     import keras
 
-                    import ecg_app.lead_signals  # noqa: F401  registers the layer a `leads` network holds
+                    import ecg_app.lead_signals  # noqa: F401  registers the layer `leads` networks hold
 
-                    self._model = keras.saving.load_model(self.model_dir / MODEL_FILE, compile=False)
-        return self._model
+                    loaded = keras.saving.load_model(self.model_dir / filename, compile=False)
+                    setattr(self, attribute, loaded)
+        return getattr(self, attribute)
+
+    @property
+    def model(self):
+        """The page network (an ensemble of members averaged), loaded on first use."""
+        return self._load_once("_model", MODEL_FILE)
 
     @property
     def detector(self):
         """The whole-picture ECG detector (a Keras model giving P(ECG)), loaded on first use."""
-        if self._detector is None:
-            with self._lock:
-                if self._detector is None:
-                    import keras
-
-                    self._detector = keras.saving.load_model(self.model_dir / DETECTOR_FILE, compile=False)
-        return self._detector
+        return self._load_once("_detector", DETECTOR_FILE)
 
     @property
     def diagnosis(self):
         """The lead-reading diagnosis network (ink map -> four ECG-class probabilities), loaded on use."""
-        if self._diagnosis is None:
-            with self._lock:
-                if self._diagnosis is None:
-                    import keras
-
-                    import ecg_app.lead_signals  # noqa: F401  registers the layer it holds
-
-                    self._diagnosis = keras.saving.load_model(self.model_dir / DIAGNOSIS_FILE, compile=False)
-        return self._diagnosis
+        return self._load_once("_diagnosis", DIAGNOSIS_FILE)
 
     @property
     def embedder(self):

@@ -139,7 +139,8 @@ def _architecture(text: str) -> str:
 # One fold would leave nothing to train on; a momentum of 1 would never move the average.
 _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
 _MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
-_PROBABILITY = _checked(float, "number", lambda v: 0 <= v <= 1, "a probability in [0, 1]")
+# A probability, or a share of one thing mixed into another.
+_FRACTION = _checked(float, "number", lambda v: 0 <= v <= 1, "a number in [0, 1]")
 # cross-validate's flags that change the recipe recorded in model.json: TrainConfig field -> (type, help).
 _RECIPE_OVERRIDES = {
     "arch": (_architecture, "override the recipe's network architecture (ecg_app.networks)"),
@@ -147,11 +148,10 @@ _RECIPE_OVERRIDES = {
     "samples_per_class": (int, "override the recipe recorded in model.json"),
     "batch_size": (int, "override the recipe recorded in model.json"),
     "weight_average": (_MOMENTUM, f"override the recipe: {WEIGHT_AVERAGE_HELP}"),
-    "erase_probability": (_PROBABILITY, f"override the recipe: {ERASE_HELP}"),
+    "erase_probability": (_FRACTION, f"override the recipe: {ERASE_HELP}"),
 }
 
 
-_SHARE = _checked(float, "number", lambda v: 0 <= v <= 1, "a share in [0, 1]")
 PAGE_SHARE_HELP = (
     "share of the page network's own ECG-class proportions mixed into the diagnosis network's "
     "(lead_diagnosis.combine; default 0: the diagnosis network's alone)"
@@ -163,7 +163,7 @@ _DIAGNOSIS_OPTIONS = {
         _checked(int, "whole number", lambda v: v >= 1, "at least 1"),
         "diagnosis networks per fold, seeds SEED, SEED+1, ..., averaged (default 1)",
     ),
-    "page_share": (_SHARE, PAGE_SHARE_HELP),
+    "page_share": (_FRACTION, PAGE_SHARE_HELP),
 }
 
 
@@ -494,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
     )
     p.add_argument("--weight-average", type=_MOMENTUM, default=0.0, help=WEIGHT_AVERAGE_HELP)
-    p.add_argument("--erase-probability", type=_PROBABILITY, default=0.0, help=ERASE_HELP)
+    p.add_argument("--erase-probability", type=_FRACTION, default=0.0, help=ERASE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--page-share", type=_SHARE, default=0.0, help=PAGE_SHARE_HELP)
+    p.add_argument("--page-share", type=_FRACTION, default=0.0, help=PAGE_SHARE_HELP)
     p.set_defaults(func=_cmd_fit_diagnosis)
 
     p = sub.add_parser(

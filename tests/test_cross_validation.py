@@ -82,7 +82,7 @@ def test_recipe_is_the_recorded_single_network_config():
         (["--weight-average", "1"], "a momentum in (0, 1)"),
         (["--weight-average", "-0.5"], "a momentum in (0, 1)"),
         (["--weight-average", "x"], "not a number"),
-        (["--erase-probability", "1.5"], "a probability in [0, 1]"),
+        (["--erase-probability", "1.5"], "a number in [0, 1]"),
         (["--arch", "resnet"], "unknown network 'resnet'; choose one of default, leads, seed"),
     ],
 )
