@@ -29,7 +29,9 @@ from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.preprocess import preprocess
 from ecg_app.training import (
+    MEMBER_RECORD,
     TrainConfig,
+    finished_member,
     fit_member,
     fit_or_reuse_members,
     labelled_arrays,
@@ -42,6 +44,7 @@ from ecg_app.training import (
 RESULT_FILE = "cv.json"
 PREDICTIONS_FILE = "oof.csv"
 NETWORK_PREDICTIONS_FILE = "oof-network.csv"  # with average_with: this run's network alone
+HELD_OUT_FILE = "held-out.csv"  # beside each fold network: its probabilities for the held-out fold
 
 
 def recipe(info: dict, roots: dict[str, Path], **overrides) -> TrainConfig:
@@ -79,15 +82,33 @@ def _held_out_digest(samples: list[dataset.Sample]) -> str:
     return hashlib.md5("\n".join(sorted({s.group for s in samples})).encode()).hexdigest()[:12]
 
 
-def _fold_member(settings: dict, pool, fold: np.ndarray, k: int, path: Path, fit):
-    """Fold `k`'s network: `fit(path)`, or reused when `path` holds one fitted with these settings on the
-    same held-out groups."""
-    n_folds = int(fold.max()) + 1
-    settings = {
+def fold_settings(settings: dict, pool, fold: np.ndarray, k: int) -> dict:
+    """A network's `settings` plus its fold and a digest of the groups it holds out: what its
+    `member.json` must record for the fold to be reused."""
+    return {
         **settings,
-        "fold": f"{k + 1}/{n_folds}",
+        "fold": f"{k + 1}/{int(fold.max()) + 1}",
         "held_out_groups": _held_out_digest([pool[i] for i in np.flatnonzero(fold == k)]),
     }
+
+
+def _fold_predictions(
+    settings: dict, pool, fold: np.ndarray, k: int, path: Path, fit, predict, classes, roots
+):
+    """Fold `k`'s network's probabilities (columns `classes`) for its held-out images.
+
+    They are kept in `HELD_OUT_FILE` beside the network's `member.json` and reused when that records these
+    settings on the same held-out groups, even with the network gone: a run resumes from those small
+    files (the baseline kept in the repo is such a run). Otherwise the network is `fit(path)`, or reused
+    from `path`, and `predict(network)` gives them."""
+    n_folds = int(fold.max()) + 1
+    held = np.flatnonzero(fold == k)
+    settings = fold_settings(settings, pool, fold, k)
+    stored = path.with_name(HELD_OUT_FILE)
+    paths = [dataset.relative_path(pool[i], roots) for i in held]
+    if stored.is_file() and finished_member(path.with_name(MEMBER_RECORD), settings):
+        print(f"fold {k + 1}/{n_folds} (seed {settings['seed']}): reusing {stored}")
+        return _probabilities(_read_rows(stored), paths, classes)
     _, (network,) = fit_or_reuse_members(
         [settings["seed"]],
         lambda _: path,
@@ -95,25 +116,41 @@ def _fold_member(settings: dict, pool, fold: np.ndarray, k: int, path: Path, fit
         lambda _, target: fit(target),
         label=f"fold {k + 1}/{n_folds}",
     )
-    return network
+    probs = predict(network)
+    keras.backend.clear_session()
+    _write_predictions([pool[i] for i in held], fold[held], probs, stored, roots, classes)
+    return _probabilities(_read_rows(stored), paths, classes)  # as stored, so a resumed run is identical
 
 
-def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
-    """Fit (or reuse) fold `k`'s network on the other folds, its best epoch chosen on an inner fold."""
-    rest = np.flatnonzero(fold != k)
-    inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
-    fit_idx, val_idx = rest[~inner_val], rest[inner_val]
-    x_val, y_val = labelled_arrays([pool[i] for i in val_idx], [images[i] for i in val_idx])
-    train_samples = [pool[i] for i in fit_idx] + synthetic_samples(config.synthetic_ecgs)
-    train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
-    return _fold_member(
+def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path, roots):
+    """Fold `k`'s held-out probabilities from a network fitted (or reused) on the other folds, its best
+    epoch chosen on an inner fold."""
+
+    def fit(path: Path) -> dict:
+        rest = np.flatnonzero(fold != k)
+        inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
+        fit_idx, val_idx = rest[~inner_val], rest[inner_val]
+        x_val, y_val = labelled_arrays([pool[i] for i in val_idx], [images[i] for i in val_idx])
+        train_samples = [pool[i] for i in fit_idx] + synthetic_samples(config.synthetic_ecgs)
+        train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
+        return fit_member(config, train_samples, train_images, x_val, y_val, path)
+
+    return _fold_predictions(
         member_settings(config),
         pool,
         fold,
         k,
         out_dir / f"fold-{k + 1}" / MODEL_FILE,
-        lambda path: fit_member(config, train_samples, train_images, x_val, y_val, path),
+        fit,
+        lambda network: _predict_held_out(network, images, fold, k),
+        CLASSES,
+        roots,
     )
+
+
+def _predict_held_out(network, images, fold: np.ndarray, k: int) -> np.ndarray:
+    inputs = np.stack([preprocess(images[i]) for i in np.flatnonzero(fold == k)])
+    return network.predict(inputs, batch_size=32, verbose=0)
 
 
 def cross_validate(
@@ -129,7 +166,8 @@ def cross_validate(
 
     Writes `out_dir/oof.csv` (one row per image) and `out_dir/cv.json` (pooled metrics with bootstrap
     intervals, per-fold macro-F1, the misclassified images, and with `baseline`, another run on the same
-    folds, the rule's verdict from `compare_runs`); finished folds are reused on a re-run. With
+    folds, the rule's verdict from `compare_runs`); finished folds are reused on a re-run, from their
+    held-out predictions alone when the networks are gone (`_fold_predictions`). With
     `average_with`, another run on the same folds, the recipe judged is the pair of networks: each
     image's prediction is the mean of the two runs' probabilities (as an ensemble of the two averages
     them), and the new network's own figures are kept under "network_alone".
@@ -148,9 +186,7 @@ def cross_validate(
     per_fold = []
     for k in range(n_folds):
         held = np.flatnonzero(fold == k)
-        network = _fold_network(config, pool, images, fold, k, out_dir)
-        own[held] = network.predict(np.stack([preprocess(images[i]) for i in held]), batch_size=32, verbose=0)
-        keras.backend.clear_session()
+        own[held] = _fold_network(config, pool, images, fold, k, out_dir, data_roots)
         scored = held[y[held] >= 0]
         fold_f1 = macro_f1(y[scored], _mean_with(partner, own)[scored].argmax(axis=1))
         per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
@@ -173,25 +209,37 @@ def _as_stored(settings: dict) -> dict:
     return {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
 
 
-def _fold_diagnosis(config: DiagnosisConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path):
-    """Fit (or reuse) fold `k`'s `config.members` diagnosis networks (seeds `config.seed`, +1, ...) on
-    the other folds' ECG printouts; returns them."""
+def _fold_diagnosis(config: DiagnosisConfig, pool, images, fold: np.ndarray, k: int, out_dir: Path, roots):
+    """Fold `k`'s held-out diagnosis probabilities: the mean of `config.members` networks (seeds
+    `config.seed`, +1, ...) fitted (or reused) on the other folds' ECG printouts."""
     rest = np.flatnonzero(fold != k)
-    curves, labels = ecg_training_set([pool[i] for i in rest], [images[i] for i in rest])
+    training_set = []  # digitised once, on the first network that has to be fitted
+
+    def fit(path: Path, seed: int) -> dict:
+        if not training_set:
+            training_set.extend(ecg_training_set([pool[i] for i in rest], [images[i] for i in rest]))
+        return fit_reader(*training_set, config, seed, path)
+
     seeds = [config.seed + j for j in range(config.members)]
     # One network per fold sits in the fold's folder (as the fourth candidate's run was written).
     folder = [out_dir / f"fold-{k + 1}" / ("" if len(seeds) == 1 else f"seed-{seed}") for seed in seeds]
-    return [
-        _fold_member(
-            settings_of(config, seed),
-            pool,
-            fold,
-            k,
-            where / DIAGNOSIS_FILE,
-            lambda path, seed=seed: fit_reader(curves, labels, config, seed, path),
-        )
-        for seed, where in zip(seeds, folder, strict=True)
-    ]
+    return np.mean(
+        [
+            _fold_predictions(
+                settings_of(config, seed),
+                pool,
+                fold,
+                k,
+                where / DIAGNOSIS_FILE,
+                lambda path, seed=seed: fit(path, seed),
+                lambda network: _predict_held_out(network, images, fold, k),
+                ECG_CLASSES,
+                roots,
+            )
+            for seed, where in zip(seeds, folder, strict=True)
+        ],
+        axis=0,
+    )
 
 
 def cross_validate_diagnosis(
@@ -225,10 +273,7 @@ def cross_validate_diagnosis(
     per_fold = []
     for k in range(n_folds):
         held = np.flatnonzero(fold == k)
-        networks = _fold_diagnosis(config, pool, images, fold, k, out_dir)
-        inputs = np.stack([preprocess(images[i]) for i in held])
-        diagnosis[held] = np.mean([n.predict(inputs, batch_size=32, verbose=0) for n in networks], axis=0)
-        keras.backend.clear_session()
+        diagnosis[held] = _fold_diagnosis(config, pool, images, fold, k, out_dir, data_roots)
         scored = held[y[held] >= 0]
         fold_f1 = macro_f1(y[scored], combine(page[scored], diagnosis[scored], share).argmax(axis=1))
         per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
@@ -280,11 +325,11 @@ def _summarise(pool, fold, y: np.ndarray, probs: np.ndarray, per_fold, recipe: d
     }
 
 
-def _write_predictions(pool, fold, probs, path: Path, roots: dict[str, Path]) -> None:
+def _write_predictions(pool, fold, probs, path: Path, roots: dict[str, Path], classes=CLASSES) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "source", "label", "group", "fold", *(f"p_{c}" for c in CLASSES)])
+        writer.writerow(["path", "source", "label", "group", "fold", *(f"p_{c}" for c in classes)])
         for s, f, p in zip(pool, fold, probs, strict=True):
             row = [dataset.relative_path(s, roots), s.source, s.label, s.group, int(f) + 1]
             writer.writerow([*row, *(f"{v:.6f}" for v in p)])
@@ -295,7 +340,11 @@ MIN_MACRO_F1_GAIN = 0.02
 
 
 def _read_predictions(run_dir: Path) -> dict[str, dict]:
-    with (Path(run_dir) / PREDICTIONS_FILE).open(newline="", encoding="utf-8") as handle:
+    return _read_rows(Path(run_dir) / PREDICTIONS_FILE)
+
+
+def _read_rows(path: Path) -> dict[str, dict]:
+    with path.open(newline="", encoding="utf-8") as handle:
         return {row["path"]: row for row in csv.DictReader(handle)}
 
 
@@ -317,9 +366,9 @@ def _check_same_folds(folds: dict[str, str], other: dict[str, str], what: str) -
         raise ValueError(f"{what} did not score the same images in the same folds")
 
 
-def _probabilities(rows: dict[str, dict], paths: list[str]) -> np.ndarray:
-    """The stored class probabilities of `paths`, one row each, in CLASSES order."""
-    return np.array([[float(rows[p][f"p_{c}"]) for c in CLASSES] for p in paths])
+def _probabilities(rows: dict[str, dict], paths: list[str], classes=CLASSES) -> np.ndarray:
+    """The stored class probabilities of `paths`, one row each, in `classes` order."""
+    return np.array([[float(rows[p][f"p_{c}"]) for c in classes] for p in paths])
 
 
 def _mean_with(partner: np.ndarray | None, own: np.ndarray) -> np.ndarray:

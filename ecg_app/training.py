@@ -309,6 +309,21 @@ def average_models(
     return keras.Model(inputs, keras.layers.Average(name="probabilities")(outputs), name=name)
 
 
+MEMBER_RECORD = "member.json"  # beside each fitted network: its settings and training history
+
+
+def finished_member(record_path: Path, settings: dict) -> dict | None:
+    """The record at `record_path` when the network beside it was fitted with `settings`, else None.
+
+    Records written before a training setting existed lack it; they get its default (`_MEMBER_DEFAULTS`)."""
+    if not record_path.is_file():
+        return None
+    finished = json.loads(record_path.read_text())
+    wanted = json.loads(json.dumps(settings))  # as stored: tuples become lists
+    defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
+    return finished if {**defaults, **finished["settings"]} == wanted else None
+
+
 def fit_or_reuse_members(
     seeds: Sequence[int],
     member_path: Callable[[int], Path],
@@ -317,25 +332,22 @@ def fit_or_reuse_members(
     label: str = "member",
 ) -> tuple[list[dict], list[keras.Model]]:
     """Fit one network per seed, or reuse a finished one whose `member.json` records the same settings, so
-    an interrupted ensemble run resumes where it stopped; returns the records and the loaded networks.
-
-    Records written before a training setting existed lack it; they get its default (`_MEMBER_DEFAULTS`)."""
+    an interrupted ensemble run resumes where it stopped (`finished_member`); returns the records and the
+    loaded networks."""
     records = []
     for k, seed in enumerate(seeds):
         path = member_path(seed)
-        record_path = path.with_name("member.json")
-        wanted = json.loads(json.dumps(settings(seed)))  # as stored: tuples become lists
-        finished = json.loads(record_path.read_text()) if record_path.is_file() else None
+        wanted = settings(seed)
+        finished = finished_member(path.with_name(MEMBER_RECORD), wanted)
         progress = f"{label} {k + 1}/{len(seeds)}" if len(seeds) > 1 else label
         progress += f" (seed {seed})"
-        defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
-        if finished and {**defaults, **finished["settings"]} == wanted:
+        if finished:
             print(f"{progress}: reusing {path.parent}")
             records.append(finished)
             continue
         print(progress)
-        record = {**fit(seed, path), "settings": wanted}
-        write_json_atomic(record, record_path)
+        record = {**fit(seed, path), "settings": json.loads(json.dumps(wanted))}
+        write_json_atomic(record, path.with_name(MEMBER_RECORD))
         records.append(record)
     return records, [keras.saving.load_model(member_path(seed), compile=False) for seed in seeds]
 

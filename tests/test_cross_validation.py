@@ -1,6 +1,7 @@
 """Fold assignment and recipe recovery for `ecg-app cross-validate` (the training run itself is
 exercised end to end in test_training_cli.py)."""
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -8,9 +9,24 @@ import numpy as np
 import pytest
 
 from ecg_app import dataset
+from ecg_app.classifier import MODEL_INFO_FILE
 from ecg_app.cli import main
-from ecg_app.cross_validation import MIN_MACRO_F1_GAIN, assign_folds, compare_runs, recipe
+from ecg_app.cross_validation import (
+    HELD_OUT_FILE,
+    MIN_MACRO_F1_GAIN,
+    _probabilities,
+    _read_rows,
+    assign_folds,
+    compare_runs,
+    fold_settings,
+    recipe,
+)
 from ecg_app.labels import CLASSES
+from ecg_app.training import MEMBER_RECORD, finished_member, member_settings
+from tests.conftest import MODEL_DIR
+
+# The shipped recipe's out-of-fold predictions, kept beside the model as the rule's baseline.
+BASELINE_RUN = MODEL_DIR / "cross-validation" / "default"
 
 
 def _samples() -> list[dataset.Sample]:
@@ -136,3 +152,25 @@ def test_runs_on_different_folds_are_not_compared(tmp_path):
     refolded = write_oof(tmp_path / "other", [(p, label, 3 - f, pred) for p, label, f, pred in RIGHT])
     with pytest.raises(ValueError, match="same folds"):
         compare_runs(baseline, refolded)
+
+
+def test_the_baseline_kept_in_the_repo_is_the_model_recipe_on_the_model_folds():
+    """The shipped recipe's cross-validation kept in the repo (the rule's baseline; only `member.json`
+    and `held-out.csv` per finished fold, not the networks): every fold there records the recipe in
+    `model.json` on the model's folds, so `cross-validate --out` that folder reuses it instead of
+    retraining, and its predictions cover exactly that fold's train + validation images."""
+    info = json.loads((MODEL_DIR / MODEL_INFO_FILE).read_text())
+    roots = {source: Path(f"/data/{source}") for source in ("mendeley", "non_ecg", "other_ecg")}
+    pool = [s for s in dataset.read_manifest(MODEL_DIR / "split.csv", roots) if s.split != "test"]
+    fold = assign_folds(pool, 5, int(info["config"]["seed"]))
+    settings = member_settings(recipe(info, roots))
+    kept = sorted(BASELINE_RUN.glob("fold-*"))
+    assert kept and not list(BASELINE_RUN.glob("fold-*/*.keras"))
+    for folder in kept:
+        k = int(folder.name.removeprefix("fold-")) - 1
+        assert finished_member(folder / MEMBER_RECORD, fold_settings(settings, pool, fold, k))
+        rows = _read_rows(folder / HELD_OUT_FILE)
+        held = [dataset.relative_path(pool[i], roots) for i in np.flatnonzero(fold == k)]
+        assert sorted(rows) == sorted(held)
+        assert {row["fold"] for row in rows.values()} == {str(k + 1)}
+        np.testing.assert_allclose(_probabilities(rows, held).sum(axis=1), 1.0, atol=1e-4)

@@ -245,6 +245,14 @@ def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny
         assert list(csv.DictReader(handle)) == rows
     verdict = json.loads((out / "cv.json").read_text())["against_baseline"]
     assert verdict["macro_f1"]["gain"] == 0 and verdict["fixed"] == verdict["broken"] == []
+    # Without the networks (as the baseline kept in the repo), the folds resume from their held-out files.
+    for network in out.glob("fold-*/*.keras"):
+        network.unlink()
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("held-out.csv") == 2
+    with (out / "oof.csv").open(newline="") as handle:
+        assert list(csv.DictReader(handle)) == rows
+    assert not list(out.glob("fold-*/*.keras"))  # nothing retrained
 
 
 def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_run, tmp_path, capsys):
