@@ -11,6 +11,7 @@ stays untouched for the final figure. Each fold trains one network with the reci
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -109,6 +110,7 @@ def _fold_predictions(
     if stored.is_file() and finished_member(path.with_name(MEMBER_RECORD), settings):
         print(f"fold {k + 1}/{n_folds} (seed {settings['seed']}): reusing {stored}")
         return _probabilities(_read_rows(stored), paths, classes)
+    stored.unlink(missing_ok=True)  # another recipe's, which a refit interrupted before predicting would keep
     _, (network,) = fit_or_reuse_members(
         [settings["seed"]],
         lambda _: path,
@@ -213,12 +215,13 @@ def _fold_diagnosis(config: DiagnosisConfig, pool, images, fold: np.ndarray, k: 
     """Fold `k`'s held-out diagnosis probabilities: the mean of `config.members` networks (seeds
     `config.seed`, +1, ...) fitted (or reused) on the other folds' ECG printouts."""
     rest = np.flatnonzero(fold != k)
-    training_set = []  # digitised once, on the first network that has to be fitted
+
+    @functools.cache
+    def training_set():  # digitised once, and only if a network has to be fitted
+        return ecg_training_set([pool[i] for i in rest], [images[i] for i in rest])
 
     def fit(path: Path, seed: int) -> dict:
-        if not training_set:
-            training_set.extend(ecg_training_set([pool[i] for i in rest], [images[i] for i in rest]))
-        return fit_reader(*training_set, config, seed, path)
+        return fit_reader(*training_set(), config, seed, path)
 
     seeds = [config.seed + j for j in range(config.members)]
     # One network per fold sits in the fold's folder (as the fourth candidate's run was written).

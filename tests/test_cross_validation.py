@@ -14,6 +14,7 @@ from ecg_app.cli import main
 from ecg_app.cross_validation import (
     HELD_OUT_FILE,
     MIN_MACRO_F1_GAIN,
+    _fold_predictions,
     _probabilities,
     _read_rows,
     assign_folds,
@@ -174,3 +175,37 @@ def test_the_baseline_kept_in_the_repo_is_the_model_recipe_on_the_model_folds():
         assert sorted(rows) == sorted(held)
         assert {row["fold"] for row in rows.values()} == {str(k + 1)}
         np.testing.assert_allclose(_probabilities(rows, held).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_a_fold_resumes_from_its_held_out_predictions_and_never_from_another_recipes(tmp_path):
+    import keras
+
+    pool, roots = _samples(), {"mendeley": Path("/data"), "non_ecg": Path("/non")}
+    fold = assign_folds(pool, 5, seed=42)
+    n_held, path = int((fold == 0).sum()), tmp_path / "fold-1" / "net.keras"
+    fitted = []
+
+    def fit(target: Path) -> dict:
+        fitted.append(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        keras.Sequential([keras.Input((1,)), keras.layers.Dense(len(CLASSES))]).save(target)
+        return {}
+
+    def says(c: int):
+        return lambda network: np.eye(len(CLASSES))[[c] * n_held]
+
+    def fold_one(settings, predict):
+        return _fold_predictions(settings, pool, fold, 0, path, fit, predict, CLASSES, roots)
+
+    first, second = {"seed": 1, "epochs": 1}, {"seed": 1, "epochs": 2}
+    assert fold_one(first, says(0)).argmax(axis=1).tolist() == [0] * n_held and len(fitted) == 1
+    path.unlink()  # as in the repo: member.json and held-out.csv only
+    assert fold_one(first, says(3)).argmax(axis=1).tolist() == [0] * n_held and len(fitted) == 1
+
+    def interrupted(network):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # the new recipe's network is fitted, but never predicts
+        fold_one(second, interrupted)
+    # member.json now records the new recipe: the old recipe's predictions must not pass for its.
+    assert fold_one(second, says(2)).argmax(axis=1).tolist() == [2] * n_held and len(fitted) == 2
