@@ -102,13 +102,12 @@ def _fold_predictions(
     settings on the same held-out groups, even with the network gone: a run resumes from those small
     files (the baseline kept in the repo is such a run). Otherwise the network is `fit(path)`, or reused
     from `path`, and `predict(network)` gives them."""
-    n_folds = int(fold.max()) + 1
     held = np.flatnonzero(fold == k)
     settings = fold_settings(settings, pool, fold, k)
     stored = path.with_name(HELD_OUT_FILE)
     paths = [dataset.relative_path(pool[i], roots) for i in held]
     if stored.is_file() and finished_member(path.with_name(MEMBER_RECORD), settings):
-        print(f"fold {k + 1}/{n_folds} (seed {settings['seed']}): reusing {stored}")
+        print(f"fold {settings['fold']} (seed {settings['seed']}): reusing {stored}")
         return _probabilities(_read_rows(stored), paths, classes)
     stored.unlink(missing_ok=True)  # another recipe's, which a refit interrupted before predicting would keep
     _, (network,) = fit_or_reuse_members(
@@ -116,7 +115,7 @@ def _fold_predictions(
         lambda _: path,
         lambda _: settings,
         lambda _, target: fit(target),
-        label=f"fold {k + 1}/{n_folds}",
+        label=f"fold {settings['fold']}",
     )
     probs = predict(network)
     keras.backend.clear_session()
