@@ -141,6 +141,7 @@ _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
 _MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
 # A probability, or a share of one thing mixed into another.
 _FRACTION = _checked(float, "number", lambda v: 0 <= v <= 1, "a number in [0, 1]")
+_POSITIVE = _checked(int, "whole number", lambda v: v >= 1, "at least 1")
 # cross-validate's flags that change the recipe recorded in model.json: TrainConfig field -> (type, help).
 _RECIPE_OVERRIDES = {
     "arch": (_architecture, "override the recipe's network architecture (ecg_app.networks)"),
@@ -159,11 +160,12 @@ PAGE_SHARE_HELP = (
 # cross-validate's options for --diagnosis-with: DiagnosisConfig field -> (type, help).
 _DIAGNOSIS_OPTIONS = {
     "seed": (int, "the diagnosis networks' first seed (default 42; the folds stay the model's)"),
-    "members": (
-        _checked(int, "whole number", lambda v: v >= 1, "at least 1"),
-        "diagnosis networks per fold, seeds SEED, SEED+1, ..., averaged (default 1)",
-    ),
+    "members": (_POSITIVE, "diagnosis networks per fold, seeds SEED, SEED+1, ..., averaged (default 1)"),
     "page_share": (_FRACTION, PAGE_SHARE_HELP),
+    # Smaller than the recipe's for a quick check of a whole run; each fold's member.json records them.
+    "epochs": (_POSITIVE, "epochs per diagnosis network (default 60)"),
+    "draws_per_class": (_POSITIVE, "printouts drawn per ECG class and epoch (default 120)"),
+    "batch_size": (_POSITIVE, "diagnosis training batch size (default 16)"),
 }
 
 

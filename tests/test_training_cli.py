@@ -598,9 +598,6 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
 ):
     import csv
 
-    from ecg_app.cross_validation import cross_validate_diagnosis
-    from ecg_app.diagnosis_fit import DiagnosisConfig
-
     def read(path: Path) -> dict[str, np.ndarray]:
         with path.open(newline="") as handle:
             return {
@@ -614,9 +611,13 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
         == 0
     )
     capsys.readouterr()
-    # The recipe's 60 epochs of 120 draws per class are too slow for a test: a tiny config, called directly.
-    tiny = DiagnosisConfig(members=2, epochs=1, draws_per_class=4, batch_size=4, page_share=0.5)
-    cross_validate_diagnosis(tiny_run / "model", judged, page, n_folds=2, baseline=page, config=tiny)
+    # The recipe's 60 epochs of 120 draws per class are too slow for a test: a tiny one.
+    tiny = ["--diagnosis-epochs", "1", "--diagnosis-draws-per-class", "4", "--diagnosis-batch-size", "4"]
+    judge = ["--diagnosis-with", str(page), "--diagnosis-members", "2", "--diagnosis-page-share", "0.5"]
+    assert main([*args, "--out", str(judged), *judge, *tiny, "--baseline", str(page)]) == 0
+    printed = capsys.readouterr().out
+    assert "diagnosis network alone, ECG printouts: accuracy" in printed
+    assert f"against {page}: macro-F1" in printed
     pages, pair = read(page / "oof.csv"), read(judged / "oof.csv")
     assert sorted(pair) == sorted(pages)
     non_ecg = CLASSES.index("NonECG")
@@ -627,6 +628,10 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
     assert result["recipe"]["page_run"] == str(page) and "against_baseline" in result
     assert result["recipe"]["diagnosis"]["seed"] == 42  # the networks' seed; the folds are the model's
     assert result["recipe"]["members_per_fold"] == 2 and result["recipe"]["page_share"] == 0.5
+    assert {k: result["recipe"]["diagnosis"][k] for k in ("epochs", "draws_per_class")} == {
+        "epochs": 1,
+        "draws_per_class": 4,
+    }
     assert sorted(p.name for p in (judged / "fold-1").iterdir()) == ["seed-42", "seed-43"]
     assert sum(n for _, n in result["diagnosis_alone"]["recalled"].values()) == result["diagnosis_alone"]["n"]
     assert sorted(p.name for p in judged.iterdir()) == ["cv.json", "fold-1", "fold-2", "oof.csv"]
