@@ -25,7 +25,8 @@ from ecg_app.cross_validation import (
     recipe,
 )
 from ecg_app.evaluation import compute_metrics, macro_f1
-from ecg_app.labels import CLASSES
+from ecg_app.labels import CLASSES, ECG_CLASSES
+from ecg_app.lead_diagnosis import combine
 from ecg_app.training import MEMBER_RECORD, finished_member, member_settings
 from tests.conftest import MODEL_DIR
 
@@ -194,6 +195,36 @@ def test_the_kept_baselines_pooled_figures_are_its_folds_predictions():
     fold = np.array([int(pooled[path]["fold"]) for path in scored])
     per_fold = [macro_f1(y[fold == k], probs[fold == k].argmax(axis=1)) for k in range(1, 6)]
     assert [f["macro_f1"] for f in result["per_fold"]] == pytest.approx(per_fold, abs=1e-9)
+
+
+def test_the_adopted_candidates_verdict_follows_from_its_kept_predictions():
+    """The fifth candidate (`model/cross-validation/diagnosis-mix`) replaced the recipe by the rule: its
+    `oof.csv` is the baseline's page probabilities combined with the mean of each fold's two diagnosis
+    networks' `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
+    run = MODEL_DIR / "cross-validation" / "diagnosis-mix"
+    result = json.loads((run / RESULT_FILE).read_text())
+    share = result["recipe"]["page_share"]
+    page, judged = _read_rows(BASELINE_RUN / PREDICTIONS_FILE), _read_rows(run / PREDICTIONS_FILE)
+    assert sorted(judged) == sorted(page) and share == 0.5 and result["recipe"]["members_per_fold"] == 2
+    for folder in sorted(run.glob("fold-*")):
+        members = [_read_rows(seed / HELD_OUT_FILE) for seed in sorted(folder.glob("seed-*"))]
+        held = sorted(members[0])
+        assert len(members) == 2 and all(sorted(m) == held for m in members)
+        diagnosis = np.mean([_probabilities(m, held, ECG_CLASSES) for m in members], axis=0)
+        expected = combine(_probabilities(page, held), diagnosis, share)
+        np.testing.assert_allclose(_probabilities(judged, held), expected, atol=1.5e-6)
+    scored = sorted(path for path, row in judged.items() if row["label"] != dataset.OTHER_ECG)
+    y = np.array([CLASSES.index(judged[path]["label"]) for path in scored])
+    # cv.json was computed before the probabilities were rounded to oof.csv's six decimals: the decided
+    # classes (and so every figure built on them) are the same, the calibration error nearly.
+    expected = json.loads(json.dumps(compute_metrics(y, _probabilities(judged, scored))))
+    assert result["out_of_fold"]["ece"] == pytest.approx(expected.pop("ece"), abs=1e-5)
+    assert {k: result["out_of_fold"][k] for k in expected if k not in ("roc", "reliability")} == {
+        k: v for k, v in expected.items() if k not in ("roc", "reliability")
+    }
+    verdict = json.loads(json.dumps(compare_runs(BASELINE_RUN, run)))
+    assert result["against_baseline"] == {"baseline": "model/cross-validation/default", **verdict}
+    assert verdict["replaces_baseline"] and verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN
 
 
 def test_a_fold_resumes_from_its_held_out_predictions_and_never_from_another_recipes(tmp_path):
