@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ecg_app.classifier import ensemble_members
+from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.preprocess import crop_box, preprocess
 
 LAST_CONV = "s5b_relu"
@@ -97,13 +98,16 @@ class LeadMap(PageExplainer):
 
 
 class PageAndLeads(PageExplainer):
-    """The page network's Grad-CAM and the diagnosis network's lead map, averaged at the ink map's size."""
+    """The page network's Grad-CAM and the diagnosis network's lead map, averaged at the ink map's size;
+    Grad-CAM alone for Non-ECG, which the page network decides alone (`lead_diagnosis.combine`)."""
 
     def __init__(self, cam: GradCam, leads: LeadMap):
         self.cam, self.leads = cam, leads
 
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:
         cam = cv2.resize(self.cam(x, class_index), (x.shape[1], x.shape[0]), interpolation=cv2.INTER_CUBIC)
+        if CLASSES[class_index] not in ECG_CLASSES:
+            return _to_unit(np.clip(cam, 0, 1))
         return _to_unit((np.clip(cam, 0, 1) + self.leads(x, class_index)) / 2)
 
 

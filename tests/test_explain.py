@@ -1,7 +1,9 @@
+import cv2
 import numpy as np
 import pytest
 
 from ecg_app.explain import GradCam, mass_inside
+from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.networks import make_model
 from ecg_app.preprocess import crop_box
 
@@ -83,3 +85,8 @@ def test_page_and_leads_averages_grad_cam_with_the_lead_map():
     assert cam(x, 2).shape != both.shape == lead_map.shape  # Grad-CAM is resized to the ink map first
     assert both.max() == pytest.approx(1.0) and both.min() >= 0
     assert both[lead_map == 1].mean() > both[lead_map == 0].mean()  # the lead that mattered stands out
+    # Non-ECG is the page network's call alone: its explanation is Grad-CAM's, at the ink map's size.
+    non_ecg = CLASSES.index(NON_ECG)
+    cam_only = np.clip(cv2.resize(cam(x, non_ecg), (544, 320), interpolation=cv2.INTER_CUBIC), 0, 1)
+    expected = cam_only / cam_only.max() if cam_only.max() > 0 else cam_only
+    np.testing.assert_allclose(PageAndLeads(cam, leads)(x, non_ecg), expected, atol=1e-6)
