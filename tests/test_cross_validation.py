@@ -197,10 +197,10 @@ def test_the_kept_baselines_pooled_figures_are_its_folds_predictions():
     assert [f["macro_f1"] for f in result["per_fold"]] == pytest.approx(per_fold, abs=1e-9)
 
 
-def test_the_adopted_candidates_verdict_follows_from_its_kept_predictions():
-    """The fifth candidate (`model/cross-validation/diagnosis-mix`) replaced the recipe by the rule: its
-    `oof.csv` is the baseline's page probabilities combined with the mean of each fold's two diagnosis
-    networks' `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
+def test_the_fifth_candidates_verdict_follows_from_its_kept_predictions():
+    """The fifth candidate (`model/cross-validation/diagnosis-mix`; passed the rule, not shipped: see the
+    model card): its `oof.csv` is the baseline's page probabilities combined with the mean of each fold's
+    two diagnosis networks' `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
     run = MODEL_DIR / "cross-validation" / "diagnosis-mix"
     result = json.loads((run / RESULT_FILE).read_text())
     share = result["recipe"]["page_share"]
