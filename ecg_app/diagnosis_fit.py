@@ -115,6 +115,14 @@ class CurveBatches(keras.utils.PyDataset):
         return x, self.labels[self.order[part]]
 
 
+def uncompiled(reader: keras.Model) -> keras.Model:
+    """A fresh curve reader with `reader`'s weights and no optimizer: a compiled network nested in the
+    served one would carry its AdamW state into the file (two thirds of its size; serving never needs it)."""
+    copy = make_curve_reader()
+    copy.set_weights(reader.get_weights())
+    return copy
+
+
 def fit_reader(
     curves: np.ndarray, labels: np.ndarray, config: DiagnosisConfig, seed: int, path: Path
 ) -> dict:
@@ -129,7 +137,7 @@ def fit_reader(
     )
     history = reader.fit(batches, epochs=config.epochs, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(with_lead_signals(reader), path)  # the last epoch: no validation-based epoch choice
+    save_model_atomic(with_lead_signals(uncompiled(reader)), path)  # the last epoch: no epoch choice
     return {
         "seed": seed,
         "train_seconds": round(time.perf_counter() - started, 1),

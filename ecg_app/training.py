@@ -312,6 +312,11 @@ def average_models(
 MEMBER_RECORD = "member.json"  # beside each fitted network: its settings and training history
 
 
+def _as_stored(settings: dict) -> dict:
+    """Settings as `member.json` gives them back (tuples become lists): compared with a record exactly."""
+    return json.loads(json.dumps(settings))
+
+
 def finished_member(record_path: Path, settings: dict) -> dict | None:
     """The record at `record_path` when the network beside it was fitted with `settings`, else None.
 
@@ -319,7 +324,7 @@ def finished_member(record_path: Path, settings: dict) -> dict | None:
     if not record_path.is_file():
         return None
     finished = json.loads(record_path.read_text())
-    wanted = json.loads(json.dumps(settings))  # as stored: tuples become lists
+    wanted = _as_stored(settings)
     defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
     return finished if {**defaults, **finished["settings"]} == wanted else None
 
@@ -346,7 +351,7 @@ def fit_or_reuse_members(
             records.append(finished)
             continue
         print(progress)
-        record = {**fit(seed, path), "settings": json.loads(json.dumps(wanted))}
+        record = {**fit(seed, path), "settings": _as_stored(wanted)}
         write_json_atomic(record, path.with_name(MEMBER_RECORD))
         records.append(record)
     return records, [keras.saving.load_model(member_path(seed), compile=False) for seed in seeds]

@@ -1,7 +1,18 @@
+import json
+
 import numpy as np
 import pytest
 
-from ecg_app.lead_signals import CELLS, COLUMNS, CURVES, ROW_CENTRES, LeadSignals, band_rows
+from ecg_app.lead_signals import (
+    CELLS,
+    COLUMNS,
+    CURVES,
+    ROW_CENTRES,
+    LeadSignals,
+    band_rows,
+    deskew,
+    read_bands,
+)
 from ecg_app.preprocess import INPUT_HEIGHT, INPUT_SHAPE, INPUT_WIDTH, preprocess
 
 CELL_WIDTH = INPUT_WIDTH // COLUMNS
@@ -9,6 +20,26 @@ CELL_WIDTH = INPUT_WIDTH // COLUMNS
 
 def curves(ink: np.ndarray) -> np.ndarray:
     return np.asarray(LeadSignals()(ink[None].astype(np.float32)))[0]
+
+
+def turned(ink: np.ndarray, degrees: float) -> np.ndarray:
+    """The map turned about its centre, as a photo taken askew would put it (paper fills the corners)."""
+    import cv2
+
+    height, width = ink.shape[:2]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), degrees, 1.0)
+    return cv2.warpAffine(ink[:, :, 0], matrix, (width, height), flags=cv2.INTER_LINEAR)[:, :, None]
+
+
+def baselines_page() -> np.ndarray:
+    """A synthetic printout: one wavy trace through the middle of each row band, across the width."""
+    ink = np.zeros(INPUT_SHAPE, np.float32)
+    columns = np.arange(INPUT_WIDTH)
+    for first, last in band_rows(INPUT_HEIGHT):
+        rows = (first + last) // 2 + np.round(6 * np.sin(columns / 9)).astype(int)
+        ink[rows, columns, 0] = 1.0
+        ink[rows + 1, columns, 0] = 1.0
+    return ink
 
 
 def test_bands_are_the_template_rows_inside_the_map():
@@ -65,3 +96,57 @@ def test_the_bands_sit_on_the_real_template_rows(shared_data):
         assert inked.mean() > 0.7 and inked.min() > 0.4, (path.name, inked.round(2))
         baselines = np.median(out[:, :, 1], axis=1)
         assert np.abs(baselines).max() < 0.15, (path.name, baselines.round(2))
+
+
+def test_a_straight_map_is_left_exactly_as_it_is():
+    page = baselines_page()
+    assert np.array_equal(np.asarray(deskew(page[None]))[0], page)
+
+
+@pytest.mark.parametrize("degrees", [5.0, -5.0, 3.0, -7.5])
+def test_a_map_turned_a_few_degrees_is_turned_back_before_the_bands_are_read(degrees):
+    """Turned by 5 degrees, the traces leave their bands at both ends (544 px wide: +-24 px); the
+    digitiser first turns the map back, so each cell reads nearly what the straight page reads."""
+    page = baselines_page()
+    straight, askew = curves(page), curves(turned(page, degrees))
+    raw = np.asarray(read_bands(turned(page, degrees)[None]))  # the bands read without turning back
+    assert np.abs(askew - straight).mean() < 0.01
+    assert np.abs(askew - straight).mean() * 5 < np.abs(raw[0] - straight).mean()
+
+
+def test_every_labelled_printout_of_the_split_reads_as_straight(shared_data, shipped_model):
+    """`deskew` leaves all 393 labelled ECG printouts of train, validation and test exactly as they
+    were: the diagnosis networks trained on them and the cross-validation kept in the repo, made before
+    `deskew` existed, read the same curves as the digitiser does now."""
+    from ecg_app import dataset
+    from ecg_app.evaluation import model_roots
+    from ecg_app.labels import ECG_CLASSES
+
+    info = json.loads((shipped_model / "model.json").read_text())
+    samples = dataset.read_manifest(
+        shipped_model / "split.csv", model_roots(info, {"mendeley": shared_data / "mendeley-ecg"})
+    )
+    printouts, images = dataset.load_images([s for s in samples if s.label in ECG_CLASSES])
+    assert len(printouts) == 393
+    for start in range(0, len(images), 32):
+        pages = np.stack([preprocess(image) for image in images[start : start + 32]])
+        assert np.array_equal(np.asarray(deskew(pages)), pages)
+
+
+def test_printouts_photographed_askew_are_turned_back(shared_data):
+    """The same printouts turned by 5 degrees either way (the robustness table's rotations) are turned
+    back to nearly the straight page's curves: at least twice as close as the bands read unturned."""
+    import cv2
+
+    from ecg_app.robustness import DEGRADATIONS
+
+    for folder in sorted((shared_data / "mendeley-ecg").iterdir()):
+        rgb = cv2.cvtColor(cv2.imread(str(sorted(folder.glob("*.jpg"))[1])), cv2.COLOR_BGR2RGB)
+        straight = curves(preprocess(rgb))
+        for name in ("rotate +5 deg", "rotate -5 deg"):
+            askew = preprocess(DEGRADATIONS[name](rgb))
+            raw = np.asarray(read_bands(askew[None]))[0]
+            assert np.abs(curves(askew) - straight).mean() * 2 < np.abs(raw - straight).mean(), (
+                folder.name,
+                name,
+            )
