@@ -117,7 +117,8 @@ class CurveBatches(keras.utils.PyDataset):
 
 def uncompiled(reader: keras.Model) -> keras.Model:
     """A fresh curve reader with `reader`'s weights and no optimizer: a compiled network nested in the
-    served one would carry its AdamW state into the file (two thirds of its size; serving never needs it)."""
+    served one would carry its AdamW state into the file (two thirds of its size; serving never needs it),
+    and `training.save_uncompiled`, which reloads the outer model uncompiled, does not reach a nested one."""
     copy = make_curve_reader()
     copy.set_weights(reader.get_weights())
     return copy
