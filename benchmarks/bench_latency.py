@@ -1,7 +1,9 @@
 """Single-image latency: a full-size (2213x1572) JPEG's bytes through decoding, preprocessing and the
 shipped model to probabilities, median of repeated runs after a warm-up (target <= 60 ms on 2 cores).
+With `--baseline DIR`, the same total for another model directory too, the two timed in turns in this
+run, and their ratio: on a machine whose speed drifts between runs, only that ratio compares them.
 
-    python benchmarks/bench_latency.py --data ../shared/data
+    python benchmarks/bench_latency.py --data ../shared/data [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--baseline", type=Path, help="a model directory to compare, timed in turns")
     args = parser.parse_args()
 
     # The shared copies are half size; users upload the original 2213x1572 scans.
@@ -63,6 +66,19 @@ def main() -> None:
     if detector is not None:
         print(f"ECG detector         {detector:6.1f} ms")
     print(f"bytes -> probabilities {total:6.1f} ms  (target <= 60 ms)")
+    if args.baseline:
+        baseline = Classifier(args.baseline)
+        baseline.predict(load_image(data))
+        models = {classifier.version: classifier, baseline.version: baseline}
+        times: dict[str, list[float]] = {version: [] for version in models}
+        for _ in range(args.repeats):
+            for version, model in models.items():
+                times[version].append(median_ms(lambda m=model: m.predict(load_image(data)), 1))
+        ours, theirs = (statistics.median(t) for t in times.values())
+        print(
+            f"in turns, median of {args.repeats}: {classifier.version} {ours:.1f} ms, "
+            f"baseline {baseline.version} {theirs:.1f} ms, ratio {ours / theirs:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -115,13 +115,15 @@ class CurveBatches(keras.utils.PyDataset):
         return x, self.labels[self.order[part]]
 
 
-def uncompiled(reader: keras.Model) -> keras.Model:
-    """A fresh curve reader with `reader`'s weights and no optimizer: a compiled network nested in the
-    served one would carry its AdamW state into the file (two thirds of its size; serving never needs it),
-    and `training.save_uncompiled`, which reloads the outer model uncompiled, does not reach a nested one."""
-    copy = make_curve_reader()
+def for_serving(reader: keras.Model) -> keras.Model:
+    """The served form of a fitted curve reader, behind `LeadSignals`: a fresh reader with `reader`'s
+    weights, so no optimizer (a compiled network nested in the served one carries its AdamW state into
+    the file, two thirds of its size, and `training.save_uncompiled`, which reloads the outer model
+    uncompiled, does not reach a nested one), and built with `serving=True`, which reads the 16 lead cells
+    as one batch (`networks.EachCell`): the same outputs, 3x faster."""
+    copy = make_curve_reader(serving=True)
     copy.set_weights(reader.get_weights())
-    return copy
+    return with_lead_signals(copy)
 
 
 def fit_reader(
@@ -138,7 +140,7 @@ def fit_reader(
     )
     history = reader.fit(batches, epochs=config.epochs, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(with_lead_signals(uncompiled(reader)), path)  # the last epoch: no epoch choice
+    save_model_atomic(for_serving(reader), path)  # the last epoch: no epoch choice
     return {
         "seed": seed,
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -178,6 +180,8 @@ def fit_diagnosis(
         lambda seed, path: fit_reader(curves, labels, config, seed, path),
         label="diagnosis member",
     )
+    # Members saved before `EachCell` existed are rebuilt in the served form too.
+    members = [for_serving(member.get_layer("curve_reader")) for member in members]
     diagnosis = (
         average_models(members, INPUT_SHAPE, "ink", "ecg_diagnosis") if len(members) > 1 else members[0]
     )

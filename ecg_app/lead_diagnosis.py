@@ -20,9 +20,10 @@ DIAGNOSIS_FILE = "ecg_diagnosis.keras"
 CURVES_SHAPE = (16, INPUT_SHAPE[1] // 4, 3)
 
 
-def make_curve_reader():
+def make_curve_reader(serving: bool = False):
     """Curves of one printout's 16 lead cells -> probabilities of the four ECG classes (a Keras model;
-    Keras is imported here so that the classifier can import this module without loading it)."""
+    Keras is imported here so that the classifier can import this module without loading it).
+    `serving`: the inference-only form (`networks.EachCell`), which `diagnosis_fit` saves."""
     import keras
     from keras import layers
 
@@ -30,7 +31,7 @@ def make_curve_reader():
 
     cells = keras.Input(CURVES_SHAPE, name="curves")
     outputs = layers.Dense(len(ECG_CLASSES), activation="softmax", name="diagnosis")(
-        lead_features(cells, CURVES_SHAPE[1])
+        lead_features(cells, CURVES_SHAPE[1], serving)
     )
     return keras.Model(cells, outputs, name="curve_reader")
 

@@ -110,12 +110,16 @@ def test_shipped_gate_accepts_example_ecgs_and_rejects_a_photo(shipped_model):
 
 
 def test_one_pass_gives_the_saved_models_probabilities(shipped_model):
-    """The per-member heads reproduce the saved ensemble's own output (its Average layer)."""
+    """The per-member heads reproduce the saved ensemble's own output (its Average layer), combined with
+    the shipped diagnosis networks' own output as `combine` says: one pass, the saved networks' numbers."""
+    from ecg_app.lead_diagnosis import combine
     from ecg_app.preprocess import preprocess_batch
 
     classifier = Classifier(shipped_model)
+    assert classifier.has_diagnosis and classifier.page_share == 0.5
     batch = preprocess_batch([load_image(path) for path in sorted(EXAMPLES.glob("*.jpg"))])
     features, log_probs = classifier.embed(batch)
     saved = np.asarray(classifier.model.predict_on_batch(batch), dtype=np.float64)
-    np.testing.assert_allclose(np.exp(log_probs), saved, atol=1e-6)
+    diagnosis = np.asarray(classifier.diagnosis.predict_on_batch(batch), dtype=np.float64)
+    np.testing.assert_allclose(np.exp(log_probs), combine(saved, diagnosis, 0.5), atol=1e-6)
     assert features.shape[0] == len(batch) and features.shape[1] == classifier.gate.mean_.shape[0]

@@ -75,6 +75,32 @@ def test_lead_map_lights_the_lead_that_carries_ink_and_nothing_else():
     assert np.all(painted[first:last, 272:408] == 1.0) and painted.sum() == (last - first) * 136
 
 
+@pytest.mark.parametrize("degrees", [5.0, -5.0])
+def test_the_lead_map_of_a_page_photographed_askew_is_turned_with_the_page(degrees):
+    """The digitiser reads the bands of the straightened page (`deskew`), so the lead map paints each
+    cell's weight over that cell turned back to where it lies on the picture, not over the straight
+    band: at 5 degrees the bands' ends move by about 24 px, a third of a band's height."""
+    import keras
+
+    from ecg_app.explain import LeadMap
+    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+    from tests.test_lead_signals import baselines_page, turned
+
+    keras.utils.set_random_seed(0)
+    leads = LeadMap(with_lead_signals(make_curve_reader()))
+    page = baselines_page()
+    straight = leads(page, class_index=1) > 0
+    askew = leads(turned(page, degrees), class_index=1) > 0
+    expected = turned(straight[:, :, None].astype(np.float32), degrees)[:, :, 0] > 0.5
+
+    def overlap(a, b):
+        return (a & b).sum() / (a | b).sum()
+
+    assert straight.mean() > 0.4  # all 16 cells carry ink and are painted
+    # The bands cover most of the map, so even unturned bands overlap the turned ones by ~0.87.
+    assert overlap(askew, expected) > 0.97 and overlap(askew, straight) < 0.9
+
+
 def test_page_and_leads_averages_grad_cam_with_the_lead_map():
     from ecg_app.explain import LeadMap, PageAndLeads
     from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals

@@ -55,6 +55,38 @@ def test_digitise_gives_the_served_networks_own_curves():
     np.testing.assert_allclose(served, reader.predict(curves, verbose=0), atol=1e-6)
 
 
+def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_readers_outputs(tmp_path):
+    """`for_serving` swaps Keras' `TimeDistributed` (the lead encoder traced once per cell) for
+    `EachCell` (all cells as one batch). With batch normalisation's moving statistics both compute the
+    same thing, so the networks the model card judged are served unchanged, only faster; and the served
+    form saves and loads."""
+    import keras
+
+    from ecg_app.diagnosis_fit import for_serving
+    from ecg_app.lead_diagnosis import make_curve_reader
+    from ecg_app.networks import EachCell
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    curves = rng.normal(0.0, 0.2, (8, *CURVES_SHAPE)).astype(np.float32)
+    reader = make_curve_reader()
+    for layer in reader.get_layer("per_lead").layer.layers:  # moving statistics as after training
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.moving_mean.assign(rng.normal(0.0, 0.1, layer.moving_mean.shape))
+            layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
+    assert isinstance(reader.get_layer("per_lead"), keras.layers.TimeDistributed)
+
+    served = for_serving(reader)
+    path = tmp_path / "served.keras"
+    served.save(path)
+    loaded = keras.saving.load_model(path, compile=False).get_layer("curve_reader")
+    assert isinstance(loaded.get_layer("per_lead"), EachCell)
+    assert getattr(loaded, "optimizer", None) is None
+    expected = reader.predict(curves, verbose=0)
+    assert np.abs(expected - 0.25).max() > 0.01  # not a uniform output that any wiring would match
+    np.testing.assert_allclose(loaded.predict(curves, verbose=0), expected, atol=1e-6)
+
+
 def test_jitter_scales_shifts_and_adds_noise_within_the_configured_bounds():
     from ecg_app.diagnosis_fit import DiagnosisConfig, jitter
 
