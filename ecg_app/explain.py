@@ -75,25 +75,23 @@ class LeadMap(PageExplainer):
     def __init__(self, diagnosis):
         import tensorflow as tf
 
-        from ecg_app.lead_signals import LeadSignals
-
-        self.signals = LeadSignals()
         self.readers = [member.get_layer("curve_reader") for member in ensemble_members(diagnosis)]
         self._weights = tf.function(self._weights_and_angle)  # one graph, as for `GradCam`
 
     def _weights_and_angle(self, x, class_index):
         import tensorflow as tf
 
-        from ecg_app.lead_signals import skew_angle
+        from ecg_app.lead_signals import deskew, read_bands, skew_angle
 
-        curves = self.signals(x)
+        angle = skew_angle(x)  # found once: the digitiser's turn and the painted map's turn back
+        curves = read_bands(deskew(x, angle))
         total = 0.0
         for reader in self.readers:
             with tf.GradientTape() as tape:
                 tape.watch(curves)
                 score = tf.gather(reader(curves, training=False), class_index, axis=1)
             total += tf.reduce_sum(tf.abs(tape.gradient(score, curves) * curves), axis=(2, 3))[0]
-        return total, skew_angle(x)[0]
+        return total, angle[0]
 
     def _run(self, x: np.ndarray, class_index: int) -> tuple[np.ndarray, float]:
         import tensorflow as tf

@@ -95,10 +95,11 @@ def turn(maps, degrees):
     )
 
 
-def deskew(ink):
-    """(batch, H, W, 1) ink maps, each turned by its `skew_angle`; a map whose angle is 0 is returned
-    exactly as it is, and the turn runs only when some map of the batch needs one."""
-    angle = skew_angle(ink)
+def deskew(ink, angle=None):
+    """(batch, H, W, 1) ink maps, each turned by its `skew_angle` (pass `angle` when it is already
+    known); a map whose angle is 0 is returned exactly as it is, and the turn runs only when some map of
+    the batch needs one."""
+    angle = skew_angle(ink) if angle is None else angle
     keep = ops.reshape(angle == 0.0, (-1, 1, 1, 1))
     return ops.cond(ops.all(keep), lambda: ink, lambda: ops.where(keep, ink, turn(ink, angle)))
 
