@@ -21,6 +21,7 @@ import numpy as np
 
 from ecg_app.calibration import softmax
 from ecg_app.config import DEFAULT_MODEL_DIR
+from ecg_app.decision_weight import log_weights
 from ecg_app.ecg_detector import DETECTOR_FILE, detector_batch
 from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
@@ -166,6 +167,8 @@ class Classifier:
         self.page_share: float = float(
             (self.info.get("ecg_diagnosis") or {}).get("config", {}).get("page_share", 0.0)
         )
+        # A prior shift on the costliest miss (infarction), added before the temperature.
+        self.log_weights: np.ndarray = log_weights(self.info)
         self._model = None
         self._detector = None
         self._diagnosis = None
@@ -233,16 +236,18 @@ class Classifier:
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings, log-probabilities) of a preprocessed batch; with a diagnosis network the
-        probabilities are the page network's combined with it (`lead_diagnosis.combine`)."""
+        probabilities are the page network's combined with it (`lead_diagnosis.combine`), and with a
+        decision weight its log is added (`decision_weight`; the softmax after renormalises)."""
         features, probs, *diagnosis = self.embedder.predict_on_batch(batch)
         probs = np.asarray(probs, dtype=np.float64)
         if diagnosis:
             probs = combine(probs, np.asarray(diagnosis[0], dtype=np.float64), self.page_share)
         probs = np.clip(probs, 1e-12, 1.0)
-        return np.asarray(features, dtype=np.float32), np.log(probs)
+        return np.asarray(features, dtype=np.float32), np.log(probs) + self.log_weights
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Log-probabilities of the network (its softmax output) for a preprocessed batch."""
+        """Log-probabilities of the networks for a preprocessed batch (plus any decision weight's log),
+        what the temperature divides."""
         return self.embed(batch)[1]
 
     def embed_proba(

@@ -263,6 +263,30 @@ def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
+    from ecg_app.classifier import Classifier
+    from ecg_app.evaluation import model_roots
+    from ecg_app.weight_fit import fit_class_weight
+
+    info = Classifier(args.model).info
+    record = fit_class_weight(
+        Path(args.model), Path(args.cv_run), model_roots(info, _data_root_overrides(args))
+    )
+    label, before, nested = record["class"], record["unweighted"], record["nested"]
+    print(
+        f"{label} weight on {record['n']} out-of-fold predictions ({args.cv_run}): unweighted macro-F1 "
+        f"{before['macro_f1']:.3f}, {label} {before['recalled']}/{before['of']}; nested (weight chosen "
+        f"on the other folds: {nested['fold_weights']}) macro-F1 {nested['macro_f1']:.3f}, {label} "
+        f"{nested['recalled']}/{nested['of']}, {nested['wrongly_called']} wrongly called {label}"
+    )
+    verdict = f"adopted: weight {record['weight']:g}" if record["adopted"] else "not adopted (no weight)"
+    print(
+        f"{verdict}; recalibrated on validation: T={record['temperature']:.2f}, "
+        f"review threshold {record['review_threshold']:.2f}"
+    )
+    return 0
+
+
 # -- history: analyze, history, report, db (ecg_app.store, ecg_app.analysis, ecg_app.report) ----------
 
 
@@ -562,6 +586,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--page-share", type=_FRACTION, default=0.0, help=PAGE_SHARE_HELP)
     p.set_defaults(func=_cmd_fit_diagnosis)
+
+    p = sub.add_parser(
+        "fit-class-weight",
+        help="judge a weight on P(MI) on a cross-validation run's out-of-fold predictions (nested); "
+        "record it if it passes the model card's rule; recalibrate on val",
+    )
+    _add_model_data_arguments(p)
+    p.add_argument("--cv-run", required=True, help="a cross-validate --out folder (its oof.csv)")
+    p.set_defaults(func=_cmd_fit_class_weight)
 
     p = sub.add_parser(
         "fit-detector", help="train the whole-picture ECG detector (train split + renders; threshold on val)"

@@ -373,6 +373,15 @@ def _probabilities(rows: dict[str, dict], paths: list[str], classes=CLASSES) -> 
     return np.array([[float(rows[p][f"p_{c}"]) for c in classes] for p in paths])
 
 
+def labelled_out_of_fold(run_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """A run's labelled images (other-layout ECGs left out), sorted by path: their paths, class
+    indices, folds (1-based) and out-of-fold probabilities (CLASSES order)."""
+    rows = _read_predictions(run_dir)
+    paths = sorted(p for p, r in rows.items() if r["label"] != dataset.OTHER_ECG)
+    y = np.array([CLASSES.index(rows[p]["label"]) for p in paths])
+    return paths, y, np.array([int(rows[p]["fold"]) for p in paths]), _probabilities(rows, paths)
+
+
 def _mean_with(partner: np.ndarray | None, own: np.ndarray) -> np.ndarray:
     return own if partner is None else (own + partner) / 2
 
@@ -383,11 +392,11 @@ def compare_runs(baseline_dir: Path, candidate_dir: Path, n_boot: int = 1000) ->
 
     The macro-F1 difference gets a paired bootstrap interval (the same resampled images for both runs).
     """
-    base, cand = _read_predictions(baseline_dir), _read_predictions(candidate_dir)
-    _check_same_folds(_folds(base), _folds(cand), "the two runs")
-    paths = sorted(p for p, r in base.items() if r["label"] != dataset.OTHER_ECG)
-    y = np.array([CLASSES.index(base[p]["label"]) for p in paths])
-    pred = np.stack([_probabilities(rows, paths).argmax(axis=1) for rows in (base, cand)], axis=1)
+    _check_same_folds(
+        _folds(_read_predictions(baseline_dir)), _folds(_read_predictions(candidate_dir)), "the two runs"
+    )
+    (paths, y, _, base), (_, _, _, cand) = (labelled_out_of_fold(d) for d in (baseline_dir, candidate_dir))
+    pred = np.stack([base.argmax(axis=1), cand.argmax(axis=1)], axis=1)
     mi = y == CLASSES.index("MI")
     f1 = [macro_f1(y, pred[:, k]) for k in (0, 1)]
     mi_hits = [int((pred[mi, k] == y[mi]).sum()) for k in (0, 1)]

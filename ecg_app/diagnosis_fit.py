@@ -25,8 +25,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 from ecg_app import dataset  # noqa: E402
-from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
-from ecg_app.classifier import MODEL_INFO_FILE, Classifier  # noqa: E402
+from ecg_app.classifier import MODEL_INFO_FILE  # noqa: E402
+from ecg_app.decision_weight import version_tag  # noqa: E402
 from ecg_app.labels import ECG_CLASSES  # noqa: E402
 from ecg_app.lead_diagnosis import (  # noqa: E402
     CURVES_SHAPE,
@@ -36,10 +36,10 @@ from ecg_app.lead_diagnosis import (  # noqa: E402
 )
 from ecg_app.lead_signals import LeadSignals  # noqa: E402
 from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
+from ecg_app.recalibration import recalibrate  # noqa: E402
 from ecg_app.training import (  # noqa: E402
     average_models,
     fit_or_reuse_members,
-    labelled_arrays,
     record_in_model_info,
     save_model_atomic,
     write_json_atomic,
@@ -198,19 +198,12 @@ def fit_diagnosis(
         },
     )
 
-    # The combined probabilities are what the classifier now serves: calibrate those on validation.
-    val, val_images = dataset.load_images([s for s in samples if s.split == "val"])
-    x_val, y_val = labelled_arrays(val, val_images)
-    log_p = Classifier(model_dir).logits(x_val)
-    temperature = fit_temperature(log_p, y_val)
-    threshold = choose_review_threshold(softmax(log_p / temperature), y_val)
     info_path = model_dir / MODEL_INFO_FILE
     info = json.loads(info_path.read_text(encoding="utf-8"))
     page_version = info["version"].split("+")[0]
-    info.update(
-        version=f"{page_version}+leads{config.members}-{dataset.file_md5(model_dir / DIAGNOSIS_FILE)[:10]}",
-        temperature=temperature,
-        review_threshold=threshold,
-    )
+    digest = dataset.file_md5(model_dir / DIAGNOSIS_FILE)[:10]
+    info["version"] = f"{page_version}+leads{config.members}-{digest}{version_tag(info)}"
     write_json_atomic(info, info_path)
-    return {**info["ecg_diagnosis"], "temperature": temperature, "review_threshold": threshold}
+    # The combined probabilities are what the classifier now serves: calibrate those on validation.
+    calibration = recalibrate(model_dir, roots)
+    return {**info["ecg_diagnosis"], **calibration}

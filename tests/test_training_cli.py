@@ -646,3 +646,42 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "x"), "--diagnosis-page-share", "0.5"])
     assert "--diagnosis-page-share needs --diagnosis-with" in capsys.readouterr().err
+
+
+def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_before_the_temperature(
+    tiny_run, tmp_path, capsys
+):
+    import shutil
+
+    from ecg_app.classifier import Classifier
+    from ecg_app.preprocess import preprocess
+    from tests.test_weight_fit import AHB, MI, probabilities, write_oof
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model_dir)
+    before = Classifier(model_dir)
+    batch = np.stack([preprocess(synthetic_printout(seed=s)) for s in (1, 2)])
+    # Out-of-fold infarctions at P(MI) 0.35 against AHB 0.65, AHB printouts sure: a weight of 2 recalls
+    # them without a false call in every fold, so the rule adopts it.
+    y = np.array([MI, AHB] * 6)
+    oof = probabilities(y.tolist(), [0.35, 0.95] * 6)
+    under = write_oof(tmp_path / "under", y, np.tile([1, 2, 3], 4), oof)
+    args = ["fit-class-weight", "--model", str(model_dir)]
+    assert main([*args, "--cv-run", str(under)]) == 0
+    assert "adopted: weight 2" in capsys.readouterr().out
+    info = json.loads((model_dir / "model.json").read_text())
+    assert info["decision_weight"]["weight"] == 2.0 and info["version"] == before.version + "+wMI2"
+    weighted = Classifier(model_dir)
+    shift = weighted.logits(batch) - before.logits(batch)
+    np.testing.assert_allclose(shift[:, CLASSES.index("MI")], np.log(2.0), atol=1e-9)
+    np.testing.assert_allclose(np.delete(shift, CLASSES.index("MI"), axis=1), 0.0, atol=1e-9)
+    # Recalibrated for the weighted scores (the temperature sees the shifted log-probabilities).
+    assert info["temperature"] > 0 and 0 < info["review_threshold"] < 1
+    # Refitted on predictions that need no weight: the weight and its version tag go again.
+    right = write_oof(tmp_path / "right", y, np.tile([1, 2, 3], 4), probabilities(y.tolist(), [0.9] * 12))
+    assert main([*args, "--cv-run", str(right)]) == 0
+    assert "not adopted" in capsys.readouterr().out
+    info = json.loads((model_dir / "model.json").read_text())
+    assert "decision_weight" not in info and info["version"] == before.version
+    np.testing.assert_allclose(Classifier(model_dir).logits(batch), before.logits(batch), atol=1e-9)
+    assert info["temperature"] == pytest.approx(before.temperature, rel=1e-6)
