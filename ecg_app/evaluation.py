@@ -21,6 +21,7 @@ from ecg_app import dataset
 from ecg_app.calibration import reliability
 from ecg_app.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
 from ecg_app.config import resolve_path
+from ecg_app.decision_weight import INFO_KEY
 from ecg_app.explain import build_explainer, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.preprocess import crop_box
@@ -238,6 +239,8 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         "dataset": info.get("dataset", {}),
         "calibration": {
             "temperature": classifier.temperature,
+            # The weight on P(MI) before the temperature, when one was adopted (`decision_weight`).
+            **({"mi_weight": info[INFO_KEY]["weight"]} if INFO_KEY in info else {}),
             "ece": metrics["ece"],
             "reliability": metrics["reliability"],
         },

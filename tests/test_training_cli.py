@@ -677,6 +677,13 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     np.testing.assert_allclose(np.delete(shift, CLASSES.index("MI"), axis=1), 0.0, atol=1e-9)
     # Recalibrated for the weighted scores (the temperature sees the shifted log-probabilities).
     assert info["temperature"] > 0 and 0 < info["review_threshold"] < 1
+    # Reported with the calibration, in metrics.json and on the Model Performance tab.
+    from ecg_app.ui.performance_tab import extra_markdown
+
+    assert main(["evaluate", "--model", str(model_dir)]) == 0
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["calibration"]["mi_weight"] == 2.0 and metrics["model_version"] == info["version"]
+    assert "| MI weight | 2.000 |" in extra_markdown(metrics)
     # Refitted on predictions that need no weight: the weight and its version tag go again.
     right = write_oof(tmp_path / "right", y, np.tile([1, 2, 3], 4), probabilities(y.tolist(), [0.9] * 12))
     assert main([*args, "--cv-run", str(right)]) == 0

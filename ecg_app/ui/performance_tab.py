@@ -186,7 +186,7 @@ def _to_markdown(section: Any) -> str:
     return "\n".join(lines) if lines else "_No details._"
 
 
-ACRONYMS = {"ece": "ECE", "auc": "AUC", "f1": "F1", "jpeg": "JPEG", "ecg": "ECG"}
+ACRONYMS = {"ece": "ECE", "auc": "AUC", "f1": "F1", "jpeg": "JPEG", "ecg": "ECG", "mi": "MI"}
 
 
 def _words(key: Any) -> str:
