@@ -35,10 +35,9 @@ from ecg_app.lead_diagnosis import (  # noqa: E402
     with_lead_signals,
 )
 from ecg_app.lead_signals import LeadSignals  # noqa: E402
-from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
+from ecg_app.preprocess import preprocess  # noqa: E402
 from ecg_app.recalibration import recalibrate  # noqa: E402
 from ecg_app.training import (  # noqa: E402
-    average_models,
     fit_or_reuse_members,
     record_in_model_info,
     save_model_atomic,
@@ -115,15 +114,15 @@ class CurveBatches(keras.utils.PyDataset):
         return x, self.labels[self.order[part]]
 
 
-def for_serving(reader: keras.Model) -> keras.Model:
-    """The served form of a fitted curve reader, behind `LeadSignals`: a fresh reader with `reader`'s
-    weights, so no optimizer (a compiled network nested in the served one carries its AdamW state into
-    the file, two thirds of its size, and `training.save_uncompiled`, which reloads the outer model
-    uncompiled, does not reach a nested one), and built with `serving=True`, which reads the 16 lead cells
-    as one batch (`networks.EachCell`): the same outputs, 3x faster."""
+def served_reader(reader: keras.Model) -> keras.Model:
+    """The served form of a fitted curve reader: a fresh reader with `reader`'s weights, so no optimizer
+    (a compiled network nested in the served one carries its AdamW state into the file, two thirds of
+    its size, and `training.save_uncompiled`, which reloads the outer model uncompiled, does not reach a
+    nested one), and built with `serving=True`, which reads the 16 lead cells as one batch
+    (`networks.EachCell`): the same outputs, 3x faster."""
     copy = make_curve_reader(serving=True)
     copy.set_weights(reader.get_weights())
-    return with_lead_signals(copy)
+    return copy
 
 
 def fit_reader(
@@ -140,7 +139,7 @@ def fit_reader(
     )
     history = reader.fit(batches, epochs=config.epochs, verbose=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model_atomic(for_serving(reader), path)  # the last epoch: no epoch choice
+    save_model_atomic(with_lead_signals(served_reader(reader)), path)  # the last epoch: no epoch choice
     return {
         "seed": seed,
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -180,11 +179,9 @@ def fit_diagnosis(
         lambda seed, path: fit_reader(curves, labels, config, seed, path),
         label="diagnosis member",
     )
-    # Members saved before `EachCell` existed are rebuilt in the served form too.
-    members = [for_serving(member.get_layer("curve_reader")) for member in members]
-    diagnosis = (
-        average_models(members, INPUT_SHAPE, "ink", "ecg_diagnosis") if len(members) > 1 else members[0]
-    )
+    # One digitiser in front of every member's reader (members saved before `EachCell` existed are
+    # rebuilt in the served form too).
+    diagnosis = with_lead_signals(*(served_reader(member.get_layer("curve_reader")) for member in members))
     save_model_atomic(diagnosis, model_dir / DIAGNOSIS_FILE)
     record_in_model_info(
         model_dir,

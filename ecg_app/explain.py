@@ -17,6 +17,7 @@ import numpy as np
 
 from ecg_app.classifier import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES
+from ecg_app.lead_diagnosis import curve_readers
 from ecg_app.preprocess import crop_box, preprocess
 
 LAST_CONV = "s5b_relu"
@@ -75,7 +76,7 @@ class LeadMap(PageExplainer):
     def __init__(self, diagnosis):
         import tensorflow as tf
 
-        self.readers = [member.get_layer("curve_reader") for member in ensemble_members(diagnosis)]
+        self.readers = curve_readers(diagnosis)
         self._weights = tf.function(self._weights_and_angle)  # one graph, as for `GradCam`
 
     def _weights_and_angle(self, x, class_index):

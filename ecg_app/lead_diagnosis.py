@@ -36,15 +36,27 @@ def make_curve_reader(serving: bool = False):
     return keras.Model(cells, outputs, name="curve_reader")
 
 
-def with_lead_signals(reader):
-    """The served network: the shared preprocessing's ink map -> `LeadSignals` -> `reader`. Training
-    digitises each printout once and fits `reader` on the curves; this puts the digitiser back in front."""
+def with_lead_signals(*readers):
+    """The served network: the shared preprocessing's ink map -> `LeadSignals` -> the reader, or the mean
+    of several (an ensemble's readers share one digitiser, which so runs and is traced at start-up once).
+    Training digitises each printout once and fits a reader on the curves; this puts the digitiser back."""
     import keras
 
     from ecg_app.lead_signals import LeadSignals
 
     inputs = keras.Input(INPUT_SHAPE, name="ink")
-    return keras.Model(inputs, reader(LeadSignals(name="lead_signals")(inputs)), name="lead_diagnosis")
+    curves = LeadSignals(name="lead_signals")(inputs)
+    if len(readers) == 1:
+        return keras.Model(inputs, readers[0](curves), name="lead_diagnosis")
+    for k, reader in enumerate(readers):
+        reader.name = f"curve_reader_{k}"
+    averaged = keras.layers.Average(name="probabilities")([reader(curves) for reader in readers])
+    return keras.Model(inputs, averaged, name="ecg_diagnosis")
+
+
+def curve_readers(diagnosis) -> list:
+    """The curve readers inside a served diagnosis network (`with_lead_signals`): one, or an ensemble's."""
+    return [layer for layer in diagnosis.layers if layer.name.startswith("curve_reader")]
 
 
 def combine(probs: np.ndarray, diagnosis: np.ndarray, page_share: float = 0.0) -> np.ndarray:

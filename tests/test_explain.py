@@ -59,11 +59,9 @@ def test_lead_map_lights_the_lead_that_carries_ink_and_nothing_else():
     from ecg_app.explain import LeadMap
     from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
     from ecg_app.lead_signals import COLUMNS, band_rows
-    from ecg_app.training import average_models
 
     keras.utils.set_random_seed(0)
-    diagnosis = average_models([with_lead_signals(make_curve_reader()) for _ in range(2)])
-    leads = LeadMap(diagnosis)
+    leads = LeadMap(with_lead_signals(make_curve_reader(), make_curve_reader()))
     assert len(leads.readers) == 2
     x = _ink_with_one_lead(row=1, column=2)
     weights = leads.cell_weights(x, class_index=0)

@@ -56,14 +56,14 @@ def test_digitise_gives_the_served_networks_own_curves():
 
 
 def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_readers_outputs(tmp_path):
-    """`for_serving` swaps Keras' `TimeDistributed` (the lead encoder traced once per cell) for
+    """`served_reader` swaps Keras' `TimeDistributed` (the lead encoder traced once per cell) for
     `EachCell` (all cells as one batch). With batch normalisation's moving statistics both compute the
     same thing, so the networks the model card judged are served unchanged, only faster; and the served
     form saves and loads."""
     import keras
 
-    from ecg_app.diagnosis_fit import for_serving
-    from ecg_app.lead_diagnosis import make_curve_reader
+    from ecg_app.diagnosis_fit import served_reader
+    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
     from ecg_app.networks import EachCell
 
     keras.utils.set_random_seed(0)
@@ -76,7 +76,7 @@ def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_reader
             layer.moving_variance.assign(rng.uniform(0.5, 2.0, layer.moving_variance.shape))
     assert isinstance(reader.get_layer("per_lead"), keras.layers.TimeDistributed)
 
-    served = for_serving(reader)
+    served = with_lead_signals(served_reader(reader))
     path = tmp_path / "served.keras"
     served.save(path)
     loaded = keras.saving.load_model(path, compile=False).get_layer("curve_reader")

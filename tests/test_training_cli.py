@@ -555,10 +555,11 @@ def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsy
 def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_recalibrates(tiny_run, tmp_path):
     import shutil
 
-    from ecg_app.classifier import Classifier, ensemble_members
+    from ecg_app.classifier import Classifier
     from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
     from ecg_app.explain import GradCam, PageAndLeads, build_explainer
-    from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
+    from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine, curve_readers
+    from ecg_app.lead_signals import LeadSignals
     from ecg_app.preprocess import preprocess
 
     model_dir = tmp_path / "model"
@@ -580,10 +581,10 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
     assert info["temperature"] == record["temperature"] and info["ecg_diagnosis"]["config"]["epochs"] == 1
     after = Classifier(model_dir)
     assert after.has_diagnosis
-    # Served without the readers' optimizer state, which would triple the file.
-    assert not any(
-        getattr(m.get_layer("curve_reader"), "optimizer", None) for m in ensemble_members(after.diagnosis)
-    )
+    # Both readers behind one digitiser, served without their optimizer state (which would triple the file).
+    readers = curve_readers(after.diagnosis)
+    assert len(readers) == 2 and not any(getattr(r, "optimizer", None) for r in readers)
+    assert sum(isinstance(layer, LeadSignals) for layer in after.diagnosis.layers) == 1
     diagnosis = after.diagnosis.predict(batch, verbose=0)
     # Served probabilities: the page network's P(Non-ECG), the rest shared as the recorded mix says.
     expected = combine(np.exp(page_log_p), diagnosis, 0.25)
