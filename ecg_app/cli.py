@@ -266,7 +266,7 @@ def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
 def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
     from ecg_app.evaluation import model_roots
-    from ecg_app.weight_fit import fit_class_weight
+    from ecg_app.weight_fit import WEIGHT_FILE, fit_class_weight
 
     info = Classifier(args.model).info
     record = fit_class_weight(
@@ -280,10 +280,12 @@ def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
         f"{nested['recalled']}/{nested['of']}, {nested['wrongly_called']} wrongly called {label}"
     )
     verdict = f"adopted: weight {record['weight']:g}" if record["adopted"] else "not adopted (no weight)"
-    print(
-        f"{verdict}; recalibrated on validation: T={record['temperature']:.2f}, "
-        f"review threshold {record['review_threshold']:.2f}"
-    )
+    if "temperature" in record:
+        verdict += (
+            f"; recalibrated on validation: T={record['temperature']:.2f}, "
+            f"review threshold {record['review_threshold']:.2f}"
+        )
+    print(f"{verdict}; judgement kept in {Path(args.cv_run) / WEIGHT_FILE}")
     return 0
 
 

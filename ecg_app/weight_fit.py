@@ -5,7 +5,8 @@ Why nested: the weight is chosen on four folds' predictions and applied to the f
 is judged by is one the choice never saw. The rule, pre-registered in the model card (sixth
 candidate): the weight is recorded only if its nested macro-F1 is no lower than the unweighted
 predictions' and it recalls more of the class; then the weight chosen on all folds is recorded and
-the temperature and review threshold are refitted on validation for the weighted scores.
+the temperature and review threshold are refitted on validation for the weighted scores. The
+judgement is kept beside the run (`class-weight.json`), adopted or not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ecg_app.recalibration import recalibrate
 from ecg_app.training import write_json_atomic
 
 WEIGHT_GRID: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+WEIGHT_FILE = "class-weight.json"  # the judgement, kept beside the cross-validation run it was made on
 
 
 def weighted_predictions(probs: np.ndarray, k: int, weight: float) -> np.ndarray:
@@ -81,11 +83,16 @@ def judge_weight(cv_run: Path, label: str = "MI") -> dict:
 
 
 def fit_class_weight(model_dir: Path, cv_run: Path, roots: dict[str, Path], label: str = "MI") -> dict:
-    """Judge the weight (`judge_weight`); record it in `model.json` when adopted (and drop an older one
-    when not), tag the version, and recalibrate on validation. Returns the judgement and calibration."""
+    """Judge the weight (`judge_weight`) and keep the judgement beside the run (`WEIGHT_FILE`). When it
+    is adopted, or an older weight is to go, record that in `model.json`, tag the version and
+    recalibrate on validation; otherwise what is served does not change and the model is left alone.
+    Returns the judgement, with the calibration when there was one."""
     judgement = judge_weight(cv_run, label)
+    write_json_atomic(judgement, Path(cv_run) / WEIGHT_FILE)
     info_path = Path(model_dir) / MODEL_INFO_FILE
     info = json.loads(info_path.read_text(encoding="utf-8"))
+    if not judgement["adopted"] and INFO_KEY not in info:
+        return judgement
     stem = info["version"].removesuffix(version_tag(info))
     info.pop(INFO_KEY, None)
     if judgement["adopted"]:

@@ -688,8 +688,15 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     # Refitted on predictions that need no weight: the weight and its version tag go again.
     right = write_oof(tmp_path / "right", y, np.tile([1, 2, 3], 4), probabilities(y.tolist(), [0.9] * 12))
     assert main([*args, "--cv-run", str(right)]) == 0
-    assert "not adopted" in capsys.readouterr().out
+    assert "not adopted (no weight); recalibrated" in capsys.readouterr().out
     info = json.loads((model_dir / "model.json").read_text())
     assert "decision_weight" not in info and info["version"] == before.version
     np.testing.assert_allclose(Classifier(model_dir).logits(batch), before.logits(batch), atol=1e-9)
     assert info["temperature"] == pytest.approx(before.temperature, rel=1e-6)
+    # Each judgement is kept beside its run; one that changes nothing served leaves the model alone.
+    assert json.loads((under / "class-weight.json").read_text())["adopted"] is True
+    assert json.loads((right / "class-weight.json").read_text())["adopted"] is False
+    unchanged = (model_dir / "model.json").read_bytes()
+    assert main([*args, "--cv-run", str(right)]) == 0
+    assert "recalibrated" not in capsys.readouterr().out
+    assert (model_dir / "model.json").read_bytes() == unchanged
