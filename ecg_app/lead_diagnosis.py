@@ -56,7 +56,13 @@ def with_lead_signals(*readers):
 
 def curve_readers(diagnosis) -> list:
     """The curve readers inside a served diagnosis network (`with_lead_signals`): one, or an ensemble's."""
-    return [layer for layer in diagnosis.layers if layer.name.startswith("curve_reader")]
+    readers = [layer for layer in diagnosis.layers if layer.name.startswith("curve_reader")]
+    if not readers:
+        raise ValueError(
+            f"{diagnosis.name} has no curve reader behind its digitiser (saved in an older layout?): "
+            "run `ecg-app fit-diagnosis` again, which rebuilds it from its members"
+        )
+    return readers
 
 
 def combine(probs: np.ndarray, diagnosis: np.ndarray, page_share: float = 0.0) -> np.ndarray:

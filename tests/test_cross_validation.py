@@ -197,20 +197,26 @@ def test_the_kept_baselines_pooled_figures_are_its_folds_predictions():
     assert [f["macro_f1"] for f in result["per_fold"]] == pytest.approx(per_fold, abs=1e-9)
 
 
-def test_the_fifth_candidates_verdict_follows_from_its_kept_predictions():
-    """The fifth candidate (`model/cross-validation/diagnosis-mix`; passed the rule, not shipped: see the
-    model card): its `oof.csv` is the baseline's page probabilities combined with the mean of each fold's
-    two diagnosis networks' `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
-    run = MODEL_DIR / "cross-validation" / "diagnosis-mix"
+@pytest.mark.parametrize(
+    ("name", "members", "baseline", "replaces"),
+    [("diagnosis-mix", 2, "default", True), ("diagnosis-mix4", 4, "diagnosis-mix", False)],
+)
+def test_a_diagnosis_candidates_verdict_follows_from_its_kept_predictions(name, members, baseline, replaces):
+    """The fifth candidate (`diagnosis-mix`: passed the rule, shipped) and the sixth (`diagnosis-mix4`:
+    four seeds per fold, judged against the fifth; did not pass), see the model card: each `oof.csv` is
+    the kept baseline's page probabilities combined with the mean of each fold's diagnosis networks'
+    `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
+    run = MODEL_DIR / "cross-validation" / name
     result = json.loads((run / RESULT_FILE).read_text())
     share = result["recipe"]["page_share"]
     page, judged = _read_rows(BASELINE_RUN / PREDICTIONS_FILE), _read_rows(run / PREDICTIONS_FILE)
-    assert sorted(judged) == sorted(page) and share == 0.5 and result["recipe"]["members_per_fold"] == 2
+    assert sorted(judged) == sorted(page) and share == 0.5
+    assert result["recipe"]["members_per_fold"] == members
     for folder in sorted(run.glob("fold-*")):
-        members = [_read_rows(seed / HELD_OUT_FILE) for seed in sorted(folder.glob("seed-*"))]
-        held = sorted(members[0])
-        assert len(members) == 2 and all(sorted(m) == held for m in members)
-        diagnosis = np.mean([_probabilities(m, held, ECG_CLASSES) for m in members], axis=0)
+        kept = [_read_rows(seed / HELD_OUT_FILE) for seed in sorted(folder.glob("seed-*"))]
+        held = sorted(kept[0])
+        assert len(kept) == members and all(sorted(m) == held for m in kept)
+        diagnosis = np.mean([_probabilities(m, held, ECG_CLASSES) for m in kept], axis=0)
         expected = combine(_probabilities(page, held), diagnosis, share)
         np.testing.assert_allclose(_probabilities(judged, held), expected, atol=1.5e-6)
     scored = sorted(path for path, row in judged.items() if row["label"] != dataset.OTHER_ECG)
@@ -222,9 +228,10 @@ def test_the_fifth_candidates_verdict_follows_from_its_kept_predictions():
     assert {k: result["out_of_fold"][k] for k in expected if k not in ("roc", "reliability")} == {
         k: v for k, v in expected.items() if k not in ("roc", "reliability")
     }
-    verdict = json.loads(json.dumps(compare_runs(BASELINE_RUN, run)))
-    assert result["against_baseline"] == {"baseline": "model/cross-validation/default", **verdict}
-    assert verdict["replaces_baseline"] and verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN
+    verdict = json.loads(json.dumps(compare_runs(MODEL_DIR / "cross-validation" / baseline, run)))
+    assert result["against_baseline"] == {"baseline": f"model/cross-validation/{baseline}", **verdict}
+    assert verdict["replaces_baseline"] is replaces
+    assert (verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN) is replaces
 
 
 def test_a_fold_resumes_from_its_held_out_predictions_and_never_from_another_recipes(tmp_path):

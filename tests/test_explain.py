@@ -73,6 +73,19 @@ def test_lead_map_lights_the_lead_that_carries_ink_and_nothing_else():
     assert np.all(painted[first:last, 272:408] == 1.0) and painted.sum() == (last - first) * 136
 
 
+def test_a_diagnosis_network_saved_in_the_older_layout_is_refused_with_what_to_do():
+    """Before the members shared one digitiser, each had its own in front of its reader; such a file
+    has no curve reader at its top level, and the lead map says how to rebuild it instead of failing
+    on the first explanation."""
+    from ecg_app.explain import LeadMap
+    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+    from ecg_app.training import average_models
+
+    older = average_models([with_lead_signals(make_curve_reader()) for _ in range(2)])
+    with pytest.raises(ValueError, match="fit-diagnosis"):
+        LeadMap(older)
+
+
 @pytest.mark.parametrize("degrees", [5.0, -5.0])
 def test_the_lead_map_of_a_page_photographed_askew_is_turned_with_the_page(degrees):
     """The digitiser reads the bands of the straightened page (`deskew`), so the lead map paints each

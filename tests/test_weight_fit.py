@@ -118,3 +118,21 @@ def test_a_recorded_weight_is_a_log_shift_on_its_class_and_tags_the_version(weig
     np.testing.assert_array_equal(log_weights(info), expected)
     assert version_tag(info) == f"+wMI{weight:g}"
     assert not log_weights({}).any() and version_tag({}) == ""
+
+
+def test_the_sixth_candidates_kept_judgement_is_what_its_predictions_give():
+    """`class-weight.json` beside the four-seed run (written by `ecg-app fit-class-weight`, quoted in the
+    model card) is `judge_weight` of that run's `oof.csv`: the weight was not adopted, and the shipped
+    model records none."""
+    import json
+
+    from tests.conftest import MODEL_DIR
+
+    run = MODEL_DIR / "cross-validation" / "diagnosis-mix4"
+    kept = json.loads((run / "class-weight.json").read_text())
+    judged = json.loads(json.dumps(judge_weight(run)))
+    assert {k: v for k, v in kept.items() if k != "cv_run"} == {
+        k: v for k, v in judged.items() if k != "cv_run"
+    }
+    assert not kept["adopted"] and kept["nested"]["macro_f1"] < kept["unweighted"]["macro_f1"]
+    assert "decision_weight" not in json.loads((MODEL_DIR / "model.json").read_text())
