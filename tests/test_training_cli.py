@@ -676,8 +676,15 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     shift = weighted.logits(batch) - before.logits(batch)
     np.testing.assert_allclose(shift[:, CLASSES.index("MI")], np.log(2.0), atol=1e-9)
     np.testing.assert_allclose(np.delete(shift, CLASSES.index("MI"), axis=1), 0.0, atol=1e-9)
-    # Recalibrated for the weighted scores (the temperature sees the shifted log-probabilities).
-    assert info["temperature"] > 0 and 0 < info["review_threshold"] < 1
+    # Recalibrated for the weighted scores: T is the one that fits the shifted validation log-probabilities.
+    from ecg_app.calibration import fit_temperature
+    from ecg_app.training import labelled_arrays
+
+    roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
+    manifest = dataset.read_manifest(model_dir / "split.csv", roots)
+    x_val, y_val = labelled_arrays(*dataset.load_images([s for s in manifest if s.split == "val"]))
+    assert info["temperature"] == pytest.approx(fit_temperature(weighted.logits(x_val), y_val), rel=1e-6)
+    assert 0 < info["review_threshold"] < 1
     # Reported with the calibration, in metrics.json and on the Model Performance tab.
     from ecg_app.ui.performance_tab import extra_markdown
 
