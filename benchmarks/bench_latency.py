@@ -2,24 +2,56 @@
 shipped model to probabilities, median of repeated runs after a warm-up (target <= 60 ms on 2 cores).
 With `--baseline DIR`, the same total for another model directory too, the two timed in turns in this
 run, and their ratio: on a machine whose speed drifts between runs, only that ratio compares them.
+With `--agreement`, what decoding a full-size JPEG at reduced scale (`intake.DECODE_AT_LEAST`) changes:
+the validation split's printouts, scaled up to the scanner's 2213x1572, classified after a full decode
+and after the app's reduced one.
 
-    python benchmarks/bench_latency.py --data ../shared/data [--baseline DIR]
+    python benchmarks/bench_latency.py --data ../shared/data [--baseline DIR] [--agreement]
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
+from PIL import Image
 
 from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
-from ecg_app.dataset import image_files
+from ecg_app.dataset import image_files, read_manifest
+from ecg_app.evaluation import model_roots
 from ecg_app.intake import load_image
+from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.preprocess import preprocess
+
+FULL_SIZE = (2213, 1572)
+
+
+def full_size_jpeg(page: np.ndarray) -> bytes:
+    """A printout as the scanner writes it (the shared copies are half size), JPEG quality 90."""
+    full = cv2.resize(page, FULL_SIZE, interpolation=cv2.INTER_CUBIC)
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(full, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return encoded.tobytes()
+
+
+def full_decode(data: bytes) -> np.ndarray:
+    """Every pixel decoded, as the intake did before it decoded large JPEGs at reduced scale."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def in_turns(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median ms of each step, the steps timed one after another in every round."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(median_ms(step, 1))
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def median_ms(step, repeats: int) -> float:
@@ -37,13 +69,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--baseline", type=Path, help="a model directory to compare, timed in turns")
+    parser.add_argument("--agreement", action="store_true", help="full against reduced JPEG decoding")
     args = parser.parse_args()
 
     # The shared copies are half size; users upload the original 2213x1572 scans.
-    page = load_image(image_files(args.data / "mendeley-ecg")[0])
-    full = cv2.resize(page, (2213, 1572), interpolation=cv2.INTER_CUBIC)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(full, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    data = encoded.tobytes()
+    data = full_size_jpeg(load_image(image_files(args.data / "mendeley-ecg")[0]))
 
     classifier = Classifier(args.model)
     classifier.predict(load_image(data))  # load and trace the graph
@@ -57,7 +87,8 @@ def main() -> None:
     detector = median_ms(lambda: classifier.detect([rgb]), args.repeats) if has_detector else None
     total = median_ms(lambda: classifier.predict(load_image(data)), args.repeats)
     print(
-        f"model {classifier.version}, {len(data) / 1e6:.1f} MB JPEG 2213x1572, "
+        f"model {classifier.version}, {len(data) / 1e6:.1f} MB JPEG {FULL_SIZE[0]}x{FULL_SIZE[1]} "
+        f"decoded at {rgb.shape[1]}x{rgb.shape[0]}, "
         f"median of {args.repeats}, 2 cores"
     )
     print(f"decode (intake)      {decode:6.1f} ms")
@@ -66,19 +97,52 @@ def main() -> None:
     if detector is not None:
         print(f"ECG detector         {detector:6.1f} ms")
     print(f"bytes -> probabilities {total:6.1f} ms  (target <= 60 ms)")
+    reduced, full = in_turns(
+        {
+            "reduced": lambda: classifier.predict(load_image(data)),
+            "full": lambda: classifier.predict(full_decode(data)),
+        },
+        args.repeats,
+    ).values()
+    print(
+        f"in turns, median of {args.repeats}: reduced decoding {reduced:.1f} ms, "
+        f"every pixel decoded {full:.1f} ms, ratio {reduced / full:.2f}"
+    )
     if args.baseline:
         baseline = Classifier(args.baseline)
         baseline.predict(load_image(data))
-        models = {classifier.version: classifier, baseline.version: baseline}
-        times: dict[str, list[float]] = {version: [] for version in models}
-        for _ in range(args.repeats):
-            for version, model in models.items():
-                times[version].append(median_ms(lambda m=model: m.predict(load_image(data)), 1))
-        ours, theirs = (statistics.median(t) for t in times.values())
+        ours, theirs = in_turns(
+            {
+                "ours": lambda: classifier.predict(load_image(data)),
+                "baseline": lambda: baseline.predict(load_image(data)),
+            },
+            args.repeats,
+        ).values()
         print(
             f"in turns, median of {args.repeats}: {classifier.version} {ours:.1f} ms, "
             f"baseline {baseline.version} {theirs:.1f} ms, ratio {ours / theirs:.2f}"
         )
+    if args.agreement:
+        decoding_agreement(classifier)
+
+
+def decoding_agreement(classifier: Classifier) -> None:
+    """Print how often the full and the reduced decoding of the same full-size JPEG get the same class."""
+    samples = read_manifest(classifier.model_dir / "split.csv", model_roots(classifier.info))
+    chosen = [s for s in samples if s.split == "val" and s.label in ECG_CLASSES]
+    full, reduced = [], []
+    for sample in chosen:
+        data = full_size_jpeg(load_image(sample.path))
+        full.append(full_decode(data))
+        reduced.append(load_image(data))
+    y = np.array([CLASSES.index(s.label) for s in chosen])
+    p_full, p_reduced = classifier.predict_proba(full), classifier.predict_proba(reduced)
+    print(
+        f"validation printouts at {FULL_SIZE[0]}x{FULL_SIZE[1]}, n={len(y)}: same class "
+        f"{int((p_full.argmax(1) == p_reduced.argmax(1)).sum())}, accuracy full decode "
+        f"{(p_full.argmax(1) == y).mean():.3f}, reduced {(p_reduced.argmax(1) == y).mean():.3f}, "
+        f"largest probability change {np.abs(p_full - p_reduced).max():.3f}"
+    )
 
 
 if __name__ == "__main__":

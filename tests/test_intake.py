@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from ecg_app.intake import DEFAULT_LIMITS, IntakeError, IntakeLimits, load_image
-from tests.conftest import encode
+from ecg_app.preprocess import preprocess
+from tests.conftest import encode, synthetic_printout
 
 
 def _code(source, limits=DEFAULT_LIMITS) -> str:
@@ -49,6 +50,30 @@ def test_exif_orientation_is_applied():
     upright = load_image(buffer.getvalue())
     assert upright.shape[:2] == (200, 120)
     assert upright[5, -5].mean() < 60  # the square is now top-right
+
+
+def test_a_full_size_scan_is_decoded_at_half_scale_and_gives_the_same_ink_map():
+    scan = synthetic_printout(2213, 1572)
+    image = load_image(encode(scan, "JPEG", quality=90))
+    # Half scale is the training printouts' size; a quarter (554x393) would be below it.
+    assert image.shape == (786, 1107, 3)
+    full = np.asarray(Image.open(io.BytesIO(encode(scan, "JPEG", quality=90))).convert("RGB"))
+    assert full.shape == scan.shape  # Pillow alone decodes every pixel
+    assert np.abs(preprocess(image) - preprocess(full)).mean() < 0.02  # the model sees the same page
+
+
+def test_reduced_decoding_keeps_the_pictures_orientation_and_spares_other_formats():
+    stored = Image.fromarray(synthetic_printout(2213, 1572)).transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored portrait (1572x2213), displayed turned back to landscape
+    buffer = io.BytesIO()
+    stored.save(buffer, format="JPEG", exif=exif.tobytes(), quality=90)
+    assert load_image(buffer.getvalue()).shape == (786, 1107, 3)  # upright, both sides above the floor
+    assert load_image(encode(synthetic_printout(2213, 1572))).shape == (1572, 2213, 3)  # PNG: full size
+    photo = load_image(encode(synthetic_printout(4032, 3024), "JPEG", quality=90))
+    assert photo.shape == (1512, 2016, 3)  # a quarter (1008x756) would fall below the floor
+    strip = load_image(encode(synthetic_printout(5000, 400), "JPEG", quality=90))
+    assert strip.shape == (400, 5000, 3)  # already shorter than the floor on one side: untouched
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "CMYK", "1"])
