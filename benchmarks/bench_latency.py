@@ -45,13 +45,15 @@ def full_decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def in_turns(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median ms of each step, the steps timed one after another in every round."""
+def print_in_turns(steps: dict[str, Callable[[], object]], repeats: int) -> None:
+    """Time two steps one after the other in every round, and print their medians and ratio: on a
+    machine whose speed drifts between runs, only figures from the same rounds compare."""
     times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
         for name, step in steps.items():
             times[name].append(median_ms(step, 1))
-    return {name: statistics.median(t) for name, t in times.items()}
+    (first, a), (second, b) = ((name, statistics.median(t)) for name, t in times.items())
+    print(f"in turns, median of {repeats}: {first} {a:.1f} ms, {second} {b:.1f} ms, ratio {a / b:.2f}")
 
 
 def median_ms(step, repeats: int) -> float:
@@ -97,30 +99,22 @@ def main() -> None:
     if detector is not None:
         print(f"ECG detector         {detector:6.1f} ms")
     print(f"bytes -> probabilities {total:6.1f} ms  (target <= 60 ms)")
-    reduced, full = in_turns(
+    print_in_turns(
         {
-            "reduced": lambda: classifier.predict(load_image(data)),
-            "full": lambda: classifier.predict(full_decode(data)),
+            "reduced decoding": lambda: classifier.predict(load_image(data)),
+            "every pixel decoded": lambda: classifier.predict(full_decode(data)),
         },
         args.repeats,
-    ).values()
-    print(
-        f"in turns, median of {args.repeats}: reduced decoding {reduced:.1f} ms, "
-        f"every pixel decoded {full:.1f} ms, ratio {reduced / full:.2f}"
     )
     if args.baseline:
         baseline = Classifier(args.baseline)
         baseline.predict(load_image(data))
-        ours, theirs = in_turns(
+        print_in_turns(
             {
-                "ours": lambda: classifier.predict(load_image(data)),
-                "baseline": lambda: baseline.predict(load_image(data)),
+                classifier.version: lambda: classifier.predict(load_image(data)),
+                f"baseline {baseline.version}": lambda: baseline.predict(load_image(data)),
             },
             args.repeats,
-        ).values()
-        print(
-            f"in turns, median of {args.repeats}: {classifier.version} {ours:.1f} ms, "
-            f"baseline {baseline.version} {theirs:.1f} ms, ratio {ours / theirs:.2f}"
         )
     if args.agreement:
         decoding_agreement(classifier)
