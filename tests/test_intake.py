@@ -2,6 +2,7 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -63,12 +64,16 @@ def test_a_full_size_scan_is_decoded_at_half_scale_and_gives_the_same_ink_map():
 
 
 def test_reduced_decoding_keeps_the_pictures_orientation_and_spares_other_formats():
-    stored = Image.fromarray(synthetic_printout(2213, 1572)).transpose(Image.Transpose.ROTATE_90)
+    page = synthetic_printout(2213, 1572)
+    stored = Image.fromarray(page).transpose(Image.Transpose.ROTATE_90)  # portrait, 1572x2213
     exif = Image.Exif()
-    exif[0x0112] = 8  # stored portrait (1572x2213), displayed turned back to landscape
+    exif[0x0112] = 6  # to be turned 90 degrees clockwise for display: the landscape page again
     buffer = io.BytesIO()
     stored.save(buffer, format="JPEG", exif=exif.tobytes(), quality=90)
-    assert load_image(buffer.getvalue()).shape == (786, 1107, 3)  # upright, both sides above the floor
+    upright = load_image(buffer.getvalue())
+    assert upright.shape == (786, 1107, 3)  # both sides above the floor, in the displayed orientation
+    half = cv2.resize(page, (1107, 786), interpolation=cv2.INTER_AREA)
+    assert np.abs(upright.astype(int) - half.astype(int)).mean() < 5  # the page, the right way up
     assert load_image(encode(synthetic_printout(2213, 1572))).shape == (1572, 2213, 3)  # PNG: full size
     photo = load_image(encode(synthetic_printout(4032, 3024), "JPEG", quality=90))
     assert photo.shape == (1512, 2016, 3)  # a quarter (1008x756) would fall below the floor
