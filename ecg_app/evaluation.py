@@ -178,8 +178,17 @@ def _extreme(predictions, mask: np.ndarray, reduce, field: str) -> float | None:
 
 def heatmap_placement(classifier: Classifier, images: list[np.ndarray], predicted: np.ndarray) -> dict:
     """Shortcut detector: where the explanation's mass (Grad-CAM, with the lead map when the model has a
-    diagnosis network) of each prediction lies on the full page."""
-    cam = build_explainer(classifier)
+    diagnosis network) of each prediction lies on the full page. A network without the layer Grad-CAM
+    reads (the reference `seed` design) gets no figures and the reason, as the app shows it no map."""
+    try:
+        cam = build_explainer(classifier)
+    except ValueError as exc:
+        return {
+            "n": 0,
+            "share_mostly_inside_trace_area": None,
+            "mean_mass_inside_trace_area": None,
+            "note": f"Grad-CAM is not available for this network: {exc}",
+        }
     inside = []
     for image, label in zip(images, predicted, strict=True):
         _, page_map = cam.explain(image, int(label))
