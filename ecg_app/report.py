@@ -1,8 +1,8 @@
 """PDF report of one stored analysis: Jinja2 template (autoescaped) rendered by WeasyPrint.
 
 Kept fast by avoiding anything that needs a network or a browser: system fonts only, the thumbnail and
-the Grad-CAM overlay embedded as data URIs, probability bars drawn with HTML/CSS, and the stylesheet
-parsed once.
+the Grad-CAM overlay embedded as data URIs, probability bars drawn with HTML/CSS, the stylesheet read
+once, and tables with a fixed layout (WeasyPrint does not measure every cell first).
 """
 
 from __future__ import annotations

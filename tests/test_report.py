@@ -165,6 +165,31 @@ def test_disclaimer_and_page_number_on_every_page(store, page):
     assert f"ECG Analysis Report · {analysis.id}" in texts[1]  # running header from page 2 on
 
 
+def test_long_unbroken_text_wraps_inside_the_patient_column(store, page):
+    """A name or note with no spaces wraps within its column: it must not run over the uploaded image
+    beside it, nor push that image off the page (both happened before the cells could break words)."""
+    from weasyprint import HTML
+
+    patient = PatientInfo("W" * 150, 61, "female", "X" * 300)
+    html = render_report_html(add(store, page, patient=patient))
+    first = HTML(string=html).render().pages[0]
+    boxes = list(first._page_box.descendants())
+
+    def right_edge(box) -> float:
+        return box.position_x + box.margin_width()
+
+    def with_class(name: str):
+        elements = ((b, getattr(b, "element", None)) for b in boxes)
+        return next(b for b, e in elements if e is not None and name in e.get("class", "").split())
+
+    column, image = with_class("patient-col"), with_class("thumbnail")
+    texts = [b for b in column.descendants() if hasattr(b, "text")]
+    assert {"W" * 10, "X" * 10} <= {b.text[:10] for b in texts}
+    assert max(right_edge(b) for b in texts) <= right_edge(column) + 0.5
+    assert right_edge(column) <= image.position_x
+    assert right_edge(image) <= first.width
+
+
 def test_metrics_summary_tolerates_absence_and_other_versions(tmp_path, model_dir, store, page):
     assert model_metrics_summary(tmp_path / "nowhere", "test-1.0") == []
     assert model_metrics_summary(model_dir, "another-version") == []

@@ -94,6 +94,31 @@ def test_app_builds_with_a_stub_classifier(tmp_path):
     assert {"analyze", "report", "history"} <= api
 
 
+def test_app_is_built_with_the_networks_warm_and_finishes_the_warm_up_in_the_background(
+    tmp_path, shipped_model, caplog
+):
+    """Start-up waits only for what every analysis needs (the networks, traced); the detector, the
+    first explanation and the PDF fonts are readied in a background thread while the server starts."""
+    import threading
+
+    from ecg_app.analysis import explainer_for
+    from ecg_app.classifier import Classifier
+    from ecg_app.ui import build_app
+
+    settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    classifier = Classifier(shipped_model)
+    with caplog.at_level("INFO", logger="ecg_app.ui.app"):
+        build_app(settings, classifier=classifier)
+        assert classifier._model is not None  # loaded and traced before the app is returned
+        warming = [t for t in threading.enumerate() if t.name == "ecg-app-warm-up"]
+        assert len(warming) == 1 and warming[0].daemon
+        warming[0].join(timeout=300)
+    assert not warming[0].is_alive()
+    assert "warm-up finished" in caplog.text
+    assert classifier._detector is not None
+    assert explainer_for(classifier) is not None
+
+
 def test_quality_notice_lists_warnings_escaped_and_is_empty_without_them():
     warnings = [
         {"code": "blurry", "message": "The image looks blurred. Retake it."},

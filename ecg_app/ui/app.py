@@ -1,7 +1,9 @@
 """The dashboard: `build_app(settings)` assembles the four tabs; `launch` serves them.
 
-The classifier and the store are created once per process and shared by every request; the model is
-warmed up before the server reports ready, so the first user does not wait for TensorFlow.
+The classifier and the store are created once per process and shared by every request. The networks
+are loaded and traced before the server reports ready, so the first analysis does not wait for
+TensorFlow; the rest of the warm-up (the ECG detector, the first explanation, WeasyPrint's fonts) runs
+in a background thread while the server starts, so it no longer delays start-up (docs/dashboard.md).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import atexit
 import logging
 import shutil
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +32,7 @@ from ecg_app.ui.performance_tab import build_performance_tab
 log = logging.getLogger(__name__)
 
 CSS_FILE = Path(__file__).with_name("style.css")
+WARM_UP_EXAMPLE = EXAMPLES_DIR / "Normal(29).jpg"
 THEME = gr.themes.Default(
     primary_hue="cyan",
     secondary_hue="slate",
@@ -75,8 +79,14 @@ def load_classifier(settings: Settings):
 
 
 def warm_up(context: AppContext) -> None:
-    """Load the networks, trace their graphs, build Grad-CAM and load WeasyPrint's fonts before the first
-    real request."""
+    """Load the networks and trace them with one prediction: what every analysis needs at once."""
+    if context.classifier is not None:
+        context.classifier.predict(load_image(WARM_UP_EXAMPLE))
+
+
+def finish_warm_up(context: AppContext) -> None:
+    """Load the ECG detector, build and trace Grad-CAM and load WeasyPrint's fonts before the first
+    real request needs them. Safe beside requests: each part is built once under its own lock."""
     from ecg_app.analysis import explainer_for, explanation_overlay
     from ecg_app.labels import NON_ECG
     from ecg_app.report import render_report_pdf
@@ -84,8 +94,7 @@ def warm_up(context: AppContext) -> None:
 
     if context.classifier is None:
         return
-    example = EXAMPLES_DIR / "Normal(29).jpg"
-    rgb = load_image(example)
+    rgb = load_image(WARM_UP_EXAMPLE)
     prediction = context.classifier.predict(rgb)
     context.classifier.detect([rgb])  # the ECG detector runs only for Non-ECG calls: load it now too
     explainer = explainer_for(context.classifier)
@@ -94,10 +103,10 @@ def warm_up(context: AppContext) -> None:
     fake = StoredAnalysis(
         id=uuid.uuid4(),
         created_at=datetime.now(UTC),
-        original_filename=example.name,
+        original_filename=WARM_UP_EXAMPLE.name,
         image_sha256="0" * 64,
-        image_path=example,
-        thumbnail_path=example,
+        image_path=WARM_UP_EXAMPLE,
+        thumbnail_path=WARM_UP_EXAMPLE,
         media_type="image/jpeg",
         label=prediction.label,
         confidence=prediction.confidence,
@@ -107,6 +116,15 @@ def warm_up(context: AppContext) -> None:
         status=prediction.status,
     )
     render_report_pdf(fake, model_dir=context.settings.model_dir)
+    log.info("warm-up finished: detector, explanation and PDF ready")
+
+
+def _finish_warm_up_quietly(context: AppContext) -> None:
+    """`finish_warm_up` in a background thread: a failure there only means a slower first request."""
+    try:
+        finish_warm_up(context)
+    except Exception:
+        log.exception("background warm-up failed; the first analysis will do that work instead")
 
 
 def build_app(settings: Settings | None = None, *, store=None, classifier=None, warm: bool = True) -> App:
@@ -134,6 +152,10 @@ def build_app(settings: Settings | None = None, *, store=None, classifier=None, 
             build_performance_tab(context)
             build_about_tab(context)
     blocks.queue(default_concurrency_limit=ANALYSIS_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
+    if warm:
+        threading.Thread(
+            target=_finish_warm_up_quietly, args=(context,), name="ecg-app-warm-up", daemon=True
+        ).start()
     return App(blocks=blocks, context=context)
 
 
