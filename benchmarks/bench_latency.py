@@ -28,6 +28,7 @@ from ecg_app.dataset import image_files, read_manifest
 from ecg_app.evaluation import model_roots
 from ecg_app.intake import load_image
 from ecg_app.labels import CLASSES, ECG_CLASSES
+from ecg_app.page import find_page
 from ecg_app.preprocess import preprocess
 
 FULL_SIZE = (2213, 1572)
@@ -83,6 +84,7 @@ def main() -> None:
     x = preprocess(rgb)[None]
     decode = median_ms(lambda: load_image(data), args.repeats)
     prep = median_ms(lambda: preprocess(rgb), args.repeats)
+    page_search = median_ms(lambda: find_page(rgb), args.repeats)
     network = median_ms(lambda: classifier.logits(x), args.repeats)
     # The whole-picture ECG detector (resize + its networks), when the model has one.
     has_detector = classifier.detector_threshold is not None
@@ -94,7 +96,7 @@ def main() -> None:
         f"median of {args.repeats}, 2 cores"
     )
     print(f"decode (intake)      {decode:6.1f} ms")
-    print(f"preprocess           {prep:6.1f} ms")
+    print(f"preprocess           {prep:6.1f} ms  (of which the page search {page_search:.1f} ms)")
     print(f"network              {network:6.1f} ms")
     if detector is not None:
         print(f"ECG detector         {detector:6.1f} ms")

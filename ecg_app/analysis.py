@@ -14,7 +14,8 @@ from ecg_app.classifier import Prediction
 from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.preprocess import preprocess
+from ecg_app.page import straighten
+from ecg_app.preprocess import ink_map
 from ecg_app.quality import QualityWarning, assess
 from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
 from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
@@ -87,13 +88,15 @@ def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np
     """Grad-CAM overlay of the predicted class, at thumbnail size so it lines up with the thumbnail.
 
     The map is computed on exactly the model's input (preprocessed full-size picture), then laid over
-    the scaled-down picture: `GradCam.explain`'s overlay as the thumbnail shows it, without blending a
-    full-size image that is only ever shown small. None for a Non-ECG result: nothing ECG-like to explain.
+    the scaled-down page: `GradCam.explain`'s overlay as the thumbnail shows it, without blending a
+    full-size image that is only ever shown small. A photographed page is shown straightened, as the
+    networks read it. None for a Non-ECG result: nothing ECG-like to explain.
     """
     if label == NON_ECG:
         return None
-    cam = explainer(preprocess(rgb), CLASSES.index(label))
-    preview = fit(rgb, THUMBNAIL_MAX_SIDE)
+    page = straighten(rgb)
+    cam = explainer(ink_map(page), CLASSES.index(label))
+    preview = fit(page, THUMBNAIL_MAX_SIDE)
     return overlay(preview, heatmap_on_page(preview, cam))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from ecg_app.intake import IntakeError, load_image
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, class_from_folder
-from ecg_app.preprocess import preprocess
+from ecg_app.preprocess import ink_map
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 OTHER_ECG = "OtherECG"  # an ECG of another layout whose diagnosis is unknown ("some ECG class")
@@ -83,8 +83,9 @@ def file_md5(path: Path) -> str:
 
 
 def fingerprint(rgb: np.ndarray) -> np.ndarray:
-    """A tiny ink map of the trace area, centred and unit-length: its dot product is a correlation."""
-    vector = preprocess(rgb, size=_FINGERPRINT_SIZE).ravel().astype(np.float64)
+    """A tiny ink map of the trace area, centred and unit-length: its dot product is a correlation.
+    The file's own picture, not a straightened page: duplicates are judged on what was published."""
+    vector = ink_map(rgb, size=_FINGERPRINT_SIZE).ravel().astype(np.float64)
     vector -= vector.mean()
     return vector / (np.linalg.norm(vector) + 1e-12)
 

@@ -192,7 +192,7 @@ def heatmap_placement(classifier: Classifier, images: list[np.ndarray], predicte
     inside = []
     for image, label in zip(images, predicted, strict=True):
         _, page_map = cam.explain(image, int(label))
-        inside.append(mass_inside(page_map, crop_box(*image.shape[:2])))
+        inside.append(mass_inside(page_map, crop_box(*page_map.shape)))  # the page as read (straightened)
     inside = np.asarray(inside)
     return {
         "n": int(len(inside)),

@@ -18,7 +18,8 @@ import numpy as np
 from ecg_app.classifier import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.lead_diagnosis import curve_readers
-from ecg_app.preprocess import crop_box, preprocess
+from ecg_app.page import straighten
+from ecg_app.preprocess import crop_box, ink_map
 
 LAST_CONV = "s5b_relu"
 
@@ -30,9 +31,11 @@ class PageExplainer(ABC):
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray: ...
 
     def explain(self, rgb: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
-        """(overlay RGB image, full-size map in [0, 1]) for one upload and the class to explain."""
-        page_map = heatmap_on_page(rgb, self(preprocess(rgb), class_index))
-        return overlay(rgb, page_map), page_map
+        """(overlay RGB image, full-size map in [0, 1]) for one upload and the class to explain, both on
+        the page as the networks read it (a photographed page straightened, `preprocess`)."""
+        page = straighten(rgb)
+        page_map = heatmap_on_page(page, self(ink_map(page), class_index))
+        return overlay(page, page_map), page_map
 
 
 class GradCam(PageExplainer):

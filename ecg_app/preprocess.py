@@ -1,6 +1,9 @@
 """RGB image -> model input. The one preprocessing function shared by training and serving.
 
 Why these steps:
+- Straighten a photographed page first (`page.straighten`): a photo that shows the desk around the
+  printout has its sheet found and warped flat, so the crop below lands where it does on a scan. A
+  picture that is all page, such as every scan in the dataset, passes unchanged.
 - Crop to the trace area of the printout (relative coordinates of the reference template), so the
   printed header (patient ID, date, heart rate) and footer (machine settings) never reach the network
   and cannot become a shortcut. Relative, so it does not depend on the input resolution.
@@ -17,6 +20,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from ecg_app.page import straighten
+
 # Trace area of the reference printout: x 68-2177, y 283-1518 on a 2213x1572 page.
 TRACE_BOX: tuple[float, float, float, float] = (68 / 2213, 283 / 1572, 2177 / 2213, 1518 / 1572)
 INPUT_HEIGHT = 320
@@ -31,10 +36,21 @@ def crop_box(height: int, width: int) -> tuple[int, int, int, int]:
     return round(top * height), round(bottom * height), round(left * width), round(right * width)
 
 
-def preprocess(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)) -> np.ndarray:
-    """Map an (H, W, 3) uint8 RGB image to an (h, w, 1) float32 ink map in [0, 1]."""
+def _check_rgb(rgb: np.ndarray) -> None:
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
+
+
+def preprocess(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)) -> np.ndarray:
+    """Map an (H, W, 3) uint8 RGB image to an (h, w, 1) float32 ink map in [0, 1]: the page
+    straightened, then `ink_map`."""
+    _check_rgb(rgb)
+    return ink_map(straighten(rgb), size)
+
+
+def ink_map(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)) -> np.ndarray:
+    """The trace area of a picture taken as the whole page, as an (h, w, 1) ink map."""
+    _check_rgb(rgb)
     top, bottom, left, right = crop_box(*rgb.shape[:2])
     crop = rgb[top:bottom, left:right]
     # Pairwise maxima: identical to crop.max(axis=2) and ~20x faster on a full-size scan.

@@ -1,4 +1,5 @@
-"""Image-quality warnings for an upload: blurry, low-resolution or not showing the whole page.
+"""Image-quality warnings for an upload: blurry, low-resolution, a photographed page that had to be
+straightened, or not showing the whole page.
 
 Warnings, not rejections: the image is still analysed, and the user is told why the result may be
 less reliable and how to take a better picture.
@@ -10,6 +11,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from ecg_app.page import find_page
 
 MIN_WIDTH, MIN_HEIGHT = 800, 500
 # Variance of the Laplacian at 1100 px width. Measured on ../shared/data: the 5th percentile of real
@@ -51,6 +54,14 @@ def assess(rgb: np.ndarray) -> list[QualityWarning]:
             QualityWarning(
                 "blurry",
                 "The image looks blurred. Hold the camera steady, focus on the traces and retake it.",
+            )
+        )
+    if find_page(rgb) is not None:
+        warnings.append(
+            QualityWarning(
+                "page_straightened",
+                "The page was found in the photo and straightened before it was read (the explanation "
+                "shows it as read). Check that the whole printout is there; a flat scan is more reliable.",
             )
         )
     aspect = width / height

@@ -38,6 +38,35 @@ def _blank_header(image: np.ndarray) -> np.ndarray:
     return blanked
 
 
+def _desk(height: int, width: int) -> np.ndarray:
+    """A wooden desk top (the same every time): brown, with streaks of grain along its width."""
+    import cv2
+
+    grain = np.random.default_rng(0).random((12, 48)).astype(np.float32)
+    streaks = cv2.resize(grain, (width, height), interpolation=cv2.INTER_CUBIC)
+    shade = 0.75 + 0.25 * np.clip(streaks, 0, 1)[:, :, None]
+    return (np.float32([150, 105, 70]) * shade).astype(np.uint8)
+
+
+def _on_a_desk(image: np.ndarray) -> np.ndarray:
+    """A phone photo of the printout lying on a desk: the page fills about three quarters of the frame's
+    width, seen a little from one side, under a lighting gradient."""
+    import cv2
+
+    height, width = image.shape[:2]
+    frame_h, frame_w = round(1.3 * height), round(1.3 * width)
+    left, top = (frame_w - width) / 2, (frame_h - height) / 2
+    page = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    seen = page + np.float32(
+        [[left + 0.03 * width, top], [left, top + 0.02 * height], [left, top], [left, top]]
+    )
+    matrix = cv2.getPerspectiveTransform(page, seen)
+    photo = cv2.warpPerspective(image, matrix, (frame_w, frame_h), flags=cv2.INTER_LINEAR)
+    sheet = cv2.warpPerspective(np.ones((height, width), np.float32), matrix, (frame_w, frame_h))[:, :, None]
+    photo = (photo * sheet + _desk(frame_h, frame_w) * (1 - sheet)).astype(np.uint8)
+    return augment.lighting_gradient(photo, np.pi / 6, 0.25)
+
+
 DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "rotate +5 deg": _rotate(5.0),
     "rotate -5 deg": _rotate(-5.0),
@@ -47,6 +76,7 @@ DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "downscale to 800 px wide": _downscale_to_800,
     "lighting gradient (40%)": lambda image: augment.lighting_gradient(image, np.pi / 4, 0.4),
     "header blanked": _blank_header,
+    "photographed on a desk": _on_a_desk,
 }
 
 

@@ -221,6 +221,24 @@ def test_gradcam_overlay_with_the_shipped_model(shipped_model):
     assert explanation_overlay(explainer, rgb, NON_ECG) is None
 
 
+def test_a_photo_of_a_printout_on_a_desk_is_read_and_explained_as_its_page(shipped_model):
+    """The shipped model gets the photographed example right (the page is found and straightened before
+    the crop), and the overlay shows that straightened page, at thumbnail size."""
+    from ecg_app.page import straighten
+    from ecg_app.preprocess import crop_box
+    from ecg_app.robustness import DEGRADATIONS
+
+    classifier = get_classifier(shipped_model)
+    photo = DEGRADATIONS["photographed on a desk"](load_image(EXAMPLES_DIR / "MI(19).jpg"))
+    assert classifier.predict(photo).label == "MI"
+    picture = explanation_overlay(explainer_for(classifier), photo, "MI")
+    page = fit(straighten(photo))
+    assert picture.shape == page.shape
+    header = crop_box(*page.shape[:2])[0]  # no heat above the trace area: the picture shows there
+    assert np.array_equal(picture[:header], page[:header])
+    assert not np.array_equal(picture[:header], fit(photo)[:header])
+
+
 def test_analyze_and_store_explains_and_checks_quality_with_the_shipped_model(
     env, blurred_ecg_file, shipped_model
 ):

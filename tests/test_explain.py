@@ -127,3 +127,17 @@ def test_page_and_leads_averages_grad_cam_with_the_lead_map():
     cam_only = np.clip(cv2.resize(cam(x, non_ecg), (544, 320), interpolation=cv2.INTER_CUBIC), 0, 1)
     expected = cam_only / cam_only.max() if cam_only.max() > 0 else cam_only
     np.testing.assert_allclose(PageAndLeads(cam, leads)(x, non_ecg), expected, atol=1e-6)
+
+
+def test_a_photographed_page_is_explained_on_the_page_as_the_network_read_it(printout):
+    """The map belongs to the straightened page (`page.straighten`), not to the photo around it: it is
+    laid over that page, and its mass stays inside that page's trace area."""
+    from ecg_app.page import straighten
+    from ecg_app.robustness import DEGRADATIONS
+
+    photo = DEGRADATIONS["photographed on a desk"](printout)
+    page = straighten(photo)
+    assert page is not photo and page.shape != photo.shape
+    picture, page_map = GradCam(make_model("default")).explain(photo, class_index=0)
+    assert picture.shape == page.shape and page_map.shape == page.shape[:2]
+    assert mass_inside(page_map, crop_box(*page.shape[:2])) == pytest.approx(1.0)

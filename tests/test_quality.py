@@ -27,3 +27,10 @@ def test_cropped_or_portrait_framing_is_flagged(printout):
 def test_messages_are_sentences(printout):
     for warning in assess(cv2.GaussianBlur(printout[:, :500], (0, 0), 4)):
         assert warning.message.endswith(".") and len(warning.message) > 30
+
+
+def test_a_photographed_page_that_was_straightened_is_said_so(printout):
+    from ecg_app.robustness import DEGRADATIONS
+
+    assert "page_straightened" in codes(DEGRADATIONS["photographed on a desk"](printout))
+    assert "page_straightened" not in codes(printout)
