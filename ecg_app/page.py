@@ -25,7 +25,9 @@ THRESHOLD_STEPS = 4  # brightness thresholds tried, from Otsu's towards white
 MAX_OUTLINE_POINTS = 8  # a simplified outline with more corners than this is not a sheet
 EDGE_MARGIN = 0.01  # a page's corners must lie at least this far (share of the long side) inside the picture
 _CLOSE = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))  # fills the traces and grid lines
-_OPEN = cv2.getStructuringElement(cv2.MORPH_RECT, (21, 21))  # cuts off bright clutter joined to the sheet
+# Openings that cut bright clutter off the sheet, the smaller tried first: whatever is narrower than the
+# kernel goes, and a sheet is at least ~200 px across here.
+_OPENINGS = [cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)) for side in (21, 41, 61)]
 
 
 def _search_copy(rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -95,17 +97,18 @@ def find_page(rgb: np.ndarray) -> np.ndarray | None:
     otsu, _ = cv2.threshold(value, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     for step in range(THRESHOLD_STEPS):
         level = otsu + (250 - otsu) * step / THRESHOLD_STEPS
-        mask = cv2.morphologyEx(((value > level) & colourless).astype(np.uint8), cv2.MORPH_CLOSE, _CLOSE)
-        mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, _OPEN)
-        quad, share = _sheet(mask)
-        if step == 0 and share >= FULL_PAGE:
-            return None  # the picture is the page (a scan or a screenshot)
-        if (
-            quad is not None
-            and MIN_PAGE <= cv2.contourArea(quad) / mask.size < FULL_PAGE
-            and _inside(quad, mask)
-        ):
-            return _ordered(quad) / np.float32(scale)
+        paper = cv2.morphologyEx(((value > level) & colourless).astype(np.uint8), cv2.MORPH_CLOSE, _CLOSE)
+        for opening in _OPENINGS:
+            mask = cv2.morphologyEx(paper, cv2.MORPH_OPEN, opening)
+            quad, share = _sheet(mask)
+            if step == 0 and share >= FULL_PAGE:
+                return None  # the picture is the page (a scan or a screenshot)
+            if (
+                quad is not None
+                and MIN_PAGE <= cv2.contourArea(quad) / mask.size < FULL_PAGE
+                and _inside(quad, mask)
+            ):
+                return _ordered(quad) / np.float32(scale)
     return None
 
 
