@@ -85,7 +85,8 @@ def _build_explainer(classifier: Predictor) -> Explainer | None:
 
 
 def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np.ndarray | None:
-    """Grad-CAM overlay of the predicted class, at thumbnail size so it lines up with the thumbnail.
+    """Grad-CAM overlay of the predicted class, at thumbnail size (of the upload, or of its page when a
+    photographed page was straightened).
 
     The map is computed on exactly the model's input (preprocessed full-size picture), then laid over
     the scaled-down page: `GradCam.explain`'s overlay as the thumbnail shows it, without blending a

@@ -31,6 +31,7 @@ _OPENINGS = [cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)) for side in
 
 
 def _search_copy(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    """A small copy to search (linear resampling: a quarter of area averaging's time) and its scale."""
     height, width = rgb.shape[:2]
     scale = WORK_SIDE / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
@@ -61,9 +62,7 @@ def _sheet(mask: np.ndarray) -> tuple[np.ndarray | None, float]:
     quad = max(
         (points[list(corners)] for corners in combinations(range(len(points)), 4)), key=cv2.contourArea
     )
-    if cv2.contourArea(region) < MIN_FILL * cv2.contourArea(hull) or cv2.contourArea(
-        quad
-    ) < MIN_FILL * cv2.contourArea(hull):
+    if min(cv2.contourArea(region), cv2.contourArea(quad)) < MIN_FILL * cv2.contourArea(hull):
         return None, share
     return quad, share
 
