@@ -5,7 +5,8 @@ screenshot (the page is the picture) but not for a phone photo that shows the de
 there the crop lands on the wrong part, and the networks, which never saw a background, misread most
 such photos and called many Non-ECG (model card, "Photographed on a desk"). So the largest bright,
 colourless region is taken as the page when it is a clear four-cornered shape, wholly in view,
-covering a good part of the picture but not all of it, and is warped to a straight rectangle. A
+covering at least a twentieth of the picture (a photographed rhythm strip is a thin sheet) but not all
+of it, and is warped to a straight rectangle. A
 picture that is all page (every printout in the dataset) is returned unchanged.
 """
 
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 
 WORK_SIDE = 480  # the search runs on a copy this long: about 2 ms, corners within ~0.5%
-MIN_PAGE = 0.2  # the paper must cover at least this share of the picture to be taken for a page
+MIN_PAGE = 0.05  # the paper must cover at least this share of the picture to be taken for a page
 FULL_PAGE = 0.9  # ... and less than this, or the picture is the page already (a scan)
 MIN_FILL = 0.9  # the bright region must fill its four-cornered outline this well (a sheet, not a blob)
 PAPER_MAX_SATURATION = 70  # HSV saturation (0-255) below which a bright pixel may be paper
