@@ -188,6 +188,8 @@ def test_long_unbroken_text_wraps_inside_the_patient_column(store, page):
     assert max(right_edge(b) for b in texts) <= right_edge(column) + 0.5
     assert right_edge(column) <= image.position_x
     assert right_edge(image) <= first.width
+    # The two columns, padding included, fit the width of the page's content (the header's table).
+    assert right_edge(with_class("image-col")) <= right_edge(with_class("layout")) + 0.5
 
 
 def test_metrics_summary_tolerates_absence_and_other_versions(tmp_path, model_dir, store, page):

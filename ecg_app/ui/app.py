@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
@@ -28,6 +29,9 @@ from ecg_app.ui.analyze_tab import EXAMPLES_DIR, build_analyze_tab
 from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
 from ecg_app.ui.history_tab import build_history_tab
 from ecg_app.ui.performance_tab import build_performance_tab
+
+if TYPE_CHECKING:
+    from ecg_app.classifier import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -78,24 +82,23 @@ def load_classifier(settings: Settings):
         return None
 
 
-def warm_up(context: AppContext) -> None:
-    """Load the networks and trace them with one prediction: what every analysis needs at once."""
-    if context.classifier is not None:
-        context.classifier.predict(load_image(WARM_UP_EXAMPLE))
+def warm_up(context: AppContext) -> Prediction | None:
+    """Load the networks and trace them with one prediction (returned): what every analysis needs."""
+    if context.classifier is None:
+        return None
+    return context.classifier.predict(load_image(WARM_UP_EXAMPLE))
 
 
-def finish_warm_up(context: AppContext) -> None:
+def finish_warm_up(context: AppContext, prediction: Prediction) -> None:
     """Load the ECG detector, build and trace Grad-CAM and load WeasyPrint's fonts before the first
-    real request needs them. Safe beside requests: each part is built once under its own lock."""
+    real request needs them, from `warm_up`'s prediction of the example. Safe beside requests: each
+    part is built once under its own lock."""
     from ecg_app.analysis import explainer_for, explanation_overlay
     from ecg_app.labels import NON_ECG
     from ecg_app.report import render_report_pdf
     from ecg_app.store import StoredAnalysis
 
-    if context.classifier is None:
-        return
     rgb = load_image(WARM_UP_EXAMPLE)
-    prediction = context.classifier.predict(rgb)
     context.classifier.detect([rgb])  # the ECG detector runs only for Non-ECG calls: load it now too
     explainer = explainer_for(context.classifier)
     if explainer is not None:
@@ -119,10 +122,10 @@ def finish_warm_up(context: AppContext) -> None:
     log.info("warm-up finished: detector, explanation and PDF ready")
 
 
-def _finish_warm_up_quietly(context: AppContext) -> None:
+def _finish_warm_up_quietly(context: AppContext, prediction: Prediction) -> None:
     """`finish_warm_up` in a background thread: a failure there only means a slower first request."""
     try:
-        finish_warm_up(context)
+        finish_warm_up(context, prediction)
     except Exception:
         log.exception("background warm-up failed; the first analysis will do that work instead")
 
@@ -140,8 +143,7 @@ def build_app(settings: Settings | None = None, *, store=None, classifier=None, 
         classifier=classifier if classifier is not None else load_classifier(settings),
         work_dir=work_dir,
     )
-    if warm:
-        warm_up(context)
+    warmed = warm_up(context) if warm else None
     with gr.Blocks(
         title="ECG Image Classifier", analytics_enabled=False, delete_cache=(3600, 86400)
     ) as blocks:
@@ -152,9 +154,9 @@ def build_app(settings: Settings | None = None, *, store=None, classifier=None, 
             build_performance_tab(context)
             build_about_tab(context)
     blocks.queue(default_concurrency_limit=ANALYSIS_CONCURRENCY, max_size=QUEUE_MAX_SIZE)
-    if warm:
+    if warmed is not None:
         threading.Thread(
-            target=_finish_warm_up_quietly, args=(context,), name="ecg-app-warm-up", daemon=True
+            target=_finish_warm_up_quietly, args=(context, warmed), name="ecg-app-warm-up", daemon=True
         ).start()
     return App(blocks=blocks, context=context)
 
