@@ -59,7 +59,10 @@ def probability_figure(probabilities: Mapping[str, float], title: str | None = N
 
 
 def confusion_matrix_figure(
-    matrix: Sequence[Sequence[float]], classes: Sequence[str] = CLASSES, normalize: bool = False
+    matrix: Sequence[Sequence[float]],
+    classes: Sequence[str] = CLASSES,
+    normalize: bool = False,
+    title: str | None = None,
 ) -> go.Figure:
     """Heatmap, rows = true class, columns = predicted; `normalize` divides each row by its total."""
     counts = np.asarray(matrix, dtype=float)
@@ -92,7 +95,7 @@ def confusion_matrix_figure(
     )
     fig.update_xaxes(title="Predicted class", side="bottom", showgrid=False)
     fig.update_yaxes(title="True class", autorange="reversed", showgrid=False)
-    title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)"
+    title = title or ("Confusion matrix (row-normalised)" if normalize else "Confusion matrix (counts)")
     return _style(fig, height=420, title=title)
 
 
@@ -174,43 +177,60 @@ def training_curves_figure(history: Mapping[str, Sequence[float]]) -> go.Figure:
 
 
 def reliability_figure(reliability: Sequence[Mapping] | Mapping) -> go.Figure | None:
-    """Reliability diagram (mean confidence vs accuracy per bin), or None when the data is not usable.
+    """Reliability diagram: a bar per confidence bin, as high as the bin's accuracy and labelled with
+    how many images it holds, or None when the data is not usable.
 
-    Takes the evaluation module's list of bins ({"confidence", "accuracy", "count", ...}; empty bins
-    have None) or a mapping of per-bin lists; anything else means no chart, never a dashboard error.
+    Bars, not a line: most images sit in the top bin, and a line through bins of one or two images
+    reads as a trend that is not there. Takes the evaluation module's list of bins ({"lower",
+    "upper", "confidence", "accuracy", "count"}; empty bins have None) or a mapping of per-bin lists;
+    anything else means no chart, never a dashboard error.
     """
     if isinstance(reliability, Sequence) and not isinstance(reliability, str):
         bins = [b for b in reliability if isinstance(b, Mapping)]
         conf = [b.get("confidence") for b in bins]
         acc = [b.get("accuracy") for b in bins]
         counts = [b.get("count") for b in bins]
+        edges = [(b.get("lower"), b.get("upper")) for b in bins]
     else:
         conf = _first(reliability, ("confidence", "mean_confidence", "bin_confidence", "avg_confidence"))
         acc = _first(reliability, ("accuracy", "bin_accuracy", "avg_accuracy", "fraction_correct"))
         counts = _first(reliability, ("count", "counts", "bin_count", "bin_counts", "n"))
+        edges = None
     if not conf or not acc or len(conf) != len(acc):
         return None
     sizes = counts if counts and len(counts) == len(conf) else [None] * len(conf)
-    points = [(c, a, n) for c, a, n in zip(conf, acc, sizes, strict=True) if c is not None and a is not None]
+    spans = edges or [(None, None)] * len(conf)
+    points = [
+        (c, a, n, span)
+        for c, a, n, span in zip(conf, acc, sizes, spans, strict=True)
+        if c is not None and a is not None
+    ]
     if not points:
         return None
-    largest = max(max((p[2] or 0) for p in points), 1)
+    # Each bar spans its bin when the bins' edges are known, else a narrow bar at the bin's confidence.
+    centres, widths = [], []
+    for confidence, _, _, (lower, upper) in points:
+        known = isinstance(lower, int | float) and isinstance(upper, int | float)
+        centres.append((lower + upper) / 2 if known else confidence)
+        widths.append(0.9 * (upper - lower) if known else 0.04)
     fig = go.Figure()
     fig.add_trace(_diagonal("Perfect calibration"))
     fig.add_trace(
-        go.Scatter(
-            x=[p[0] for p in points],
+        go.Bar(
+            x=centres,
             y=[p[1] for p in points],
-            mode="lines+markers",
-            name="Model",
-            line=dict(color=ACCENT, width=2),
-            marker=dict(size=[8 + 10 * np.sqrt((p[2] or 0) / largest) for p in points]),
-            customdata=[p[2] for p in points],
-            hovertemplate="Confidence %{x:.2f}<br>Accuracy %{y:.2f}<br>%{customdata} images<extra></extra>",
+            width=widths,
+            name="Accuracy in bin",
+            marker=dict(color=ACCENT, opacity=0.75),
+            text=[f"n={p[2]}" if p[2] is not None else "" for p in points],
+            textposition="outside",
+            customdata=[[p[0], p[2]] for p in points],
+            hovertemplate="Mean confidence %{customdata[0]:.2f}<br>Accuracy %{y:.2f}<br>"
+            "%{customdata[1]} images<extra></extra>",
         )
     )
-    fig.update_xaxes(title="Mean confidence in bin", range=[0, 1.04])
-    fig.update_yaxes(title="Accuracy in bin", range=[-0.02, 1.06])
+    fig.update_xaxes(title="Confidence (top probability)", range=[0, 1.02])
+    fig.update_yaxes(title="Accuracy in bin", range=[0, 1.15])
     fig.update_layout(legend=dict(x=0.02, y=0.98))
     return _style(fig, height=380, title="Reliability (calibration)")
 

@@ -100,7 +100,12 @@ def _data_root_overrides(args: argparse.Namespace) -> dict[str, Path]:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import evaluate_model_dir
 
-    metrics = evaluate_model_dir(Path(args.model), split=args.split, roots=_data_root_overrides(args))
+    metrics = evaluate_model_dir(
+        Path(args.model),
+        split=args.split,
+        roots=_data_root_overrides(args),
+        cross_validation=args.cross_validation,
+    )
     summary = metrics["test"]
     print(
         f"{args.split}: n={summary['n']} accuracy={summary['accuracy']['value']:.3f} "
@@ -108,6 +113,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f"[{summary['macro_f1']['ci95'][0]:.3f}, {summary['macro_f1']['ci95'][1]:.3f}] "
         f"ECE={summary['ece']:.3f}"
     )
+    if "cross_validation" in metrics:
+        pooled = metrics["cross_validation"]
+        f1 = pooled["macro_f1"]
+        print(
+            f"out of fold ({pooled['run']}): n={pooled['n']} macro-F1={f1['value']:.3f} "
+            f"[{f1['ci95'][0]:.3f}, {f1['ci95'][1]:.3f}] MI recall={pooled['mi_recall']['value']:.3f}"
+        )
     return 0
 
 
@@ -537,6 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="metrics on the held-out test split; writes metrics.json")
     _add_model_data_arguments(p)
     p.add_argument("--split", default="test", choices=["test", "val"])
+    p.add_argument(
+        "--cross-validation",
+        type=Path,
+        metavar="RUN",
+        help="a kept cross-validation run of the model's recipe (e.g. model/cross-validation/diagnosis-mix): "
+        "its out-of-fold figures are shown beside the split's",
+    )
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(

@@ -209,8 +209,15 @@ def model_roots(info: dict, overrides: dict[str, Path] | None = None) -> dict[st
     return roots
 
 
-def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Path] | None = None) -> dict:
-    """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics."""
+def evaluate_model_dir(
+    model_dir: Path,
+    split: str = "test",
+    roots: dict[str, Path] | None = None,
+    cross_validation: Path | None = None,
+) -> dict:
+    """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics.
+    With `cross_validation`, a kept cross-validation run of the model's recipe, its out-of-fold figures
+    go beside the split's (`cross_validation.out_of_fold_summary`)."""
     classifier = Classifier(model_dir)
     info = classifier.info
     samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
@@ -256,6 +263,10 @@ def evaluate_model_dir(model_dir: Path, split: str = "test", roots: dict[str, Pa
         "robustness": robustness,
         "gradcam": shortcut_check,
     }
+    if cross_validation is not None:
+        from ecg_app.cross_validation import out_of_fold_summary  # it imports this module
+
+        result["cross_validation"] = out_of_fold_summary(cross_validation)
     if split == "test":
         from ecg_app.training import write_json_atomic
 

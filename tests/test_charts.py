@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from ecg_app import charts
 from ecg_app.labels import CLASSES, COLORS, DISPLAY_NAMES
 from ecg_app.ui import performance_tab
+from tests.conftest import MODEL_DIR
 
 PROBS = {"Normal": 0.1, "MI": 0.6, "NonECG": 0.05, "AHB": 0.15, "HMI": 0.1}  # deliberately unordered
 MATRIX = [[5, 1, 0, 0, 0], [1, 12, 3, 1, 0], [0, 2, 40, 5, 0], [0, 3, 2, 23, 0], [0, 0, 0, 0, 0]]
@@ -64,15 +67,20 @@ def test_reliability_figure_reads_known_key_names_and_gives_none_otherwise():
     assert charts.reliability_figure({"confidence": [0.1], "accuracy": [0.1, 0.2]}) is None
 
 
-def test_reliability_figure_reads_the_evaluation_modules_bins():
+def test_reliability_figure_draws_a_bar_per_bin_labelled_with_its_images():
+    """Bars span their bins (edges from the evaluation module) and say how many images each holds:
+    a bin of one image must not read as part of a trend."""
     bins = [
         {"lower": 0.0, "upper": 0.5, "count": 0, "confidence": None, "accuracy": None},
         {"lower": 0.5, "upper": 0.8, "count": 5, "confidence": 0.7, "accuracy": 0.6},
         {"lower": 0.8, "upper": 1.0, "count": 20, "confidence": 0.93, "accuracy": 0.95},
     ]
     model = charts.reliability_figure(bins).data[1]
-    assert list(model.x) == [0.7, 0.93] and list(model.y) == [0.6, 0.95]  # empty bin left out
-    assert list(model.customdata) == [5, 20]
+    assert model.type == "bar"
+    assert list(model.x) == pytest.approx([0.65, 0.9]) and list(model.y) == [0.6, 0.95]  # empty bin left out
+    assert list(model.width) == pytest.approx([0.27, 0.18])
+    assert list(model.text) == ["n=5", "n=20"]
+    assert [list(c) for c in model.customdata] == [[0.7, 5], [0.93, 20]]
 
 
 def test_training_curves_include_validation_macro_f1():
@@ -91,15 +99,35 @@ def test_performance_tab_tolerates_partial_metrics(tmp_path):
         '{"model_version": "v1", "test": {"n": 10, "accuracy": {"value": 0.9, "ci95": [0.8, 0.95]},'
         ' "confusion_matrix": ' + str(MATRIX) + "}}"
     )
-    summary, cm_counts, cm_norm, per_class, roc, reliability, curves, dataset_box, dataset, extra = (
-        performance_tab.performance_outputs(tmp_path)
-    )
+    summary, cm_counts, cm_norm, *others = performance_tab.performance_outputs(tmp_path)
     assert "0.900" in summary and "0.800" in summary and "v1" in summary
     assert cm_counts["visible"] and cm_norm["visible"]
     assert cm_counts["value"].data[0].type == "heatmap"
+    dataset = others.pop(-2)  # the dataset table's value; its box is hidden
     assert dataset is None
-    for hidden in (per_class, roc, reliability, curves, dataset_box, extra):
-        assert hidden["visible"] is False
+    # Per-class table, cross-validation text and matrix, ROC, reliability, curves, dataset box, extra.
+    assert len(others) == 8 and all(hidden["visible"] is False for hidden in others)
+
+
+def test_performance_tab_shows_the_recipes_out_of_fold_figures_beside_the_test_splits(tmp_path):
+    """The shipped metrics.json's cross-validation section (see test_cross_validation for where it comes
+    from): its counts, intervals and fold-by-fold figures on the tab, and its confusion matrix."""
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    outputs = performance_tab.performance_outputs(tmp_path)
+    cv, matrix = metrics["cross_validation"], outputs[5]["value"]
+    html = outputs[4]["value"]
+    assert outputs[4]["visible"] and f"{cv['n']} train + validation images, out of fold" in html
+    mi = cv["per_class"]["MI"]
+    assert f"{round(mi['recall'] * mi['support'])} of {mi['support']} images" in html
+    assert f"{cv['macro_f1']['value']:.3f}" in html and f"{cv['macro_f1']['ci95'][0]:.3f}" in html
+    assert all(f"{f:.3f}" in html for f in cv["per_fold_macro_f1"])
+    assert "2 diagnosis networks" in html
+    assert np.array(matrix.data[0].z).tolist() == cv["confusion_matrix"]
+    assert "Out of fold" in matrix.layout.title.text
+    # The test split's own MI card says how few images its recall counts.
+    test_mi = metrics["test"]["per_class"]["MI"]
+    assert f"{round(test_mi['recall'] * test_mi['support'])} of {test_mi['support']} images" in outputs[0]
 
 
 def test_dataset_table_counts_duplicates_removed():

@@ -22,6 +22,7 @@ from ecg_app.cross_validation import (
     assign_folds,
     compare_runs,
     fold_settings,
+    out_of_fold_summary,
     recipe,
 )
 from ecg_app.evaluation import compute_metrics, macro_f1
@@ -232,6 +233,27 @@ def test_a_diagnosis_candidates_verdict_follows_from_its_kept_predictions(name, 
     assert result["against_baseline"] == {"baseline": f"model/cross-validation/{baseline}", **verdict}
     assert verdict["replaces_baseline"] is replaces
     assert (verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN) is replaces
+
+
+def test_the_dashboards_out_of_fold_figures_are_the_shipped_recipes_kept_run():
+    """metrics.json's "cross_validation" (the Model Performance tab shows it) is `out_of_fold_summary` of
+    the kept run of the recipe the shipped model was built with: its diagnosis networks' settings
+    (seed and count apart), the same page share, and the kept baseline as its page networks."""
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    run = MODEL_DIR / "cross-validation" / "diagnosis-mix"
+    assert metrics["cross_validation"] == json.loads(json.dumps(out_of_fold_summary(run)))
+    assert metrics["cross_validation"]["run"] == "model/cross-validation/diagnosis-mix"
+    shipped = json.loads((MODEL_DIR / MODEL_INFO_FILE).read_text())["ecg_diagnosis"]["config"]
+    kept = json.loads((run / RESULT_FILE).read_text())["recipe"]
+    ignored = ("seed", "members", "page_share")
+    assert {k: v for k, v in kept["diagnosis"].items() if k not in ignored} == {
+        k: v for k, v in shipped.items() if k not in ignored
+    }
+    assert kept["page_share"] == shipped["page_share"]
+    assert kept["page_run"] == "model/cross-validation/default"
+    summary = out_of_fold_summary(BASELINE_RUN)
+    assert summary["networks_per_fold"] == {"page": 1, "diagnosis": 0}
+    assert summary["n"] == sum(row["support"] for row in summary["per_class"].values())
 
 
 def test_a_fold_resumes_from_its_held_out_predictions_and_never_from_another_recipes(tmp_path):

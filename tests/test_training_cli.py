@@ -13,7 +13,7 @@ from ecg_app import dataset
 from ecg_app.cli import main
 from ecg_app.labels import CLASSES
 from ecg_app.training import TrainConfig, train
-from tests.conftest import encode, synthetic_printout
+from tests.conftest import MODEL_DIR, encode, synthetic_printout
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,28 @@ def test_evaluate_writes_metrics(tiny_run, capsys):
     gate = metrics["test"]["ecg_gate"]
     assert gate["fitted"] and set(gate["non_ecg_recall"]) == {"softmax_only", "with_gate"}
     assert metrics["history"]["loss"] and metrics["dataset"]["split_sizes"]
+    assert "cross_validation" not in metrics  # only when a kept run is named
     assert "macro-F1" in capsys.readouterr().out
+
+
+def test_evaluate_puts_a_kept_cross_validation_beside_the_test_split(tiny_run, capsys):
+    run = MODEL_DIR / "cross-validation" / "default"
+    args = ["evaluate", "--model", str(tiny_run / "model"), "--cross-validation", str(run)]
+    assert main(args) == 0
+    metrics = json.loads((tiny_run / "model" / "metrics.json").read_text())
+    pooled = json.loads((run / "cv.json").read_text())["out_of_fold"]
+    section = metrics["cross_validation"]
+    assert section["run"] == "model/cross-validation/default" and section["n"] == pooled["n"]
+    assert (
+        section["macro_f1"] == pooled["macro_f1"]
+        and section["confusion_matrix"] == pooled["confusion_matrix"]
+    )
+    assert len(section["per_fold_macro_f1"]) == section["folds"] == 5
+    f1 = pooled["macro_f1"]["value"]
+    assert (
+        f"out of fold (model/cross-validation/default): n={pooled['n']} macro-F1={f1:.3f}"
+        in capsys.readouterr().out
+    )
 
 
 def test_predict_json_lines_and_errors(tiny_run, tmp_path, capsys):
