@@ -11,6 +11,7 @@ network exactly once.
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -27,6 +28,9 @@ from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
 from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
+from ecg_app.mi_flag import INFO_KEY as MI_FLAG_KEY
+from ecg_app.mi_flag import MI, not_ruled_out
+from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 from ecg_app.preprocess import preprocess_batch
 from ecg_app.quality import QualityWarning
 
@@ -51,6 +55,15 @@ UNFAMILIAR_IMAGE = QualityWarning(
     "unfamiliar_image",
     "This picture does not resemble the 12-lead printouts the model was trained on (another layout, a "
     "screen, or not an ECG at all), so the class shown is unreliable: have it reviewed.",
+)
+
+# What the infarction flag adds (`mi_flag`): shown apart from the image-quality warnings, as a banner.
+MI_NOT_RULED_OUT = QualityWarning(
+    MI_FLAG_WARNING,
+    "Another class is the most likely, but the probability of myocardial infarction is too high to rule "
+    "one out: most infarctions the model fails to name score this high, and few ECGs without one do. "
+    "Have a clinician read this ECG now, with the symptoms and troponin; with chest pain, breathlessness "
+    "or other worrying symptoms, call the emergency number.",
 )
 
 
@@ -100,14 +113,16 @@ def decide(
     gate_threshold: float | None = None,
     ecg_probability: float | None = None,
     detector_threshold: float | None = None,
+    mi_flag_threshold: float | None = None,
 ) -> Prediction:
-    """The result for one probability vector (CLASSES order) and, when fitted, the gate's distance and the
-    detector's P(ECG).
+    """The result for one probability vector (CLASSES order) and, when fitted, the gate's distance, the
+    detector's P(ECG) and the infarction flag's threshold.
 
     Calling a real ECG "not an ECG" hides it from every later check, so Non-ECG needs every opinion:
     when the softmax says Non-ECG but the picture sits among the training ECGs (gate) or the detector
     recognises an ECG, the most likely ECG class is shown for review instead. An ECG class far from every
-    training ECG is kept but marked for review. Anything below the review threshold needs review too.
+    training ECG is kept but marked for review. Anything below the review threshold needs review too,
+    and so does an ECG called another class whose P(MI) reaches the flag's threshold (`mi_flag`).
     """
     top = int(np.argmax(probs))
     warnings: tuple[QualityWarning, ...] = ()
@@ -122,6 +137,8 @@ def decide(
         warnings = (GATE_DISAGREES,) if gate_says_ecg else (DETECTOR_DISAGREES,)
     elif CLASSES[top] != NON_ECG and gate_says_ecg is False:
         warnings = (UNFAMILIAR_IMAGE,)
+    if mi_flag_threshold is not None and not_ruled_out(CLASSES[top], float(probs[MI]), mi_flag_threshold):
+        warnings = (MI_NOT_RULED_OUT, *warnings)
     confidence = float(probs[top])
     return Prediction(
         label=CLASSES[top],
@@ -169,6 +186,14 @@ class Classifier:
         )
         # A prior shift on the costliest miss (infarction), added before the temperature.
         self.log_weights: np.ndarray = log_weights(self.info)
+        # The infarction flag's threshold on the served P(MI); fitted for one temperature, so a model
+        # recalibrated since (e.g. `fit-diagnosis` again) serves no flag until it is fitted anew.
+        flag = self.info.get(MI_FLAG_KEY) or {}
+        self.mi_flag_threshold: float | None = (
+            float(flag["threshold"])
+            if "threshold" in flag and math.isclose(float(flag["temperature"]), self.temperature)
+            else None
+        )
         self._model = None
         self._detector = None
         self._diagnosis = None
@@ -296,6 +321,7 @@ class Classifier:
                 self.gate.threshold_ if has_gate else None,
                 q,
                 self.detector_threshold,
+                self.mi_flag_threshold,
             )
             for p, d, q in zip(probs, distances, p_ecg, strict=True)
         ]

@@ -275,6 +275,23 @@ def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit_mi_flag(args: argparse.Namespace) -> int:
+    from ecg_app.mi_flag import record_mi_flag
+
+    record = record_mi_flag(Path(args.model), Path(args.cv_run), args.false_alarm_rate)
+    for name, figures in (("out of fold", record["out_of_fold"]), ("nested", record["nested"])):
+        print(
+            f"{name}: infarctions called MI {figures['mi_called']}/{figures['mi']}, called MI or flagged "
+            f"{figures['mi_called_or_flagged']}/{figures['mi']}; ECGs without one flagged "
+            f"{figures['flagged_without_mi']}/{figures['without_mi']}"
+        )
+    print(
+        f"infarction flag: P(MI) >= {record['threshold']:.4f} (T={record['temperature']:.2f}, at most "
+        f"{record['false_alarm_rate']:.0%} of out-of-fold ECGs without one) recorded in {args.model}"
+    )
+    return 0
+
+
 def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
     from ecg_app.evaluation import model_roots
@@ -505,6 +522,7 @@ def _add_serve_command(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ecg_app import __version__
     from ecg_app.config import DEFAULT_MODEL_DIR
+    from ecg_app.mi_flag import FALSE_ALARM_RATE
 
     parser = argparse.ArgumentParser(prog="ecg-app", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecg-app {__version__}")
@@ -616,6 +634,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_data_arguments(p)
     p.add_argument("--cv-run", required=True, help="a cross-validate --out folder (its oof.csv)")
     p.set_defaults(func=_cmd_fit_class_weight)
+
+    p = sub.add_parser(
+        "fit-mi-flag",
+        help="fit the 'infarction not ruled out' flag on a cross-validation run's out-of-fold predictions "
+        "(never test), with the model's temperature; record it in model.json",
+    )
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument("--cv-run", required=True, help="a cross-validate --out folder of the model's recipe")
+    p.add_argument(
+        "--false-alarm-rate",
+        type=_FRACTION,
+        default=FALSE_ALARM_RATE,
+        help="largest share of out-of-fold ECGs without an infarction that may be flagged (default "
+        f"{FALSE_ALARM_RATE})",
+    )
+    p.set_defaults(func=_cmd_fit_mi_flag)
 
     p = sub.add_parser(
         "fit-detector", help="train the whole-picture ECG detector (train split + renders; threshold on val)"

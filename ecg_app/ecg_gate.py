@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 GATE_FILE = "ecg_gate.npz"
-FEATURES_LAYER = "features"
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:

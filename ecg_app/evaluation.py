@@ -19,11 +19,13 @@ from sklearn.metrics import (
 
 from ecg_app import dataset
 from ecg_app.calibration import reliability
-from ecg_app.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
+from ecg_app.classifier import MI_NOT_RULED_OUT, STATUS_OK, UNFAMILIAR_IMAGE, Classifier
 from ecg_app.config import resolve_path
 from ecg_app.decision_weight import INFO_KEY
 from ecg_app.explain import build_explainer, mass_inside
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
+from ecg_app.mi_flag import INFO_KEY as MI_FLAG_KEY
+from ecg_app.mi_flag import caught
 from ecg_app.preprocess import crop_box
 from ecg_app.robustness import robustness_table
 
@@ -241,6 +243,13 @@ def evaluate_model_dir(
         else None,
     }
     metrics["ecg_gate"] = gate_report(predictions, gate_only, probs, labelled, y_true, classifier)
+    if classifier.mi_flag_threshold is not None:
+        flags = np.array([MI_NOT_RULED_OUT in p.warnings for p in predictions], dtype=bool)
+        metrics["mi_flag"] = {
+            "threshold": classifier.mi_flag_threshold,
+            **caught(y_true, decided[labelled], flags[labelled]),
+            "other_layout_flagged": {"n": int((~labelled).sum()), "flagged": int(flags[~labelled].sum())},
+        }
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
     other_layout = [image for image, keep in zip(images, labelled, strict=True) if not keep]
     robustness = robustness_table(classifier.predict_batch, labelled_images, y_true, other_layout)
@@ -263,6 +272,8 @@ def evaluate_model_dir(
         "robustness": robustness,
         "gradcam": shortcut_check,
     }
+    if MI_FLAG_KEY in info:
+        result["mi_flag"] = info[MI_FLAG_KEY]  # its threshold's fit on cross-validation (`mi_flag`)
     if cross_validation is not None:
         from ecg_app.cross_validation import out_of_fold_summary  # it imports this module
 

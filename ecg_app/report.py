@@ -19,6 +19,7 @@ from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, explanation
 from ecg_app.config import DEFAULT_MODEL_DIR, TEMPLATES_DIR
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import CLASSES, COLORS, display_name
+from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 from ecg_app.store import StoredAnalysis
 
 TEMPLATE_NAME = "report.html"
@@ -109,6 +110,7 @@ def report_context(
     guidance = book.for_label(analysis.label)
     patient = analysis.patient
     top = analysis.label
+    warnings = analysis.quality_warnings or ()
     return {
         "report_id": str(analysis.id),
         "analysed_at": _format_time(analysis.created_at),
@@ -123,7 +125,9 @@ def report_context(
         "image_sha256": analysis.image_sha256,
         "thumbnail_uri": _data_uri(analysis.thumbnail_path),
         **explanation_context(analysis),
-        "quality_warnings": [w.message for w in analysis.quality_warnings or ()],
+        # The infarction flag is said apart (`mi_flag`), where the review status is explained.
+        "quality_warnings": [w.message for w in warnings if w.code != MI_FLAG_WARNING],
+        "mi_flag": next((w.message for w in warnings if w.code == MI_FLAG_WARNING), ""),
         "is_ecg": analysis.is_ecg,
         "result_title": analysis.display_name if analysis.is_ecg else NOT_AN_ECG_TITLE,
         "confidence": _percent(analysis.confidence),

@@ -20,7 +20,7 @@ from ecg_app.analysis import (
     explainer_for,
     explanation_overlay,
 )
-from ecg_app.classifier import Prediction, get_classifier
+from ecg_app.classifier import MI_NOT_RULED_OUT, Prediction, get_classifier
 from ecg_app.cli import main
 from ecg_app.config import Settings
 from ecg_app.intake import IntakeError, IntakeLimits, load_image
@@ -197,6 +197,29 @@ def test_analyze_with_the_shipped_model(env, ecg_file, tmp_path, shipped_model, 
     pdf = tmp_path / "real.pdf"
     assert main(["report", result["id"], "-o", str(pdf)]) == 0
     assert pdf.stat().st_size > 10_000
+
+
+def test_an_ecg_whose_infarction_cannot_be_ruled_out_is_flagged_end_to_end(
+    env, shared_data, shipped_model, capsys
+):
+    """A real ECG of another layout (validation split) that the shipped model calls Abnormal heartbeat
+    with P(MI) well above the flag's threshold: the analysis needs review, says why first, and the PDF
+    names that reason rather than low confidence."""
+    path = shared_data / "other-layout-ecg" / "schr_sample3.jpg"
+    assert main(["analyze", str(path), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    threshold = json.loads((shipped_model / "model.json").read_text())["mi_flag"]["threshold"]
+    assert result["label"] not in ("MI", NON_ECG) and result["probabilities"]["MI"] >= threshold
+    assert result["status"] == "needs_review"
+    assert result["quality_warnings"][0] == {
+        "code": MI_NOT_RULED_OUT.code,
+        "message": MI_NOT_RULED_OUT.message,
+    }
+    with open_store(env) as store:
+        text = " ".join(
+            p.extract_text() for p in PdfReader(io.BytesIO(render_report_pdf(store.get(result["id"])))).pages
+        )
+    assert "infarction not ruled out" in " ".join(text.split())
 
 
 @pytest.fixture

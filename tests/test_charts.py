@@ -128,6 +128,10 @@ def test_performance_tab_shows_the_recipes_out_of_fold_figures_beside_the_test_s
     # The test split's own MI card says how few images its recall counts.
     test_mi = metrics["test"]["per_class"]["MI"]
     assert f"{round(test_mi['recall'] * test_mi['support'])} of {test_mi['support']} images" in outputs[0]
+    # Infarctions named or flagged "not ruled out", on test and nested out of fold, with the false alarms.
+    for html_of, flag in ((outputs[0], metrics["test"]["mi_flag"]), (html, metrics["mi_flag"]["nested"])):
+        assert f"{flag['mi_called_or_flagged']} of {flag['mi']}" in html_of
+        assert f"{flag['flagged_without_mi']} of {flag['without_mi']} ECGs without an infarction" in html_of
 
 
 def test_dataset_table_counts_duplicates_removed():

@@ -23,6 +23,7 @@ from ecg_app.analysis import (
     NO_EXPLANATION_MISSING,
     NO_EXPLANATION_NON_ECG,
 )
+from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.quality import assess
@@ -128,6 +129,19 @@ def test_needs_review_is_shown_plainly_and_emergency_only_for_high_risk(store, p
     assert "Emergency guidance" not in text
     assert norm(load_guidance().for_label("AHB").emergency) not in text
     assert "Suggested tests" in text and "Monitoring frequency" in text
+
+
+def test_infarction_not_ruled_out_is_printed_as_the_reason_for_review(store, page):
+    rgb, data = page
+    warnings = [MI_NOT_RULED_OUT, *assess(cv2.GaussianBlur(rgb, (0, 0), 4))]
+    analysis = store.add(
+        make_prediction("Normal", 0.93, "needs_review"), data, rgb, "ecg.png", None, quality_warnings=warnings
+    )
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert "Needs review: infarction not ruled out." in text and norm(MI_NOT_RULED_OUT.message) in text
+    assert "low model confidence" not in text
+    assert text.count(norm(MI_NOT_RULED_OUT.message)) == 1  # not repeated among the image-quality notes
+    assert "Image quality" in text and norm(warnings[1].message) in text
 
 
 def test_non_ecg_is_not_printed_as_a_diagnosis(store, page):

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.config import Settings
 from ecg_app.store import Page
 from ecg_app.ui import about_tab, analyze_tab, history_tab, performance_tab, widgets
@@ -35,6 +36,29 @@ def test_non_ecg_and_low_confidence_are_not_presented_as_diagnoses(res, headline
     assert "Please upload a valid" in card
     assert widgets.emergency_banner(res) == ""
     assert widgets.guidance_html(res) == ""
+
+
+def test_an_ecg_with_infarction_not_ruled_out_is_shown_as_such_not_as_low_confidence():
+    """The flag (`mi_flag`) turns the card into a review notice naming the class and P(MI), puts its advice
+    in the red banner, and keeps it out of the image-quality notice, which still lists the others."""
+    warnings = [
+        {"code": MI_NOT_RULED_OUT.code, "message": MI_NOT_RULED_OUT.message},
+        {"code": "blurry", "message": "The image looks blurred. Retake it."},
+    ]
+    res = {
+        **result("Normal", status="needs_review", confidence=0.93, risk="LOW"),
+        "probabilities": {"MI": 0.061, "Normal": 0.93},
+        "quality_warnings": warnings,
+    }
+    card = widgets.result_card(res)
+    assert "Needs review: infarction not ruled out" in card and "Normal ECG (93%)" in card and "6.1%" in card
+    assert "Inconclusive" not in card
+    banner = widgets.emergency_banner(res)
+    assert "Infarction not ruled out." in banner and "call the emergency number" in banner
+    notice = widgets.quality_notice(warnings)
+    assert "blurred" in notice and MI_NOT_RULED_OUT.message not in notice
+    assert widgets.quality_notice(warnings[:1]) == ""
+    assert widgets.guidance_html(res) == ""  # not presented as a Normal finding
 
 
 def test_medium_and_low_risk_have_no_emergency_banner():

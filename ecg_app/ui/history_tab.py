@@ -206,7 +206,12 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             if analysis is None:
                 hidden = gr.update(visible=False)
                 return (gr.update(visible=True), hidden, None, "", "", hidden, None, "", hidden, None, "")
-            result = {**analysis.prediction.to_dict(), "risk_level": analysis.risk_level}
+            warnings = warnings_to_json(analysis.quality_warnings)
+            result = {
+                **analysis.prediction.to_dict(),
+                "risk_level": analysis.risk_level,
+                "quality_warnings": warnings,
+            }
             card_html, banner, figure, advice = result_views(result)
             picture, caption = explanation_views(analysis)
             return (
@@ -218,7 +223,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 banner,
                 figure,
                 advice,
-                quality_view(warnings_to_json(analysis.quality_warnings)),
+                quality_view(warnings),
                 picture,
                 caption,
             )

@@ -74,6 +74,10 @@ def summary_html(metrics: Mapping) -> str:
         _recall_card("MI recall", test.get("mi_recall"), test.get("per_class") or {}, "MI"),
         _metric_card("Non-ECG recall", test.get("non_ecg_recall")),
     ]
+    flag = test.get("mi_flag") or {}
+    if isinstance(flag.get("threshold"), int | float):
+        how = f'"infarction not ruled out" at P(MI) ≥ {flag["threshold"]:.1%}'
+        safety.append(_mi_flag_card("MI called or flagged", flag, how))
     other = test.get("other_layout_called_non_ecg") or {}
     if isinstance(other.get("rate"), int | float):
         detail = f"of {other.get('n', '?')} ECGs of other layouts (lower is better)"
@@ -106,6 +110,17 @@ def _recall_card(title: str, section: Any, per_class: Mapping, label: str) -> st
     return stat_card(title, f"{recall:.3f}", "; ".join(parts))
 
 
+def _mi_flag_card(title: str, figures: Any, how: str) -> str | None:
+    """Infarctions called MI or flagged "not ruled out" (`mi_flag`), and the false alarms it costs."""
+    if not isinstance(figures, Mapping) or not isinstance(figures.get("mi"), int):
+        return None
+    detail = (
+        f"{how}; {figures.get('flagged_without_mi', '?')} of {figures.get('without_mi', '?')} ECGs "
+        "without an infarction flagged"
+    )
+    return stat_card(title, f"{figures.get('mi_called_or_flagged')} of {figures['mi']}", detail)
+
+
 def cross_validation_html(metrics: Mapping) -> str:
     """The recipe's out-of-fold figures (metrics.json "cross_validation"), or "" when there are none.
 
@@ -121,6 +136,11 @@ def cross_validation_html(metrics: Mapping) -> str:
         _recall_card("MI recall", cv.get("mi_recall"), per_class, "MI"),
         _recall_card("History of MI recall", None, per_class, "HMI"),
         _recall_card("Non-ECG recall", cv.get("non_ecg_recall"), per_class, "NonECG"),
+        _mi_flag_card(
+            "MI called or flagged",
+            (metrics.get("mi_flag") or {}).get("nested"),
+            "flag threshold fitted on the other folds",
+        ),
     ]
     networks = cv.get("networks_per_fold") or {}
     diagnosis = networks.get("diagnosis") or 0

@@ -10,6 +10,7 @@ from html import escape
 
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import COLORS, DISPLAY_NAMES, NON_ECG
+from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 
 RISK_WORDS = {
     "NONE": "Not assessed",
@@ -42,8 +43,16 @@ def result_card(result: Mapping) -> str:
             "Please upload a valid ECG image: a clear, flat, complete photo or scan of the printout.",
             f"Model output: {DISPLAY_NAMES[NON_ECG]} ({confidence:.0%}).",
         )
+    name = DISPLAY_NAMES.get(label, label)
+    if mi_flag(result):
+        p_mi = float((result.get("probabilities") or {}).get("MI") or 0.0)
+        return _notice(
+            "Needs review: infarction not ruled out",
+            f"The most likely class is {name} ({confidence:.0%}), but the probability of myocardial "
+            f"infarction ({p_mi:.1%}) is too high to rule one out.",
+            "This is not a diagnosis: see the warning below.",
+        )
     if result.get("status", "ok") != "ok":
-        name = DISPLAY_NAMES.get(label, label)
         return _notice(
             "Inconclusive result: needs review",
             book.low_confidence_message + " Please upload a valid, clearer ECG image or ask a clinician.",
@@ -51,7 +60,6 @@ def result_card(result: Mapping) -> str:
             "This is not a diagnosis.",
         )
     color = COLORS.get(label, "#1f6f8b")
-    name = DISPLAY_NAMES.get(label, label)
     return (
         f'<div class="ecg-card" style="border-left-color:{color}">'
         f'<div class="ecg-card-kicker">Predicted class</div>'
@@ -72,8 +80,21 @@ def _notice(title: str, message: str, detail: str) -> str:
     )
 
 
+def mi_flag(result: Mapping) -> Mapping | None:
+    """The "infarction not ruled out" warning of a result (`mi_flag`), or None."""
+    flags = [w for w in result.get("quality_warnings") or () if w.get("code") == MI_FLAG_WARNING]
+    return flags[0] if flags else None
+
+
 def emergency_banner(result: Mapping) -> str:
-    """Red banner with the class's emergency advice, only for a confident HIGH-risk result."""
+    """Red banner with the class's emergency advice, only for a confident HIGH-risk result; or with the
+    infarction flag's advice, for a result that carries it."""
+    flag = mi_flag(result)
+    if flag:
+        return (
+            '<div class="ecg-emergency" role="alert"><b>Infarction not ruled out.</b> '
+            f"{escape(str(flag.get('message', '')))}</div>"
+        )
     label = str(result.get("label", ""))
     if not is_diagnostic(result) or label not in DISPLAY_NAMES:
         return ""
@@ -116,8 +137,13 @@ def _list(items: Iterable[str]) -> str:
 
 
 def quality_notice(warnings: Iterable[Mapping] | None) -> str:
-    """Amber notice listing the image-quality and ECG-gate warnings of a result ("" when there are none)."""
-    messages = [str(w.get("message", "")) for w in warnings or () if w.get("message")]
+    """Amber notice listing the image-quality and ECG-gate warnings of a result ("" when there are none);
+    the infarction flag has its own banner (`emergency_banner`)."""
+    messages = [
+        str(w.get("message", ""))
+        for w in warnings or ()
+        if w.get("message") and w.get("code") != MI_FLAG_WARNING
+    ]
     if not messages:
         return ""
     items = "".join(f"<li>{escape(m)}</li>" for m in messages)
