@@ -27,7 +27,8 @@ PREDICTION_FIELDS = (
     "ecg_probability",
     "model_version",
 )
-# Probability columns named as in the history CSV export; "warnings" holds the ECG gate's codes.
+# Probability columns named as in the history CSV export; "warnings" holds the classifier's warning codes
+# (ECG gate, ECG detector, infarction flag).
 FIELDS = ("file", *PREDICTION_FIELDS, *(f"prob_{c}" for c in CLASSES), "warnings", "error")
 
 

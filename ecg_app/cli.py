@@ -56,7 +56,12 @@ def _print_intake_error(name: str, exc, as_json: bool) -> None:
 
 
 def _prediction_line(name: str, prediction) -> str:
-    review = "  [needs review]" if prediction.status != "ok" else ""
+    from ecg_app.classifier import MI_NOT_RULED_OUT
+
+    review = ""
+    if prediction.status != "ok":
+        reason = ": infarction not ruled out" if MI_NOT_RULED_OUT in prediction.warnings else ""
+        review = f"  [needs review{reason}]"
     return (
         f"{name}: {prediction.display_name} ({prediction.confidence:.1%}), "
         f"risk {prediction.risk_level}{review}"

@@ -27,7 +27,6 @@ from ecg_app.config import portable_path
 from ecg_app.labels import CLASSES, ECG_CLASSES
 
 INFO_KEY = "mi_flag"  # in model.json: {"threshold", "temperature", "false_alarm_rate", "run", ...}
-MODEL_INFO_FILE = "model.json"
 FALSE_ALARM_RATE = 0.02
 WARNING_CODE = "mi_not_ruled_out"  # the code of the warning a flagged result carries
 MI = CLASSES.index("MI")
@@ -98,6 +97,7 @@ def fit_mi_flag(run_dir: Path, temperature: float, false_alarm_rate: float = FAL
 def record_mi_flag(model_dir: Path, run_dir: Path, false_alarm_rate: float = FALSE_ALARM_RATE) -> dict:
     """Fit the flag for `model_dir` (its temperature) on `run_dir` and record it in its model.json; the
     version gains "+mi<threshold>", since results now carry the flag."""
+    from ecg_app.classifier import MODEL_INFO_FILE  # it imports this module
     from ecg_app.training import write_json_atomic
 
     path = Path(model_dir) / MODEL_INFO_FILE

@@ -220,6 +220,8 @@ def test_an_ecg_whose_infarction_cannot_be_ruled_out_is_flagged_end_to_end(
             p.extract_text() for p in PdfReader(io.BytesIO(render_report_pdf(store.get(result["id"])))).pages
         )
     assert "infarction not ruled out" in " ".join(text.split())
+    assert main(["predict", str(path)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("[needs review: infarction not ruled out]")
 
 
 @pytest.fixture
