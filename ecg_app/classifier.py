@@ -88,6 +88,10 @@ class Prediction:
 
     @property
     def risk_level(self) -> str:
+        """The class's risk level, raised to HIGH when an infarction is not ruled out (`mi_flag`), so
+        that a triage by risk finds those results with the infarctions."""
+        if MI_NOT_RULED_OUT in self.warnings:
+            return "HIGH"
         return load_guidance().for_label(self.label).risk_level
 
     def to_dict(self) -> dict:

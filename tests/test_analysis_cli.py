@@ -210,7 +210,7 @@ def test_an_ecg_whose_infarction_cannot_be_ruled_out_is_flagged_end_to_end(
     result = json.loads(capsys.readouterr().out)
     threshold = json.loads((shipped_model / "model.json").read_text())["mi_flag"]["threshold"]
     assert result["label"] not in ("MI", NON_ECG) and result["probabilities"]["MI"] >= threshold
-    assert result["status"] == "needs_review"
+    assert result["status"] == "needs_review" and result["risk_level"] == "HIGH"
     assert result["quality_warnings"][0] == {
         "code": MI_NOT_RULED_OUT.code,
         "message": MI_NOT_RULED_OUT.message,

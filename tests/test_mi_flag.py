@@ -50,7 +50,9 @@ def test_a_flagged_result_needs_review_and_says_why_first():
     flagged_result = decide(p, "v", review_threshold=0.4, mi_flag_threshold=0.05)
     assert flagged_result.label == "Normal" and flagged_result.status == STATUS_NEEDS_REVIEW
     assert flagged_result.warnings == (MI_NOT_RULED_OUT,)
-    assert decide(p, "v", review_threshold=0.4, mi_flag_threshold=0.2).status == "ok"
+    assert flagged_result.risk_level == "HIGH"  # a Normal ECG's is LOW
+    unflagged = decide(p, "v", review_threshold=0.4, mi_flag_threshold=0.2)
+    assert unflagged.status == "ok" and unflagged.risk_level == "LOW"
     assert decide(p, "v", review_threshold=0.4).warnings == ()  # a model without the flag
     # A Non-ECG call the gate turns into an ECG class is flagged by the class it shows.
     gated = decide(np.array([0.1, 0.0, 0.15, 0.0, 0.75]), "v", 0.4, 0.1, 0.5, mi_flag_threshold=0.05)

@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import unicodedata
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import cv2
@@ -134,10 +135,11 @@ def test_needs_review_is_shown_plainly_and_emergency_only_for_high_risk(store, p
 def test_infarction_not_ruled_out_is_printed_as_the_reason_for_review(store, page):
     rgb, data = page
     warnings = [MI_NOT_RULED_OUT, *assess(cv2.GaussianBlur(rgb, (0, 0), 4))]
-    analysis = store.add(
-        make_prediction("Normal", 0.93, "needs_review"), data, rgb, "ecg.png", None, quality_warnings=warnings
-    )
+    prediction = replace(make_prediction("Normal", 0.93, "needs_review"), warnings=(MI_NOT_RULED_OUT,))
+    analysis = store.add(prediction, data, rgb, "ecg.png", None, quality_warnings=warnings)
+    assert analysis.risk_level == "HIGH"  # stored as the prediction says, not the class's LOW
     text = " ".join(page_texts(render_report_pdf(analysis)))
+    assert "Risk level HIGH" in text and norm(load_guidance().for_label("Normal").emergency) in text
     assert "Needs review: infarction not ruled out." in text and norm(MI_NOT_RULED_OUT.message) in text
     assert "low model confidence" not in text
     assert text.count(norm(MI_NOT_RULED_OUT.message)) == 1  # not repeated among the image-quality notes

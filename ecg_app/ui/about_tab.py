@@ -64,8 +64,8 @@ patient's symptoms and history. It was trained on printouts from one hospital, o
 print template, so other layouts, poor photos and rare conditions are less reliable. A result is a
 second look for education and research, **never a diagnosis**: a qualified clinician must read every ECG.
 Results below the model's confidence threshold are marked *needs review*, as are ECGs whose probability
-of infarction is too high to rule one out although another class is shown, and non-ECG pictures are
-rejected instead of being forced into a cardiac class.
+of infarction is too high to rule one out although another class is shown (their risk is raised to
+high), and non-ECG pictures are rejected instead of being forced into a cardiac class.
 
 **Version:** ecg-app {__version__}, model {escape(_model_version(model_dir))}.
 """
