@@ -66,6 +66,11 @@ MI_NOT_RULED_OUT = QualityWarning(
     "or other worrying symptoms, call the emergency number.",
 )
 
+# Every warning `decide` may give: what a stored analysis keeps of them is its prediction's again.
+PREDICTION_WARNING_CODES = frozenset(
+    w.code for w in (GATE_DISAGREES, DETECTOR_DISAGREES, UNFAMILIAR_IMAGE, MI_NOT_RULED_OUT)
+)
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -87,10 +92,16 @@ class Prediction:
         return display_name(self.label)
 
     @property
+    def infarction_not_ruled_out(self) -> bool:
+        """Whether the result carries the infarction flag (`mi_flag`), by its code: a stored analysis
+        keeps the message it was given, which a later version may word differently."""
+        return any(w.code == MI_FLAG_WARNING for w in self.warnings)
+
+    @property
     def risk_level(self) -> str:
         """The class's risk level, raised to HIGH when an infarction is not ruled out (`mi_flag`), so
         that a triage by risk finds those results with the infarctions."""
-        if MI_NOT_RULED_OUT in self.warnings:
+        if self.infarction_not_ruled_out:
             return "HIGH"
         return load_guidance().for_label(self.label).risk_level
 

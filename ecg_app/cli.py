@@ -56,11 +56,9 @@ def _print_intake_error(name: str, exc, as_json: bool) -> None:
 
 
 def _prediction_line(name: str, prediction) -> str:
-    from ecg_app.classifier import MI_NOT_RULED_OUT
-
     review = ""
     if prediction.status != "ok":
-        reason = ": infarction not ruled out" if MI_NOT_RULED_OUT in prediction.warnings else ""
+        reason = ": infarction not ruled out" if prediction.infarction_not_ruled_out else ""
         review = f"  [needs review{reason}]"
     return (
         f"{name}: {prediction.display_name} ({prediction.confidence:.1%}), "

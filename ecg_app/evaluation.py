@@ -19,7 +19,7 @@ from sklearn.metrics import (
 
 from ecg_app import dataset
 from ecg_app.calibration import reliability
-from ecg_app.classifier import MI_NOT_RULED_OUT, STATUS_OK, UNFAMILIAR_IMAGE, Classifier
+from ecg_app.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
 from ecg_app.config import resolve_path
 from ecg_app.decision_weight import INFO_KEY
 from ecg_app.explain import build_explainer, mass_inside
@@ -244,7 +244,7 @@ def evaluate_model_dir(
     }
     metrics["ecg_gate"] = gate_report(predictions, gate_only, probs, labelled, y_true, classifier)
     if classifier.mi_flag_threshold is not None:
-        flags = np.array([MI_NOT_RULED_OUT in p.warnings for p in predictions], dtype=bool)
+        flags = np.array([p.infarction_not_ruled_out for p in predictions], dtype=bool)
         metrics["mi_flag"] = {
             "threshold": classifier.mi_flag_threshold,
             **caught(y_true, decided[labelled], flags[labelled]),

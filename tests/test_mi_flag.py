@@ -11,7 +11,8 @@ import pytest
 from ecg_app.classifier import MI_NOT_RULED_OUT, MODEL_INFO_FILE, STATUS_NEEDS_REVIEW, Classifier, decide
 from ecg_app.labels import CLASSES
 from ecg_app.mi_flag import fit_mi_flag, fit_threshold, flagged, not_ruled_out, record_mi_flag
-from tests.conftest import MODEL_DIR
+from ecg_app.quality import QualityWarning
+from tests.conftest import MODEL_DIR, encode, synthetic_printout
 
 MI, HMI, AHB, NORMAL, NON_ECG = range(5)
 
@@ -84,3 +85,17 @@ def test_a_model_recalibrated_since_serves_no_flag_until_it_is_fitted_again(tmp_
     assert record["temperature"] == 1.3 and Classifier(model).mi_flag_threshold == record["threshold"]
     version = json.loads((model / MODEL_INFO_FILE).read_text())["version"]
     assert version.count("+mi") == 1 and version.endswith(f"+mi{record['threshold']:.3g}")
+
+
+def test_a_stored_flagged_analysis_gives_back_its_flag_and_high_risk(store):
+    """What `ecg-app analyze` and the app print comes from the stored analysis: its prediction must keep
+    the flag (and so the HIGH risk and the reason for review) but not the image-quality warnings."""
+    rgb = synthetic_printout(seed=4)
+    prediction = decide(_probs(0.10, NORMAL), "v", review_threshold=0.4, mi_flag_threshold=0.05)
+    blurry = QualityWarning("blurry", "The image looks blurred.")
+    stored = store.add(
+        prediction, encode(rgb), rgb, "ecg.png", None, quality_warnings=[*prediction.warnings, blurry]
+    )
+    again = store.get(stored.id)
+    assert again.risk_level == "HIGH" and again.prediction.warnings == (MI_NOT_RULED_OUT,)
+    assert again.prediction.to_dict() == prediction.to_dict()

@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from ecg_app.classifier import STATUS_NEEDS_REVIEW, Prediction
+from ecg_app.classifier import PREDICTION_WARNING_CODES, STATUS_NEEDS_REVIEW, Prediction
 from ecg_app.labels import CLASSES, NON_ECG, display_name
 from ecg_app.quality import QualityWarning
 from ecg_app.store.db import session_factory
@@ -162,12 +162,15 @@ class StoredAnalysis:
 
     @property
     def prediction(self) -> Prediction:
+        """The result as the classifier gave it, with its own warnings (not the image-quality ones)
+        picked back out of the stored list."""
         return Prediction(
             self.label,
             dict(self.probabilities),
             self.confidence,
             self.model_version,
             self.status,
+            warnings=tuple(w for w in self.quality_warnings or () if w.code in PREDICTION_WARNING_CODES),
             ecg_distance=self.ecg_distance,
             ecg_probability=self.ecg_probability,
         )
