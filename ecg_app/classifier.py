@@ -29,8 +29,8 @@ from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
 from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.mi_flag import INFO_KEY as MI_FLAG_KEY
-from ecg_app.mi_flag import MI, not_ruled_out
 from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
+from ecg_app.mi_flag import flagged
 from ecg_app.preprocess import preprocess_batch
 from ecg_app.quality import QualityWarning
 
@@ -152,7 +152,9 @@ def decide(
         warnings = (GATE_DISAGREES,) if gate_says_ecg else (DETECTOR_DISAGREES,)
     elif CLASSES[top] != NON_ECG and gate_says_ecg is False:
         warnings = (UNFAMILIAR_IMAGE,)
-    if mi_flag_threshold is not None and not_ruled_out(CLASSES[top], float(probs[MI]), mi_flag_threshold):
+    # As the threshold was fitted: on what the softmax itself calls (a picture the gate or detector keeps
+    # as an ECG already needs review, and its small ECG-class probabilities were not what it was fitted on).
+    if mi_flag_threshold is not None and flagged(np.asarray(probs)[None], mi_flag_threshold)[0]:
         warnings = (MI_NOT_RULED_OUT, *warnings)
     confidence = float(probs[top])
     return Prediction(
