@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -16,6 +15,7 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> float:
     """The temperature T minimising validation negative log-likelihood of softmax(logits / T)."""
     if len(y_true) == 0:
         return 1.0
+    from scipy.optimize import minimize_scalar  # only fitting needs scipy (~0.4 s to import)
 
     def nll(log_t: float) -> float:
         probs = softmax(logits / np.exp(log_t))

@@ -8,10 +8,11 @@ one rarely reach, so a threshold on P(MI) catches them at the cost of flagging a
 The class shown, and every figure built on it, is unchanged.
 
 The threshold is fitted on a cross-validation run's out-of-fold predictions (never the test split),
-in the served probabilities' terms (the model's temperature applied): the lowest P(MI) at which at most
-`FALSE_ALARM_RATE` of the ECG printouts without an infarction, called another ECG class, would be
-flagged. Only the printouts without an infarction choose it, so the infarctions it then catches are a
-fair count; a nested figure (threshold fitted on four folds, applied to the fifth) is recorded too.
+in the served probabilities' terms (any decision weight and the temperature applied): the lowest P(MI)
+at which at most `FALSE_ALARM_RATE` of the ECG printouts without an infarction, called another ECG
+class, would be flagged. Only the printouts without an infarction choose it, so the infarctions it
+then catches are a fair count; a nested figure (threshold fitted on four folds, applied to the fifth)
+is recorded too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 
 from ecg_app.calibration import softmax
 from ecg_app.config import portable_path
+from ecg_app.decision_weight import log_weights
 from ecg_app.labels import CLASSES, ECG_CLASSES
 
 INFO_KEY = "mi_flag"  # in model.json: {"threshold", "temperature", "false_alarm_rate", "run", ...}
@@ -70,13 +72,16 @@ def caught(y: np.ndarray, called: np.ndarray, flags: np.ndarray) -> dict:
     }
 
 
-def fit_mi_flag(run_dir: Path, temperature: float, false_alarm_rate: float = FALSE_ALARM_RATE) -> dict:
-    """The flag's record for model.json, fitted on `run_dir`'s out-of-fold predictions with the model's
-    temperature, and what it does there: with the threshold fitted on all folds, and nested."""
+def fit_mi_flag(run_dir: Path, info: dict, false_alarm_rate: float = FALSE_ALARM_RATE) -> dict:
+    """The flag's record for model.json, fitted on `run_dir`'s out-of-fold predictions as the model
+    described by `info` (its model.json) serves them, and what it does there: with the threshold fitted
+    on all folds, and nested."""
     from ecg_app.cross_validation import labelled_out_of_fold  # it imports the classifier, which imports this
 
     _, y, fold, raw = labelled_out_of_fold(Path(run_dir))
-    probs = softmax(np.log(np.clip(raw, 1e-12, 1.0)) / temperature)
+    temperature = float(info.get("temperature", 1.0))
+    # As `Classifier.embed_proba` serves them: log-probabilities plus any decision weight's, over T.
+    probs = softmax((np.log(np.clip(raw, 1e-12, 1.0)) + log_weights(info)) / temperature)
     threshold = fit_threshold(probs, y, false_alarm_rate)
     nested = np.zeros(len(y), dtype=bool)
     fold_thresholds = {}
@@ -102,7 +107,7 @@ def record_mi_flag(model_dir: Path, run_dir: Path, false_alarm_rate: float = FAL
 
     path = Path(model_dir) / MODEL_INFO_FILE
     info = json.loads(path.read_text(encoding="utf-8"))
-    record = fit_mi_flag(run_dir, float(info.get("temperature", 1.0)), false_alarm_rate)
+    record = fit_mi_flag(run_dir, info, false_alarm_rate)
     info[INFO_KEY] = record
     info["version"] = re.sub(r"\+mi[0-9.e-]+$", "", info["version"]) + f"+mi{record['threshold']:.3g}"
     write_json_atomic(info, path)

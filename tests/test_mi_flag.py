@@ -72,7 +72,7 @@ def test_the_shipped_flag_is_the_kept_runs_fit_with_the_shipped_temperature():
     info = json.loads((MODEL_DIR / MODEL_INFO_FILE).read_text())
     record = info["mi_flag"]
     assert record["run"] == "model/cross-validation/diagnosis-mix" and record["false_alarm_rate"] == 0.02
-    refit = fit_mi_flag(MODEL_DIR / "cross-validation" / "diagnosis-mix", info["temperature"])
+    refit = fit_mi_flag(MODEL_DIR / "cross-validation" / "diagnosis-mix", info)
     assert json.loads(json.dumps(refit)) == record
     assert info["version"].endswith(f"+mi{record['threshold']:.3g}")
     assert Classifier(MODEL_DIR).mi_flag_threshold == record["threshold"]
