@@ -185,7 +185,7 @@ _DIAGNOSIS_OPTIONS = {
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
-    from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis
+    from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis, cross_validate_statistics
     from ecg_app.diagnosis_fit import DiagnosisConfig
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
@@ -202,6 +202,12 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
         alone = result["diagnosis_alone"]
         recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
         print(f"diagnosis network alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
+    elif args.statistics_with:
+        mix_run = Path(args.statistics_with)
+        result = cross_validate_statistics(model, out, mix_run, args.folds, roots, baseline)
+        alone = result["statistics_alone"]
+        recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
+        print(f"statistics model alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
     else:
         result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
     pooled = result["out_of_fold"]
@@ -611,6 +617,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--diagnosis-{key.replace('_', '-')}", type=kind, help=f"with --diagnosis-with: {help_text}"
         )
+    p.add_argument(
+        "--statistics-with",
+        metavar="RUN",
+        help="instead of the recipe: cross-validate the per-lead statistics model (lead_statistics) as a "
+        "third voice in the ECG-class proportions of RUN, an earlier --diagnosis-with output on the "
+        "same folds",
+    )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
@@ -678,6 +691,19 @@ def _add_model_data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--other-ecg", help="other-layout ECG folder (default: as trained)")
 
 
+def _check_cross_validate_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    given = [k for k in _DIAGNOSIS_OPTIONS if getattr(args, f"diagnosis_{k}") is not None]
+    if given and not args.diagnosis_with:
+        parser.error(f"--diagnosis-{given[0].replace('_', '-')} needs --diagnosis-with")
+    recipes = [flag for flag in ("diagnosis_with", "statistics_with") if getattr(args, flag)]
+    if not recipes:
+        return
+    clashing = [k for k in (*_RECIPE_OVERRIDES, "average_with", *recipes[1:]) if getattr(args, k) is not None]
+    if clashing:
+        drop = ", ".join(f"--{k.replace('_', '-')}" for k in clashing)
+        parser.error(f"--{recipes[0].replace('_', '-')} judges its own recipe: drop {drop}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -685,15 +711,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("predict needs FILE... or --batch DIR --csv OUT")
     if args.command == "predict" and args.batch and not args.csv:
         parser.error("--batch needs --csv OUT")
-    given = [k for k in _DIAGNOSIS_OPTIONS if getattr(args, f"diagnosis_{k}", None) is not None]
-    if args.command == "cross-validate" and given and not args.diagnosis_with:
-        parser.error(f"--diagnosis-{given[0].replace('_', '-')} needs --diagnosis-with")
-    if args.command == "cross-validate" and args.diagnosis_with:
-        clashing = [f"--{k.replace('_', '-')}" for k in _RECIPE_OVERRIDES if getattr(args, k) is not None]
-        if args.average_with:
-            clashing.append("--average-with")
-        if clashing:
-            parser.error(f"--diagnosis-with judges its own recipe: drop {', '.join(clashing)}")
+    if args.command == "cross-validate":
+        _check_cross_validate_options(parser, args)
     return args.func(args)
 
 

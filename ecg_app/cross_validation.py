@@ -25,10 +25,11 @@ from sklearn.model_selection import StratifiedGroupKFold
 from ecg_app import dataset
 from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
 from ecg_app.config import portable_path
-from ecg_app.diagnosis_fit import DiagnosisConfig, ecg_training_set, fit_reader, settings_of
+from ecg_app.diagnosis_fit import DiagnosisConfig, digitise, ecg_training_set, fit_reader, settings_of
 from ecg_app.evaluation import bootstrap_ci, compute_metrics, macro_f1, model_roots
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
+from ecg_app.lead_statistics import PER_CELL, STATISTICS_SHARE, LeadStatisticsModel
 from ecg_app.preprocess import preprocess
 from ecg_app.training import (
     MEMBER_RECORD,
@@ -298,6 +299,64 @@ def cross_validate_diagnosis(
             c: [int((diagnosis[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
             for k, c in enumerate(ECG_CLASSES)
         },
+    }
+    if baseline is not None:
+        result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
+    write_json_atomic(result, out_dir / RESULT_FILE)
+    return result
+
+
+def cross_validate_statistics(
+    model_dir: Path,
+    out_dir: Path,
+    mix_run: Path,
+    n_folds: int = 5,
+    roots: dict[str, Path] | None = None,
+    baseline: Path | None = None,
+) -> dict:
+    """Cross-validate the per-lead statistics model (`lead_statistics`, the model card's seventh
+    candidate) as a third voice beside `mix_run`'s page and diagnosis networks, an earlier run on the
+    same folds: each fold's linear model is fitted on the other folds' ECG printouts, and the held-out
+    images' ECG-class proportions become `mix_run`'s and the linear model's, weighted
+    1 - STATISTICS_SHARE and STATISTICS_SHARE (P(Non-ECG) stays the page network's). Writes `oof.csv`
+    and `cv.json` like `cross_validate`; the linear model's own 4-class figures go under
+    "statistics_alone", with the penalty each fold chose."""
+    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
+    data_roots = model_roots(info, roots)
+    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
+    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
+    fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
+    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
+    mix = _run_probabilities(Path(mix_run), pool, fold, data_roots)
+    curves = digitise(images)
+    ecg = np.array([s.label in ECG_CLASSES for s in pool])
+    groups = np.array([s.group for s in pool])
+    own = np.full((len(pool), len(ECG_CLASSES)), np.nan)
+    per_fold, penalties = [], []
+    for k in range(n_folds):
+        held, rest = np.flatnonzero(fold == k), np.flatnonzero((fold != k) & ecg)
+        labels = np.array([ECG_CLASSES.index(pool[i].label) for i in rest])
+        model = LeadStatisticsModel(int(info["config"]["seed"])).fit(curves[rest], labels, groups[rest])
+        own[held] = model.predict_proba(curves[held])
+        penalties.append(model.penalty_)
+        scored = held[y[held] >= 0]
+        fold_f1 = macro_f1(y[scored], combine(mix[scored], own[scored], 1 - STATISTICS_SHARE).argmax(axis=1))
+        per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
+        print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f} (C={model.penalty_:.3g})")
+    probs = combine(mix, own, 1 - STATISTICS_SHARE)
+    out_dir = Path(out_dir)
+    _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
+    recipe = {"statistics_share": STATISTICS_SHARE, "mix_run": str(mix_run), "features": PER_CELL}
+    result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
+    labelled_ecg = np.isin(y, range(len(ECG_CLASSES)))
+    result["statistics_alone"] = {
+        "n": int(labelled_ecg.sum()),
+        "accuracy": float((own[labelled_ecg].argmax(axis=1) == y[labelled_ecg]).mean()),
+        "recalled": {
+            c: [int((own[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
+            for k, c in enumerate(ECG_CLASSES)
+        },
+        "penalty_per_fold": penalties,
     }
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
