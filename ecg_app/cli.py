@@ -184,6 +184,11 @@ _DIAGNOSIS_OPTIONS = {
 }
 
 
+def _print_alone(what: str, alone: dict) -> None:
+    recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
+    print(f"{what} alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
+
+
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
     from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis, cross_validate_statistics
     from ecg_app.diagnosis_fit import DiagnosisConfig
@@ -199,15 +204,11 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
         result = cross_validate_diagnosis(
             model, out, Path(args.diagnosis_with), args.folds, roots, baseline, config
         )
-        alone = result["diagnosis_alone"]
-        recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
-        print(f"diagnosis network alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
+        _print_alone("diagnosis network", result["diagnosis_alone"])
     elif args.statistics_with:
         mix_run = Path(args.statistics_with)
         result = cross_validate_statistics(model, out, mix_run, args.folds, roots, baseline)
-        alone = result["statistics_alone"]
-        recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
-        print(f"statistics model alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
+        _print_alone("statistics model", result["statistics_alone"])
     else:
         result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
     pooled = result["out_of_fold"]

@@ -47,6 +47,7 @@ from ecg_app.training import (
 RESULT_FILE = "cv.json"
 PREDICTIONS_FILE = "oof.csv"
 NETWORK_PREDICTIONS_FILE = "oof-network.csv"  # with average_with: this run's network alone
+STATISTICS_PREDICTIONS_FILE = "oof-statistics.csv"  # with --statistics-with: the linear model alone
 HELD_OUT_FILE = "held-out.csv"  # beside each fold network: its probabilities for the held-out fold
 
 
@@ -291,15 +292,7 @@ def cross_validate_diagnosis(
         "page_run": str(page_run),
     }
     result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
-    ecg = np.isin(y, range(len(ECG_CLASSES)))
-    result["diagnosis_alone"] = {
-        "n": int(ecg.sum()),
-        "accuracy": float((diagnosis[ecg].argmax(axis=1) == y[ecg]).mean()),
-        "recalled": {
-            c: [int((diagnosis[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
-            for k, c in enumerate(ECG_CLASSES)
-        },
-    }
+    result["diagnosis_alone"] = _ecg_figures(y, diagnosis)
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)
@@ -319,8 +312,9 @@ def cross_validate_statistics(
     same folds: each fold's linear model is fitted on the other folds' ECG printouts, and the held-out
     images' ECG-class proportions become `mix_run`'s and the linear model's, weighted
     1 - STATISTICS_SHARE and STATISTICS_SHARE (P(Non-ECG) stays the page network's). Writes `oof.csv`
-    and `cv.json` like `cross_validate`; the linear model's own 4-class figures go under
-    "statistics_alone", with the penalty each fold chose."""
+    and `cv.json` like `cross_validate`, and the linear model's own probabilities to
+    `oof-statistics.csv`; its 4-class figures go under "statistics_alone", with the penalty each fold
+    chose."""
     info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
     data_roots = model_roots(info, roots)
     manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
@@ -346,22 +340,27 @@ def cross_validate_statistics(
     probs = combine(mix, own, 1 - STATISTICS_SHARE)
     out_dir = Path(out_dir)
     _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
+    _write_predictions(pool, fold, own, out_dir / STATISTICS_PREDICTIONS_FILE, data_roots, ECG_CLASSES)
     recipe = {"statistics_share": STATISTICS_SHARE, "mix_run": str(mix_run), "features": PER_CELL}
     result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
-    labelled_ecg = np.isin(y, range(len(ECG_CLASSES)))
-    result["statistics_alone"] = {
-        "n": int(labelled_ecg.sum()),
-        "accuracy": float((own[labelled_ecg].argmax(axis=1) == y[labelled_ecg]).mean()),
-        "recalled": {
-            c: [int((own[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
-            for k, c in enumerate(ECG_CLASSES)
-        },
-        "penalty_per_fold": penalties,
-    }
+    result["statistics_alone"] = {**_ecg_figures(y, own), "penalty_per_fold": penalties}
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)
     return result
+
+
+def _ecg_figures(y: np.ndarray, probs: np.ndarray) -> dict:
+    """A 4-class model's figures on the labelled ECG printouts: accuracy and [recalled, of] per class."""
+    ecg = np.isin(y, range(len(ECG_CLASSES)))
+    return {
+        "n": int(ecg.sum()),
+        "accuracy": float((probs[ecg].argmax(axis=1) == y[ecg]).mean()),
+        "recalled": {
+            c: [int((probs[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
+            for k, c in enumerate(ECG_CLASSES)
+        },
+    }
 
 
 def _summarise(pool, fold, y: np.ndarray, probs: np.ndarray, per_fold, recipe: dict, model_dir) -> dict:

@@ -16,11 +16,13 @@ from ecg_app.cross_validation import (
     MIN_MACRO_F1_GAIN,
     PREDICTIONS_FILE,
     RESULT_FILE,
+    STATISTICS_PREDICTIONS_FILE,
     _fold_predictions,
     _probabilities,
     _read_rows,
     assign_folds,
     compare_runs,
+    cross_validate_statistics,
     fold_settings,
     out_of_fold_summary,
     recipe,
@@ -28,6 +30,7 @@ from ecg_app.cross_validation import (
 from ecg_app.evaluation import compute_metrics, macro_f1
 from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.lead_diagnosis import combine
+from ecg_app.lead_statistics import STATISTICS_SHARE
 from ecg_app.training import MEMBER_RECORD, finished_member, member_settings
 from tests.conftest import MODEL_DIR
 
@@ -233,6 +236,39 @@ def test_a_diagnosis_candidates_verdict_follows_from_its_kept_predictions(name, 
     assert result["against_baseline"] == {"baseline": f"model/cross-validation/{baseline}", **verdict}
     assert verdict["replaces_baseline"] is replaces
     assert (verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN) is replaces
+
+
+def test_the_statistics_candidate_is_rerun_from_the_data_to_its_kept_verdict(shared_data, tmp_path):
+    """The seventh candidate (per-lead statistics and a linear model, a third of the ECG-class
+    proportions; did not pass the rule, see the model card) is rerun from the data in about 30 s: the
+    same out-of-fold probabilities and the same verdict as kept, and `oof.csv` is the kept fifth
+    candidate's mix combined with the linear model's own probabilities."""
+    kept = MODEL_DIR / "cross-validation" / "statistics"
+    mix = MODEL_DIR / "cross-validation" / "diagnosis-mix"
+    result = cross_validate_statistics(MODEL_DIR, tmp_path / "rerun", mix, baseline=mix)
+    for name in (PREDICTIONS_FILE, STATISTICS_PREDICTIONS_FILE):
+        before, after = _read_rows(kept / name), _read_rows(tmp_path / "rerun" / name)
+        paths = sorted(before)
+        assert sorted(after) == paths
+        classes = CLASSES if name == PREDICTIONS_FILE else ECG_CLASSES
+        np.testing.assert_allclose(
+            _probabilities(after, paths, classes), _probabilities(before, paths, classes), atol=1e-5
+        )
+    judged, alone = _read_rows(kept / PREDICTIONS_FILE), _read_rows(kept / STATISTICS_PREDICTIONS_FILE)
+    paths = sorted(judged)
+    expected = combine(
+        _probabilities(_read_rows(mix / PREDICTIONS_FILE), paths),
+        _probabilities(alone, paths, ECG_CLASSES),
+        1 - STATISTICS_SHARE,
+    )
+    np.testing.assert_allclose(_probabilities(judged, paths), expected, atol=1.5e-6)
+    stored = json.loads((kept / RESULT_FILE).read_text())
+    assert result["against_baseline"]["replaces_baseline"] is False
+    assert {k: v for k, v in result["against_baseline"].items() if k != "baseline"} == {
+        k: v for k, v in stored["against_baseline"].items() if k != "baseline"
+    }
+    assert result["statistics_alone"] == stored["statistics_alone"]
+    assert result["out_of_fold"]["confusion_matrix"] == stored["out_of_fold"]["confusion_matrix"]
 
 
 def test_the_dashboards_out_of_fold_figures_are_the_shipped_recipes_kept_run():

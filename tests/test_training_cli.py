@@ -668,6 +668,15 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "x"), "--diagnosis-page-share", "0.5"])
     assert "--diagnosis-page-share needs --diagnosis-with" in capsys.readouterr().err
+    # The statistics candidate is a recipe of its own too, and takes no diagnosis options.
+    for extra, message in (
+        (["--diagnosis-with", str(page)], "--diagnosis-with judges its own recipe: drop --statistics-with"),
+        (["--average-with", str(page)], "--statistics-with judges its own recipe: drop --average-with"),
+        (["--diagnosis-members", "2"], "--diagnosis-members needs --diagnosis-with"),
+    ):
+        with pytest.raises(SystemExit):
+            main([*args, "--out", str(tmp_path / "x"), "--statistics-with", str(judged), *extra])
+        assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_before_the_temperature(
