@@ -126,6 +126,57 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _figure(name: str, metric: dict) -> str:
+    """`name=value [low, high]`, or `name=n/a` when the collection has no image the figure counts."""
+    value, (low, high) = metric["value"], metric["ci95"]
+    if value != value:  # NaN: e.g. MI recall of a collection without infarctions
+        return f"{name}=n/a"
+    return f"{name}={value:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from ecg_app.dataset import discover
+    from ecg_app.external_validation import validate
+    from ecg_app.training import write_json_atomic
+
+    try:
+        samples = discover(
+            Path(args.data), args.non_ecg and Path(args.non_ecg), args.other_ecg and Path(args.other_ecg)
+        )
+        result = validate(Path(args.model), samples, keep_copies=args.keep_copies)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"ecg-app validate: error: {exc}", file=sys.stderr)
+        return 2
+    images, metrics = result["images"], result["metrics"]
+    copies = ", ".join(f"{split} {n}" for split, n in images["copies_of_model_images"].items() if n) or "none"
+    checked = images["checked_against"]
+    print(
+        f"{images['found']} images; copies of the model's images: {copies} (bytes against "
+        f"{checked['model_images']}, pictures against {checked['compared_by_picture']}); "
+        f"{len(images['left_out'])} left out, {images['scored']} scored"
+    )
+    figures = [
+        _figure(name, metrics[key])
+        for name, key in (
+            ("accuracy", "accuracy"),
+            ("macro-F1", "macro_f1"),
+            ("ECG accuracy", "ecg_accuracy"),
+            ("MI recall", "mi_recall"),
+            ("non-ECG recall", "non_ecg_recall"),
+        )
+    ]
+    coverage = metrics["needs_review"]["coverage"]
+    print(
+        f"n={metrics['n']} "
+        + " ".join(figures)
+        + f" ECE={metrics['ece']:.3f} not needing review={coverage:.3f}"
+    )
+    if args.out:
+        write_json_atomic(result, Path(args.out))
+        print(f"written: {args.out}")
+    return 0
+
+
 def _checked(convert, kind: str, accept, requirement: str):
     """An argparse type: `convert` the text (a `kind`), then refuse values `accept` rejects, saying why."""
 
@@ -585,6 +636,25 @@ def build_parser() -> argparse.ArgumentParser:
         "its out-of-fold figures are shown beside the split's",
     )
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "validate",
+        help="score the model on your own labelled images (class folders); copies of the images it was "
+        "built from are found and left out",
+    )
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.add_argument(
+        "--data", required=True, help="class folders: MI, HMI, AHB, Normal (or the published names)"
+    )
+    p.add_argument("--non-ecg", help="a folder of pictures that are not ECGs")
+    p.add_argument(
+        "--other-ecg", help="a folder of ECGs of other layouts (scored: how many are called Non-ECG)"
+    )
+    p.add_argument(
+        "--keep-copies", action="store_true", help="score copies of training and validation images too"
+    )
+    p.add_argument("--out", help="write the figures and one row per image as JSON")
+    p.set_defaults(func=_cmd_validate)
 
     p = sub.add_parser(
         "cross-validate",

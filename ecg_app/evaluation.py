@@ -6,6 +6,7 @@ never cross splits), with bootstrap 95% intervals because the split is small.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -211,27 +212,27 @@ def model_roots(info: dict, overrides: dict[str, Path] | None = None) -> dict[st
     return roots
 
 
-def evaluate_model_dir(
-    model_dir: Path,
-    split: str = "test",
-    roots: dict[str, Path] | None = None,
-    cross_validation: Path | None = None,
-) -> dict:
-    """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics.
-    With `cross_validation`, a kept cross-validation run of the model's recipe, its out-of-fold figures
-    go beside the split's (`cross_validation.out_of_fold_summary`)."""
-    classifier = Classifier(model_dir)
-    info = classifier.info
-    samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
-    chosen = [s for s in samples if s.split == split]
-    chosen, images = dataset.load_images(chosen)
+@dataclass(frozen=True)
+class Scored:
+    """What `score_images` decided for a set of images, and its figures."""
+
+    predictions: list  # the classifier's `Prediction`s, as the app would show them
+    probs: np.ndarray  # (N, 5) served probabilities
+    labelled: np.ndarray  # (N,) whether an image has a class (other-layout ECGs do not)
+    y_true: np.ndarray  # class indices of the labelled images
+    metrics: dict
+
+
+def score_images(classifier: Classifier, samples: list[dataset.Sample], images: list[np.ndarray]) -> Scored:
+    """Classify `images` as the app does (ECG gate, detector, review threshold, infarction flag) and
+    compute the metrics on the labelled ones, with other-layout ECGs' Non-ECG rate beside them."""
     features, probs = classifier.embed_proba(images)
     ecg_probability = classifier.detect(images)
     predictions = classifier.decide_batch(features, probs, ecg_probability)
     gate_only = classifier.decide_batch(features, probs) if ecg_probability is not None else predictions
     decided = np.array([CLASSES.index(p.label) for p in predictions], dtype=int)
-    labelled = np.array([s.label != dataset.OTHER_ECG for s in chosen], dtype=bool)
-    y_true = np.array([CLASSES.index(s.label) for s, keep in zip(chosen, labelled, strict=True) if keep])
+    labelled = np.array([s.label != dataset.OTHER_ECG for s in samples], dtype=bool)
+    y_true = np.array([CLASSES.index(s.label) for s, keep in zip(samples, labelled, strict=True) if keep])
     metrics = compute_metrics(y_true, probs[labelled], decided[labelled])
     metrics["other_layout_called_non_ecg"] = _rate(decided[~labelled] == CLASSES.index(NON_ECG))
     covered = np.array([p.status == STATUS_OK for p in predictions], dtype=bool)[labelled]
@@ -250,6 +251,24 @@ def evaluate_model_dir(
             **caught(y_true, decided[labelled], flags[labelled]),
             "other_layout_flagged": {"n": int((~labelled).sum()), "flagged": int(flags[~labelled].sum())},
         }
+    return Scored(predictions, probs, labelled, y_true, metrics)
+
+
+def evaluate_model_dir(
+    model_dir: Path,
+    split: str = "test",
+    roots: dict[str, Path] | None = None,
+    cross_validation: Path | None = None,
+) -> dict:
+    """Predict the split of `model_dir/split.csv` and write `model_dir/metrics.json`; returns the metrics.
+    With `cross_validation`, a kept cross-validation run of the model's recipe, its out-of-fold figures
+    go beside the split's (`cross_validation.out_of_fold_summary`)."""
+    classifier = Classifier(model_dir)
+    info = classifier.info
+    samples = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
+    chosen, images = dataset.load_images([s for s in samples if s.split == split])
+    scored = score_images(classifier, chosen, images)
+    metrics, labelled, y_true, probs = scored.metrics, scored.labelled, scored.y_true, scored.probs
     labelled_images = [image for image, keep in zip(images, labelled, strict=True) if keep]
     other_layout = [image for image, keep in zip(images, labelled, strict=True) if not keep]
     robustness = robustness_table(classifier.predict_batch, labelled_images, y_true, other_layout)
