@@ -129,7 +129,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _figure(name: str, metric: dict) -> str:
     """`name=value [low, high]`, or `name=n/a` when the collection has no image the figure counts."""
     value, (low, high) = metric["value"], metric["ci95"]
-    if value != value:  # NaN: e.g. MI recall of a collection without infarctions
+    if value is None:  # e.g. MI recall of a collection without infarctions
         return f"{name}=n/a"
     return f"{name}={value:.3f}" + ("" if low is None else f" [{low:.3f}, {high:.3f}]")
 

@@ -62,7 +62,8 @@ def validate(
     keep_copies: bool = False,
 ) -> dict:
     """The model's figures on `samples` (`dataset.discover` of a labelled collection), copies of the
-    images it was built from left out unless `keep_copies`; with one row per image."""
+    images it was built from left out unless `keep_copies`; with one row per image. The pictures are
+    held in memory together (at most 1280 px a side, as for evaluation): a few thousand at a time."""
     classifier = Classifier(model_dir)
     samples, images = dataset.load_images(samples)
     copies, checked = copies_of_model_images(model_dir, samples, images, roots)
@@ -76,27 +77,39 @@ def validate(
     if all(samples[i].label == dataset.OTHER_ECG for i in kept):
         raise ValueError("nothing to score: no image with a class (only ECGs of other layouts) is left")
     scored = score_images(classifier, [samples[i] for i in kept], [images[i] for i in kept])
-    return {
-        "model_version": classifier.version,
-        "classes": list(CLASSES),
-        "images": {
-            "found": len(samples),
-            "scored": len(kept),
-            "copies_of_model_images": {split: copies.count(split) for split in dataset.SPLITS},
-            "left_out": [str(s.path) for s, out in zip(samples, leave_out, strict=True) if out],
-            "checked_against": checked,
-        },
-        "metrics": scored.metrics,
-        "per_image": [
-            {
-                "path": str(samples[i].path),
-                "label": samples[i].label,
-                "predicted": prediction.label,
-                "confidence": prediction.confidence,
-                "status": prediction.status,
-                "warnings": [w.code for w in prediction.warnings],
-                "copy_of": copies[i],
-            }
-            for i, prediction in zip(kept, scored.predictions, strict=True)
-        ],
-    }
+    return _without_nan(
+        {
+            "model_version": classifier.version,
+            "classes": list(CLASSES),
+            "images": {
+                "found": len(samples),
+                "scored": len(kept),
+                "copies_of_model_images": {split: copies.count(split) for split in dataset.SPLITS},
+                "left_out": [str(s.path) for s, out in zip(samples, leave_out, strict=True) if out],
+                "checked_against": checked,
+            },
+            "metrics": scored.metrics,
+            "per_image": [
+                {
+                    "path": str(samples[i].path),
+                    "label": samples[i].label,
+                    "predicted": prediction.label,
+                    "confidence": prediction.confidence,
+                    "status": prediction.status,
+                    "warnings": [w.code for w in prediction.warnings],
+                    "copy_of": copies[i],
+                }
+                for i, prediction in zip(kept, scored.predictions, strict=True)
+            ],
+        }
+    )
+
+
+def _without_nan(value):
+    """`value` with every NaN as None: a collection without infarctions has no MI recall, and its JSON
+    should say null (NaN is not JSON)."""
+    if isinstance(value, dict):
+        return {k: _without_nan(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nan(v) for v in value]
+    return None if isinstance(value, float) and value != value else value

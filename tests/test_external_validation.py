@@ -94,7 +94,10 @@ def test_the_cli_prints_the_figures_writes_the_json_and_refuses_what_it_cannot_s
     printed = capsys.readouterr().out
     assert "6 images; copies of the model's images: train 1, val 1, test 3" in printed
     assert "2 left out, 4 scored" in printed and "n=4 accuracy=" in printed
-    assert json.loads(out.read_text())["images"]["scored"] == 4
+    # Strict JSON: no infarction was scored (the one MI image is a copy), so MI recall is null, not NaN.
+    written = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert written["images"]["scored"] == 4 and written["metrics"]["mi_recall"]["value"] is None
+    assert "MI recall=n/a" in printed
     copies_only = tmp_path / "copies"
     (copies_only / "MI").mkdir(parents=True)
     shutil.copy(collection / "MI" / "copy.jpg", copies_only / "MI")
