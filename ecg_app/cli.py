@@ -306,7 +306,9 @@ def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.evaluation import model_roots
 
     info = Classifier(args.model).info
-    config = DetectorConfig(members=args.members, epochs=args.epochs, renders=args.renders, seed=args.seed)
+    config = DetectorConfig(
+        members=args.members, epochs=args.epochs, renders=args.renders, charts=args.charts, seed=args.seed
+    )
     record = fit_detector(Path(args.model), model_roots(info, _data_root_overrides(args)), config)
     val = record["validation"]
     print(
@@ -745,6 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--renders", type=int, default=600, help="rendered ECGs added to training")
+    p.add_argument("--charts", type=int, default=0, help="rendered line charts added as non-ECGs")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=_cmd_fit_detector)
 

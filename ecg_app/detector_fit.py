@@ -32,6 +32,7 @@ from ecg_app.ecg_detector import (  # noqa: E402
 )
 from ecg_app.labels import NON_ECG  # noqa: E402
 from ecg_app.store.images import fit  # noqa: E402
+from ecg_app.synth_charts import chart_seeds, render_chart  # noqa: E402
 from ecg_app.synth_ecg import render_ecg, synthetic_seeds  # noqa: E402
 from ecg_app.training import (  # noqa: E402
     average_models,
@@ -44,6 +45,8 @@ from ecg_app.training import (  # noqa: E402
 MEMBERS_DIR = "members"  # under the model directory, beside the diagnosis members (not shipped)
 WORKING_SIDE = 512  # training pictures are shrunk to this long side once: augmentation stays cheap
 BATCH_SIZE = 32
+NEGATIVE_SOURCES = ("non_ecg", "chart")  # what the detector learns to call "not an ECG"
+CHART_DRAWS = 96  # chart draws per epoch when there are charts: the non-ECG side's other 320 are photos etc.
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class DetectorConfig:
     members: int = 3
     epochs: int = 60
     renders: int = 600  # rendered ECGs of many layouts (synth_ecg.synthetic_seeds)
+    charts: int = 0  # line charts that are not ECGs (synth_charts.chart_seeds), drawn CHART_DRAWS an epoch
     seed: int = 42
     learning_rate: float = 2e-3
     # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
@@ -69,10 +73,11 @@ class DetectorBatches(keras.utils.PyDataset):
     def __init__(self, images: list[np.ndarray], sources: list[str], config: DetectorConfig, seed: int, **kw):
         super().__init__(**kw)
         self.images = images
-        groups = {name: [i for i, s in enumerate(sources) if s == name] for name, _ in config.draws}
-        # A source without pictures (e.g. no other-layout ECGs) is skipped; both kinds are required.
-        self.draws = tuple((name, n) for name, n in config.draws if groups[name])
-        if {name == "non_ecg" for name, _ in self.draws} != {True, False}:
+        wanted = (*config.draws, ("chart", CHART_DRAWS))
+        groups = {name: [i for i, s in enumerate(sources) if s == name] for name, _ in wanted}
+        # A source without pictures (no other-layout ECGs, no charts) is skipped; both kinds are required.
+        self.draws = tuple((name, n) for name, n in wanted if groups[name])
+        if {name in NEGATIVE_SOURCES for name, _ in self.draws} != {True, False}:
             raise ValueError("training the ECG detector needs both ECGs and non-ECG pictures")
         self.groups = {name: groups[name] for name, _ in self.draws}
         self.rng = np.random.default_rng(seed)
@@ -83,7 +88,7 @@ class DetectorBatches(keras.utils.PyDataset):
         for name, n in self.draws:
             indices = self.groups[name]
             picks.append(self.rng.choice(indices, size=n, replace=len(indices) < n))
-            targets.append(np.full(n, 0.0 if name == "non_ecg" else 1.0, np.float32))
+            targets.append(np.full(n, 0.0 if name in NEGATIVE_SOURCES else 1.0, np.float32))
         order = self.rng.permutation(sum(n for _, n in self.draws))
         self.picks, self.targets = np.concatenate(picks)[order], np.concatenate(targets)[order]
         self.seeds = self.rng.integers(0, 2**32, size=len(order))
@@ -130,6 +135,8 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
     sources = [_source(s) for s in train]
     images += [fit(render_ecg(seed), WORKING_SIDE) for seed in synthetic_seeds(config.renders)]
     sources += ["render"] * config.renders
+    images += [fit(render_chart(seed), WORKING_SIDE) for seed in chart_seeds(config.charts)]
+    sources += ["chart"] * config.charts
     settings = {k: v for k, v in asdict(config).items() if k != "members"}
     records, members = fit_or_reuse_members(
         [config.seed + k for k in range(config.members)],

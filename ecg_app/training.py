@@ -287,7 +287,7 @@ _MEMBER_KEYS = (
     "erase_probability",
 )
 # What members recorded before a setting existed were trained with.
-_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0, "erase_probability": 0.0}
+_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0, "erase_probability": 0.0, "charts": 0}
 
 
 def member_settings(config: TrainConfig) -> dict:
@@ -325,7 +325,7 @@ def finished_member(record_path: Path, settings: dict) -> dict | None:
         return None
     finished = json.loads(record_path.read_text())
     wanted = _as_stored(settings)
-    defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # not the detector's
+    defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # only the record's kind's
     return finished if {**defaults, **finished["settings"]} == wanted else None
 
 
