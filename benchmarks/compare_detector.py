@@ -1,8 +1,9 @@
 """What the ECG detector changes: Non-ECG calls with the gate alone and with the gate and the detector.
 
 On a split of the model's own `split.csv` (non-ECG recall, other-layout ECGs called Non-ECG, the
-detector's closest calls) and on rendered ECGs that no network was trained on (`synth_ecg.render_ecg`
-with seeds from `--render-seed`; training renders use 1,000,000 + n).
+detector's closest calls), on rendered ECGs that no network was trained on (`synth_ecg.render_ecg`
+with seeds from `--render-seed`; training renders use 1,000,000 + n) and, with `--charts`, on line
+charts that are not ECGs (`synth_charts.render_chart`, seeds from `--chart-seed`).
 
     python benchmarks/compare_detector.py --model model --split val --renders 200 --render-seed 6000000
 """
@@ -20,6 +21,7 @@ from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.evaluation import model_roots
 from ecg_app.labels import NON_ECG
+from ecg_app.synth_charts import render_chart
 from ecg_app.synth_ecg import pick_family, render_ecg
 
 # Printed ECGs and strips, as opposed to monitor screens and bare line plots.
@@ -70,12 +72,24 @@ def report_renders(classifier: Classifier, n: int, first_seed: int) -> None:
         )
 
 
+def report_charts(classifier: Classifier, n: int, first_seed: int) -> None:
+    """Line charts that are not ECGs (`synth_charts`; training charts use 5,000,000 + n): how many come
+    out as an ECG class."""
+    seeds = range(first_seed, first_seed + n)
+    gate, both, p_ecg = non_ecg_calls(classifier, [render_chart(seed) for seed in seeds])
+    for name, called in (("gate alone", gate), ("gate + detector", both)):
+        print(f"{n} charts (seeds {first_seed}+), {name}: called an ECG class {int((~called).sum())}")
+    print(f"  highest chart P(ECG): {', '.join(f'{p:.3f}' for p in sorted(p_ecg, reverse=True)[:3])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
     parser.add_argument("--split", nargs="*", default=["val"], choices=["val", "test"])
     parser.add_argument("--renders", type=int, default=200)
     parser.add_argument("--render-seed", type=int, default=6_000_000)
+    parser.add_argument("--charts", type=int, default=0, help="line charts that are not ECGs (synth_charts)")
+    parser.add_argument("--chart-seed", type=int, default=8_000_000)
     args = parser.parse_args()
     classifier = Classifier(args.model)
     print(f"model {classifier.version}, detector threshold P(ECG) >= {classifier.detector_threshold:.3f}")
@@ -83,6 +97,8 @@ def main() -> None:
         report_split(classifier, split)
     if args.renders:
         report_renders(classifier, args.renders, args.render_seed)
+    if args.charts:
+        report_charts(classifier, args.charts, args.chart_seed)
 
 
 if __name__ == "__main__":

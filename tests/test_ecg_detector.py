@@ -16,7 +16,7 @@ from ecg_app.classifier import (
     Classifier,
     decide,
 )
-from ecg_app.detector_fit import DetectorBatches, DetectorConfig
+from ecg_app.detector_fit import CHART_DRAWS, DetectorBatches, DetectorConfig
 from ecg_app.ecg_detector import DETECTOR_FILE, DETECTOR_SHAPE, detector_batch, detector_input, make_detector
 from ecg_app.intake import load_image
 from ecg_app.labels import CLASSES, NON_ECG
@@ -95,6 +95,24 @@ def test_batches_draw_a_fixed_number_per_source_and_label_them():
     assert np.array_equal(again.picks, batches.picks) and np.array_equal(again[0][0], x)  # reproducible
     with pytest.raises(ValueError, match="both ECGs and non-ECG"):
         DetectorBatches(images[:5], sources[:5], config, seed=7)
+
+
+def test_charts_are_drawn_as_non_ecgs_when_there_are_any():
+    """`fit-detector --charts`: rendered line charts are a negative source of their own, drawn
+    CHART_DRAWS times an epoch; without charts the draws are the recipe's as before."""
+    config = DetectorConfig(draws=(("template", 6), ("non_ecg", 6)))
+    sources = ["template"] * 3 + ["non_ecg"] * 3 + ["chart"] * 2
+    images = [np.full((40, 60, 3), 10 * i, np.uint8) for i in range(len(sources))]
+    batches = DetectorBatches(images, sources, config, seed=3)
+    picked = [sources[i] for i in batches.picks]
+    assert picked.count("chart") == CHART_DRAWS and picked.count("template") == 6
+    assert all(t == (s == "template") for s, t in zip(picked, batches.targets, strict=True))
+    without = DetectorBatches(images[:6], sources[:6], config, seed=3)
+    assert len(without.picks) == 12 and "chart" not in {sources[i] for i in without.picks}
+    only_charts = ["template"] * 3 + ["chart"] * 5
+    assert (
+        DetectorBatches(images, only_charts, config, seed=3).targets.sum() == 6
+    )  # charts alone are negatives
 
 
 @pytest.fixture

@@ -350,11 +350,12 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model_dir)
     args = ["fit-detector", "--model", str(model_dir), "--members", "2", "--epochs", "1", "--renders", "3"]
-    args += ["--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
+    args += ["--charts", "2", "--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
     assert main(args) == 0
     assert "ECG detector: threshold" in capsys.readouterr().out
     record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
     assert record["members"] == 2 and record["config"]["renders"] == 3 and 0 < record["threshold"] <= 1
+    assert record["config"]["charts"] == 2
     assert record["validation"]["non_ecgs"] > 0 and record["validation"]["ecgs"] > 0
     members = [
         keras.saving.load_model(model_dir / "members" / f"detector-seed-{s}" / "ecg_detector.keras")
