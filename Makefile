@@ -52,7 +52,7 @@ RECIPE_CV = model/cross-validation/diagnosis-mix
 train: $(VENV)/.installed
 	$(VENV)/bin/ecg-app train --data $(DATA)/mendeley-ecg --non-ecg $(DATA)/non-ecg \
 	  --other-ecg $(DATA)/other-layout-ecg --epochs 40 --seed 42 --ensemble 3 --out model
-	$(VENV)/bin/ecg-app fit-detector --model model --members 3 --epochs 60 --renders 600 --seed 42
+	$(VENV)/bin/ecg-app fit-detector --model model --members 3 --epochs 60 --renders 600 --charts 600 --seed 42
 	$(VENV)/bin/ecg-app fit-diagnosis --model model --members 3 --page-share 0.5 --seed 42
 	$(VENV)/bin/ecg-app fit-mi-flag --model model --cv-run $(RECIPE_CV)
 	$(VENV)/bin/ecg-app evaluate --model model --cross-validation $(RECIPE_CV)

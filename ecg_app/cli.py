@@ -747,7 +747,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--members", type=int, default=3, help="networks averaged (seeds seed, seed+1, ...)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--renders", type=int, default=600, help="rendered ECGs added to training")
-    p.add_argument("--charts", type=int, default=0, help="rendered line charts added as non-ECGs")
+    p.add_argument("--charts", type=int, default=600, help="rendered line charts added as non-ECGs")
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(func=_cmd_fit_detector)
 

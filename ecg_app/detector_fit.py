@@ -54,7 +54,7 @@ class DetectorConfig:
     members: int = 3
     epochs: int = 60
     renders: int = 600  # rendered ECGs of many layouts (synth_ecg.synthetic_seeds)
-    charts: int = 0  # line charts that are not ECGs (synth_charts.chart_seeds), drawn CHART_DRAWS an epoch
+    charts: int = 600  # line charts that are not ECGs (synth_charts.chart_seeds), drawn CHART_DRAWS an epoch
     seed: int = 42
     learning_rate: float = 2e-3
     # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
