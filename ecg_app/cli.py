@@ -150,6 +150,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     images, metrics = result["images"], result["metrics"]
     copies = ", ".join(f"{split} {n}" for split, n in images["copies_of_model_images"].items() if n) or "none"
     checked = images["checked_against"]
+    if images["unreadable"]:
+        print(f"{len(images['unreadable'])} files could not be read as images and are not counted")
     print(
         f"{images['found']} images; copies of the model's images: {copies} (bytes against "
         f"{checked['model_images']}, pictures against {checked['compared_by_picture']}); "

@@ -65,7 +65,9 @@ def validate(
     images it was built from left out unless `keep_copies`; with one row per image. The pictures are
     held in memory together (at most 1280 px a side, as for evaluation): a few thousand at a time."""
     classifier = Classifier(model_dir)
-    samples, images = dataset.load_images(samples)
+    listed = samples
+    samples, images = dataset.load_images(listed)  # a file intake refuses is reported and not scored
+    readable = {s.path for s in samples}
     copies, checked = copies_of_model_images(model_dir, samples, images, roots)
     leave_out = [not keep_copies and copy in BUILT_FROM for copy in copies]
     kept = [i for i, out in enumerate(leave_out) if not out]
@@ -83,6 +85,7 @@ def validate(
             "classes": list(CLASSES),
             "images": {
                 "found": len(samples),
+                "unreadable": [str(s.path) for s in listed if s.path not in readable],
                 "scored": len(kept),
                 "copies_of_model_images": {split: copies.count(split) for split in dataset.SPLITS},
                 "left_out": [str(s.path) for s, out in zip(samples, leave_out, strict=True) if out],

@@ -39,6 +39,7 @@ def collection(tmp_path, shared_data):
     smaller = cv2.resize(val, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)
     (root / "HMI" / "resaved.png").write_bytes(encode(smaller))
     (root / "Normal" / "synthetic.png").write_bytes(encode(synthetic_printout(seed=5)))
+    (root / "AHB" / "broken.jpg").write_bytes(b"not a picture")  # reported, never scored
     shutil.copy(chart, root / "not-ecg")  # test split
     return root
 
@@ -50,6 +51,7 @@ def test_copies_of_the_models_images_are_found_and_left_out_and_the_rest_scored_
     result = validate(shipped_model, samples)
     images = result["images"]
     assert images["found"] == 6 and images["scored"] == 4
+    assert [p.rsplit("/", 1)[-1] for p in images["unreadable"]] == ["broken.jpg"]
     assert images["copies_of_model_images"] == {"train": 1, "val": 1, "test": 3}
     assert sorted(p.rsplit("/", 1)[-1] for p in images["left_out"]) == ["copy.jpg", "resaved.png"]
     assert images["checked_against"]["compared_by_picture"] == images["checked_against"]["model_images"] > 800
@@ -94,6 +96,7 @@ def test_the_cli_prints_the_figures_writes_the_json_and_refuses_what_it_cannot_s
     printed = capsys.readouterr().out
     assert "6 images; copies of the model's images: train 1, val 1, test 3" in printed
     assert "2 left out, 4 scored" in printed and "n=4 accuracy=" in printed
+    assert "1 files could not be read as images and are not counted" in printed
     # Strict JSON: no infarction was scored (the one MI image is a copy), so MI recall is null, not NaN.
     written = json.loads(out.read_text(), parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
     assert written["images"]["scored"] == 4 and written["metrics"]["mi_recall"]["value"] is None
