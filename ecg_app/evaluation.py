@@ -1,4 +1,5 @@
-"""Honest metrics on the held-out split: `ecg-app evaluate` writes model/metrics.json.
+"""Honest metrics on the held-out split: `ecg-app evaluate` writes model/metrics.json (and `score_images`
+scores any labelled collection the same way, for `ecg-app validate`).
 
 Everything is computed on the test split of the manifest written at training time (duplicate groups
 never cross splits), with bootstrap 95% intervals because the split is small.
