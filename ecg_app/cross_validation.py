@@ -157,6 +157,19 @@ def _predict_held_out(network, images, fold: np.ndarray, k: int) -> np.ndarray:
     return network.predict(inputs, batch_size=32, verbose=0)
 
 
+def _folded_pool(model_dir: Path, roots: dict[str, Path] | None, n_folds: int):
+    """What every cross-validation reads: the model's `model.json`, its data roots, the train +
+    validation images (never the test split) in the model's folds (its recorded seed), and their class
+    indices, -1 for other-layout ECGs, whose diagnosis is unknown (not scored)."""
+    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
+    data_roots = model_roots(info, roots)
+    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
+    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
+    fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
+    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
+    return info, data_roots, pool, images, fold, y
+
+
 def cross_validate(
     model_dir: Path,
     out_dir: Path,
@@ -176,14 +189,8 @@ def cross_validate(
     image's prediction is the mean of the two runs' probabilities (as an ensemble of the two averages
     them), and the new network's own figures are kept under "network_alone".
     """
-    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
-    data_roots = model_roots(info, roots)
+    info, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
     config = recipe(info, data_roots, **overrides)
-    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
-    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
-    fold = assign_folds(pool, n_folds, config.seed)
-    # Class index per image; -1 for other-layout ECGs, whose diagnosis is unknown (not scored).
-    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
     out_dir = Path(out_dir)
     partner = None if average_with is None else _run_probabilities(Path(average_with), pool, fold, data_roots)
     own = np.full((len(pool), len(CLASSES)), np.nan)
@@ -265,13 +272,8 @@ def cross_validate_diagnosis(
     printouts go under "diagnosis_alone"."""
     config = config or DiagnosisConfig(members=1)
     share = config.page_share
-    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
-    data_roots = model_roots(info, roots)
-    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
-    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
     # The folds are the model's (its recorded seed), as `page_run`'s; the networks' seed is the config's.
-    fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
-    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
+    _, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
     page = _run_probabilities(Path(page_run), pool, fold, data_roots)
     out_dir = Path(out_dir)
     diagnosis = np.full((len(pool), len(ECG_CLASSES)), np.nan)
@@ -315,12 +317,7 @@ def cross_validate_statistics(
     and `cv.json` like `cross_validate`, and the linear model's own probabilities to
     `oof-statistics.csv`; its 4-class figures go under "statistics_alone", with the penalty each fold
     chose."""
-    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text())
-    data_roots = model_roots(info, roots)
-    manifest = dataset.read_manifest(Path(model_dir) / "split.csv", data_roots)
-    pool, images = dataset.load_images([s for s in manifest if s.split != "test"])
-    fold = assign_folds(pool, n_folds, int(info["config"]["seed"]))
-    y = np.array([-1 if s.label == dataset.OTHER_ECG else CLASSES.index(s.label) for s in pool])
+    info, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
     mix = _run_probabilities(Path(mix_run), pool, fold, data_roots)
     curves = digitise(images)
     ecg = np.array([s.label in ECG_CLASSES for s in pool])

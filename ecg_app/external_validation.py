@@ -12,13 +12,12 @@ are left out of the figures; copies of test images stay, as the model never lear
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ecg_app import dataset
-from ecg_app.classifier import MODEL_INFO_FILE, Classifier
+from ecg_app.classifier import Classifier
 from ecg_app.evaluation import model_roots, score_images
 from ecg_app.intake import IntakeError
 from ecg_app.labels import CLASSES
@@ -28,13 +27,14 @@ BUILT_FROM = ("train", "val")  # splits the model was fitted or chosen on
 
 def copies_of_model_images(
     model_dir: Path,
+    info: dict,
     samples: list[dataset.Sample],
     images: list[np.ndarray],
     roots: dict[str, Path] | None = None,
 ) -> tuple[list[str | None], dict]:
     """For each sample, the split of a model image it copies ("train", "val" or "test"), or None; and how
-    many of the model's images each test could compare against (near-duplicates need the files)."""
-    info = json.loads((Path(model_dir) / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    many of the model's images each test could compare against (near-duplicates need the files).
+    `info` is the model's `model.json` (where its data roots are recorded)."""
     manifest = dataset.read_manifest(Path(model_dir) / "split.csv", model_roots(info, roots))
     split_of_md5 = {s.md5: s.split for s in manifest}  # a duplicate group keeps to one split
     found = [split_of_md5.get(dataset.file_md5(s.path)) for s in samples]
@@ -68,7 +68,7 @@ def validate(
     listed = samples
     samples, images = dataset.load_images(listed)  # a file intake refuses is reported and not scored
     readable = {s.path for s in samples}
-    copies, checked = copies_of_model_images(model_dir, samples, images, roots)
+    copies, checked = copies_of_model_images(model_dir, classifier.info, samples, images, roots)
     leave_out = [not keep_copies and copy in BUILT_FROM for copy in copies]
     kept = [i for i, out in enumerate(leave_out) if not out]
     if not kept:
