@@ -24,7 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app import dataset, preprocess  # noqa: E402
+from ecg_app import dataset, ecg_detector, preprocess  # noqa: E402
 from ecg_app.classifier import Classifier  # noqa: E402
 from ecg_app.evaluation import model_roots  # noqa: E402
 from ecg_app.intake import load_image  # noqa: E402
@@ -96,11 +96,12 @@ def main() -> int:
         found = sum(find_page(image) is not None for image in images)
         print(f"{name} (n={len(images)}; page found in {found})")
         print(f"  straightened (as served): {summary(classifier, images, labels)}")
-        preprocess.straighten = lambda rgb: rgb  # as before `page.straighten` existed
+        # As before `page.straighten` existed: the networks and the ECG detector read the photo as it is.
+        preprocess.straighten = ecg_detector.straighten = lambda rgb: rgb
         try:
             print(f"  not straightened:         {summary(classifier, images, labels)}")
         finally:
-            preprocess.straighten = straighten
+            preprocess.straighten = ecg_detector.straighten = straighten
     return 0
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg_app import ecg_detector
 from ecg_app.calibration import softmax
 from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.decision_weight import log_weights
-from ecg_app.ecg_detector import DETECTOR_FILE, detector_batch
+from ecg_app.ecg_detector import DETECTOR_FILE
 from ecg_app.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
@@ -312,11 +313,7 @@ class Classifier:
         """The detector's P(ECG) for RGB uint8 images, or None when the model directory has no detector."""
         if self.detector_threshold is None:
             return None
-        chunks = [
-            np.asarray(self.detector.predict_on_batch(detector_batch(images[start : start + batch_size])))
-            for start in range(0, len(images), batch_size)
-        ]
-        return np.concatenate(chunks)[:, 0].astype(np.float64) if chunks else np.zeros(0)
+        return ecg_detector.ecg_probability(self.detector, images, batch_size)
 
     def decide_batch(
         self, features: np.ndarray, probs: np.ndarray, ecg_probability: np.ndarray | None = None

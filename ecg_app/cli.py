@@ -304,14 +304,17 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
 
 def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
-    from ecg_app.detector_fit import DetectorConfig, fit_detector
+    from ecg_app.detector_fit import DetectorConfig, fit_detector, rechoose_threshold
     from ecg_app.evaluation import model_roots
 
-    info = Classifier(args.model).info
-    config = DetectorConfig(
-        members=args.members, epochs=args.epochs, renders=args.renders, charts=args.charts, seed=args.seed
-    )
-    record = fit_detector(Path(args.model), model_roots(info, _data_root_overrides(args)), config)
+    roots = model_roots(Classifier(args.model).info, _data_root_overrides(args))
+    if args.threshold_only:
+        record = rechoose_threshold(Path(args.model), roots)
+    else:
+        config = DetectorConfig(
+            members=args.members, epochs=args.epochs, renders=args.renders, charts=args.charts, seed=args.seed
+        )
+        record = fit_detector(Path(args.model), roots, config)
     val = record["validation"]
     print(
         f"ECG detector: threshold P(ECG) >= {record['threshold']:.3f}; validation: "
@@ -751,6 +754,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--renders", type=int, default=600, help="rendered ECGs added to training")
     p.add_argument("--charts", type=int, default=600, help="rendered line charts added as non-ECGs")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--threshold-only",
+        action="store_true",
+        help="no training: choose the shipped detector's threshold again on validation",
+    )
     p.set_defaults(func=_cmd_fit_detector)
 
     _add_store_commands(sub)

@@ -9,6 +9,7 @@ untouched for `ecg-app evaluate`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -22,12 +23,13 @@ import keras  # noqa: E402
 
 from ecg_app import dataset  # noqa: E402
 from ecg_app.augment import augment  # noqa: E402
+from ecg_app.classifier import MODEL_INFO_FILE  # noqa: E402
 from ecg_app.ecg_detector import (  # noqa: E402
     DETECTOR_FILE,
     DETECTOR_SHAPE,
     choose_threshold,
-    detector_batch,
     detector_input,
+    ecg_probability,
     make_detector,
 )
 from ecg_app.labels import NON_ECG  # noqa: E402
@@ -149,17 +151,36 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
         average_models(members, DETECTOR_SHAPE, "picture", "ecg_detector") if len(members) > 1 else members[0]
     )
     save_model_atomic(detector, model_dir / DETECTOR_FILE)
-
-    val, val_images = dataset.load_images([s for s in samples if s.split == "val"])
-    p_ecg = detector.predict(detector_batch(val_images), batch_size=BATCH_SIZE, verbose=0)[:, 0]
-    is_ecg = np.array([s.label != NON_ECG for s in val])
-    threshold = choose_threshold(p_ecg, is_ecg)
-    record = {
+    trained = {
         "file": DETECTOR_FILE,
-        "threshold": threshold,
         "members": config.members,
         "config": asdict(config),
         "train_seconds": [r["train_seconds"] for r in records],
+    }
+    return _record_threshold(model_dir, samples, detector, trained)
+
+
+def rechoose_threshold(model_dir: Path, roots: dict[str, Path]) -> dict:
+    """Choose the shipped detector's threshold again on the validation split, without training: what a
+    change in how the detector reads a picture (`ecg_probability`) needs. Its training record is kept."""
+    model_dir = Path(model_dir)
+    trained = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))["ecg_detector"]
+    detector = keras.saving.load_model(model_dir / DETECTOR_FILE, compile=False)
+    samples = dataset.read_manifest(model_dir / "split.csv", roots)
+    kept = {key: trained[key] for key in ("file", "members", "config", "train_seconds")}
+    return _record_threshold(model_dir, samples, detector, kept)
+
+
+def _record_threshold(model_dir: Path, samples: list[dataset.Sample], detector, trained: dict) -> dict:
+    """Choose the threshold on the validation split's pictures, read as served, and record it with
+    `trained` in `model.json`; returns that record."""
+    val, val_images = dataset.load_images([s for s in samples if s.split == "val"])
+    p_ecg = ecg_probability(detector, val_images, BATCH_SIZE)
+    is_ecg = np.array([s.label != NON_ECG for s in val])
+    threshold = choose_threshold(p_ecg, is_ecg)
+    record = {
+        **trained,
+        "threshold": threshold,
         "validation": {
             "ecgs": int(is_ecg.sum()),
             "ecgs_below_threshold": int((p_ecg[is_ecg] < threshold).sum()),

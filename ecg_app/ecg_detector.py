@@ -7,6 +7,11 @@ cost diagnosis accuracy (model card, "training on rendered ECGs"), so this job g
 whole picture, colour kept, trained on real ECGs plus renders (`ecg_app.synth_ecg`) against the
 non-ECG pictures. `classifier.decide` calls Non-ECG only when the softmax, the embedding gate and this
 detector all agree.
+
+A photo of a sheet of paper lying on a desk is read twice, as uploaded and as the straightened sheet
+(`page.straighten`), and counts as an ECG only if both views do: the whole photo alone took printed
+charts on a desk for ECGs, the cut-out sheet alone took bright patches of other photos for them
+(model card, "The detector reads the sheet too").
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from collections.abc import Sequence
 
 import cv2
 import numpy as np
+
+from ecg_app.page import straighten
 
 DETECTOR_FILE = "ecg_detector.keras"
 DETECTOR_SHAPE: tuple[int, int, int] = (224, 224, 3)
@@ -35,6 +42,30 @@ def detector_batch(images: Sequence[np.ndarray]) -> np.ndarray:
         if images
         else np.zeros((0, *DETECTOR_SHAPE), np.float32)
     )
+
+
+def views(rgb: np.ndarray) -> list[np.ndarray]:
+    """The pictures the detector reads for one upload: the upload, and its straightened sheet when a
+    sheet of paper is found in it (a scan or a screenshot has none)."""
+    sheet = straighten(rgb)
+    return [rgb] if sheet is rgb else [rgb, sheet]
+
+
+def ecg_probability(detector, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
+    """P(ECG) of each RGB uint8 image: the lowest of `detector`'s calls on its `views`, so that training
+    (the threshold's choice) and serving read pictures the same way."""
+    seen = [views(image) for image in images]
+    flat = [view for picture in seen for view in picture]
+    calls = [
+        np.asarray(detector.predict_on_batch(detector_batch(flat[start : start + batch_size])))[:, 0]
+        for start in range(0, len(flat), batch_size)
+    ]
+    if not calls:
+        return np.zeros(0)
+    owner = np.repeat(np.arange(len(images)), [len(picture) for picture in seen])
+    lowest = np.full(len(images), np.inf)
+    np.minimum.at(lowest, owner, np.concatenate(calls).astype(np.float64))
+    return lowest
 
 
 def choose_threshold(p_ecg: np.ndarray, is_ecg: np.ndarray) -> float:

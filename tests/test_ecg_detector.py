@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import ecg_app
+from ecg_app import dataset
 from ecg_app.classifier import (
     DETECTOR_DISAGREES,
     GATE_DISAGREES,
@@ -17,10 +18,23 @@ from ecg_app.classifier import (
     decide,
 )
 from ecg_app.detector_fit import CHART_DRAWS, DetectorBatches, DetectorConfig
-from ecg_app.ecg_detector import DETECTOR_FILE, DETECTOR_SHAPE, detector_batch, detector_input, make_detector
+from ecg_app.ecg_detector import (
+    DETECTOR_FILE,
+    DETECTOR_SHAPE,
+    detector_batch,
+    detector_input,
+    ecg_probability,
+    make_detector,
+    views,
+)
+from ecg_app.evaluation import model_roots
 from ecg_app.intake import load_image
 from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.page import straighten
+from ecg_app.robustness import DEGRADATIONS
 from tests.conftest import synthetic_printout
+
+ON_A_DESK = DEGRADATIONS["photographed on a desk"]
 
 EXAMPLES = Path(ecg_app.__file__).parent / "examples"
 
@@ -150,3 +164,49 @@ def test_shipped_detector_rescues_a_blurred_printout_the_classifier_rejects(ship
     assert prediction.ecg_probability >= shipped_detector.detector_threshold
     assert prediction.label != NON_ECG and prediction.status == STATUS_NEEDS_REVIEW
     assert prediction.warnings == (DETECTOR_DISAGREES,)
+
+
+def test_a_scan_is_one_view_and_a_photo_of_a_sheet_two():
+    """The detector reads a scan as it is, and a photographed sheet also as the sheet straightened."""
+    scan = synthetic_printout(seed=2)
+    (only,) = views(scan)
+    assert only is scan
+    photo = ON_A_DESK(scan)
+    whole, sheet = views(photo)
+    assert whole is photo and np.array_equal(sheet, straighten(photo))
+    assert abs(sheet.shape[1] / sheet.shape[0] - scan.shape[1] / scan.shape[0]) < 0.05
+
+
+def test_ecg_probability_is_the_lowest_call_over_each_pictures_views(shipped_detector):
+    """Batched across pictures with one and two views, each picture gets the lower of its own views'
+    calls, as `Classifier.detect` serves it."""
+    pictures = [
+        ON_A_DESK(load_image(EXAMPLES / "MI(19).jpg")),
+        load_image(EXAMPLES / "coffee.jpg"),
+        ON_A_DESK(synthetic_printout(seed=3)),
+    ]
+    network = shipped_detector.detector
+    expected = [
+        min(float(np.asarray(network.predict_on_batch(detector_batch([view])))[0, 0]) for view in views(p))
+        for p in pictures
+    ]
+    assert [len(views(p)) for p in pictures] == [2, 1, 2]
+    for batch_size in (1, 2, 16):
+        assert ecg_probability(network, pictures, batch_size) == pytest.approx(expected, abs=1e-5)
+    assert shipped_detector.detect(pictures) == pytest.approx(expected, abs=1e-5)
+    assert ecg_probability(network, []).shape == (0,)
+
+
+def test_no_validation_non_ecg_photographed_on_a_desk_is_taken_for_an_ecg(shipped_detector, shared_data):
+    """Charts and text pages printed and photographed on a desk: the whole photo looks like a printout
+    to the detector, the straightened sheet does not, and both must say ECG (model card, "The detector
+    reads the sheet too"). The whole photo alone takes some of them for ECGs."""
+    samples = dataset.read_manifest(
+        shipped_detector.model_dir / "split.csv", model_roots(shipped_detector.info)
+    )
+    _, images = dataset.load_images([s for s in samples if s.split == "val" and s.label == NON_ECG])
+    photos = [ON_A_DESK(image) for image in images]
+    threshold = shipped_detector.detector_threshold
+    assert (shipped_detector.detect(photos) < threshold).all()
+    whole_only = np.asarray(shipped_detector.detector.predict(detector_batch(photos), verbose=0))[:, 0]
+    assert (whole_only >= threshold).sum() >= 2

@@ -375,6 +375,12 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     assert (classifier.predict(image).ecg_probability is not None) == consulted
     assert main(args) == 0  # finished members are reused, not retrained
     assert capsys.readouterr().out.count("reusing") == 2
+    # Without the members (they are not shipped), the threshold alone is chosen again on validation:
+    # the same detector read the same way gives the same record.
+    shutil.rmtree(model_dir / "members")
+    assert main([*args, "--threshold-only"]) == 0
+    assert "member" not in capsys.readouterr().out
+    assert json.loads((model_dir / "model.json").read_text())["ecg_detector"] == record
 
 
 def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
