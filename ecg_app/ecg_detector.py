@@ -52,8 +52,8 @@ def views(rgb: np.ndarray) -> list[np.ndarray]:
 
 
 def ecg_probability(detector, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """P(ECG) of each RGB uint8 image: the lowest of `detector`'s calls on its `views`, so that training
-    (the threshold's choice) and serving read pictures the same way."""
+    """P(ECG) of each RGB uint8 image: the lowest of `detector`'s calls on its `views`. Serving and the
+    threshold's choice on validation (`detector_fit`) both read pictures through it."""
     seen = [views(image) for image in images]
     flat = [view for picture in seen for view in picture]
     calls = [
