@@ -307,9 +307,10 @@ def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.detector_fit import DetectorConfig, fit_detector, rechoose_threshold
     from ecg_app.evaluation import model_roots
 
-    roots = model_roots(Classifier(args.model).info, _data_root_overrides(args))
+    classifier = Classifier(args.model)
+    roots = model_roots(classifier.info, _data_root_overrides(args))
     if args.threshold_only:
-        record = rechoose_threshold(Path(args.model), roots)
+        record = rechoose_threshold(classifier, roots)
     else:
         config = DetectorConfig(
             members=args.members, epochs=args.epochs, renders=args.renders, charts=args.charts, seed=args.seed

@@ -9,7 +9,6 @@ untouched for `ecg-app evaluate`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -23,7 +22,7 @@ import keras  # noqa: E402
 
 from ecg_app import dataset  # noqa: E402
 from ecg_app.augment import augment  # noqa: E402
-from ecg_app.classifier import MODEL_INFO_FILE  # noqa: E402
+from ecg_app.classifier import Classifier  # noqa: E402
 from ecg_app.ecg_detector import (  # noqa: E402
     DETECTOR_FILE,
     DETECTOR_SHAPE,
@@ -160,15 +159,13 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
     return _record_threshold(model_dir, samples, detector, trained)
 
 
-def rechoose_threshold(model_dir: Path, roots: dict[str, Path]) -> dict:
-    """Choose the shipped detector's threshold again on the validation split, without training: what a
+def rechoose_threshold(classifier: Classifier, roots: dict[str, Path]) -> dict:
+    """Choose the installed detector's threshold again on the validation split, without training: what a
     change in how the detector reads a picture (`ecg_probability`) needs. Its training record is kept."""
-    model_dir = Path(model_dir)
-    trained = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))["ecg_detector"]
-    detector = keras.saving.load_model(model_dir / DETECTOR_FILE, compile=False)
-    samples = dataset.read_manifest(model_dir / "split.csv", roots)
+    trained = classifier.info["ecg_detector"]
+    samples = dataset.read_manifest(classifier.model_dir / "split.csv", roots)
     kept = {key: trained[key] for key in ("file", "members", "config", "train_seconds")}
-    return _record_threshold(model_dir, samples, detector, kept)
+    return _record_threshold(classifier.model_dir, samples, classifier.detector, kept)
 
 
 def _record_threshold(model_dir: Path, samples: list[dataset.Sample], detector, trained: dict) -> dict:
