@@ -1,9 +1,11 @@
 """Capture-like changes to RGB images: how ECG printouts really reach the app.
 
 The primitives (warp, lighting gradient, blur, downscale, JPEG) are shared by training augmentation
-(`augment`, random strengths) and the robustness evaluation (fixed strengths). No flips: they would
-move leads. Applied to the RGB picture before the shared preprocessing, so the network sees augmented
-pictures exactly as it sees uploads. The exception is `erase` (training only), made to the ink map.
+(`augment`, random strengths) and the robustness evaluation (fixed strengths); `photographed` (a sheet
+in a photo of something else) by the ECG detector's training and `benchmarks/compare_desk_photos.py`.
+No flips: they would move leads. Applied to the RGB picture before the shared preprocessing, so the
+network sees augmented pictures exactly as it sees uploads. The exception is `erase` (training only),
+made to the ink map.
 """
 
 from __future__ import annotations
@@ -59,6 +61,33 @@ def downscale(image: np.ndarray, factor: float) -> np.ndarray:
 def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED) if ok else image
+
+
+def photographed(
+    page: np.ndarray,
+    scene: np.ndarray,
+    rng: np.random.Generator,
+    frame: tuple[int, int] = (1200, 1600),
+    cover: tuple[float, float] = (0.6, 0.85),
+    slant: float = 0.04,
+) -> np.ndarray:
+    """`page` pasted whole into `scene` (stretched to `frame`, height x width), as a phone sees a sheet held
+    up or lying in front of something: it covers a random share `cover` (at most 0.9, so that a margin is
+    left) of the frame's tighter side, its corners are moved by up to `slant` of its size (perspective),
+    and the light falls off across the frame."""
+    frame_h, frame_w = frame
+    scene = cv2.resize(scene, (frame_w, frame_h), interpolation=cv2.INTER_AREA)
+    height, width = page.shape[:2]
+    scale = rng.uniform(*cover) * min(frame_w / width, frame_h / height)
+    w, h = width * scale, height * scale
+    x0, y0 = rng.uniform(0.05 * w, frame_w - 1.05 * w), rng.uniform(0.05 * h, frame_h - 1.05 * h)
+    seen = np.float32([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]])
+    seen += rng.uniform(-slant, slant, (4, 2)).astype(np.float32) * np.float32([w, h])
+    matrix = cv2.getPerspectiveTransform(np.float32([[0, 0], [width, 0], [width, height], [0, height]]), seen)
+    sheet = cv2.warpPerspective(np.ones((height, width), np.float32), matrix, (frame_w, frame_h))[:, :, None]
+    photo = cv2.warpPerspective(page, matrix, (frame_w, frame_h)) * sheet + scene * (1 - sheet)
+    light = np.linspace(rng.uniform(0.7, 1.0), 1.0, frame_w, dtype=np.float32)[None, :, None]
+    return np.clip(photo * light, 0, 255).astype(np.uint8)
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:

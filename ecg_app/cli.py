@@ -304,16 +304,30 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
 
 def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
-    from ecg_app.detector_fit import DetectorConfig, fit_detector, rechoose_threshold
+    from ecg_app.detector_fit import (
+        DetectorConfig,
+        fit_detector,
+        installed_config,
+        rechoose_threshold,
+        tune_installed_in_scenes,
+    )
     from ecg_app.evaluation import model_roots
 
     classifier = Classifier(args.model)
     roots = model_roots(classifier.info, _data_root_overrides(args))
     if args.threshold_only:
         record = rechoose_threshold(classifier, roots)
+    elif args.scenes_only:
+        config = installed_config(classifier, scene_epochs=args.scene_epochs)
+        record = tune_installed_in_scenes(classifier, roots, config)
     else:
         config = DetectorConfig(
-            members=args.members, epochs=args.epochs, renders=args.renders, charts=args.charts, seed=args.seed
+            members=args.members,
+            epochs=args.epochs,
+            renders=args.renders,
+            charts=args.charts,
+            seed=args.seed,
+            scene_epochs=args.scene_epochs,
         )
         record = fit_detector(Path(args.model), roots, config)
     val = record["validation"]
@@ -756,9 +770,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charts", type=int, default=600, help="rendered line charts added as non-ECGs")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
+        "--scene-epochs",
+        type=int,
+        default=10,
+        help="then tune each network this many epochs with pictures pasted into photos (0: no tuning)",
+    )
+    only = p.add_mutually_exclusive_group()
+    only.add_argument(
         "--threshold-only",
         action="store_true",
         help="no training: choose the shipped detector's threshold again on validation",
+    )
+    only.add_argument(
+        "--scenes-only",
+        action="store_true",
+        help="tune the installed (untuned) detector's networks in scenes, then choose its threshold again",
     )
     p.set_defaults(func=_cmd_fit_detector)
 
