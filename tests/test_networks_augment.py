@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ecg_app.augment import augment, erase
+from ecg_app.augment import augment, erase, photographed
 from ecg_app.labels import CLASSES
 from ecg_app.networks import make_model
 from ecg_app.preprocess import INPUT_SHAPE
@@ -95,3 +95,22 @@ def test_erase_blanks_one_lead_sized_rectangle_or_nothing():
     assert erase(ink, np.random.default_rng(0), 0.0) is ink  # off
     kept = sum(erase(ink, np.random.default_rng(seed), 0.5) is ink for seed in range(400))
     assert 150 < kept < 250  # about half of the images are left whole
+
+
+def test_photographed_puts_the_whole_page_inside_the_scene():
+    """A bright page on a dark scene: the frame has the requested size, the page covers the requested
+    share of it (its corners moved a little), and the scene shows on every side around it."""
+    page, scene = np.full((300, 400, 3), 250, np.uint8), np.full((90, 120, 3), 20, np.uint8)
+    rng = np.random.default_rng(3)
+    photo = photographed(page, scene, rng, frame=(384, 512), cover=(0.6, 0.6), slant=0.02)
+    assert photo.shape == (384, 512, 3) and photo.dtype == np.uint8
+    bright = photo.mean(axis=2) > 120
+    ys, xs = np.nonzero(bright)
+    # 0.6 of the tighter side (384 rows, as the page is 3:4 like the frame), give or take the slant.
+    assert 0.55 * 384 < ys.max() - ys.min() < 0.65 * 384 and 0.55 * 512 < xs.max() - xs.min() < 0.65 * 512
+    assert ys.min() > 0 and xs.min() > 0 and ys.max() < 383 and xs.max() < 511
+    assert not bright[:5].any() and not bright[:, :5].any()  # the scene, darkened by the light at most
+    again = photographed(
+        page, scene, np.random.default_rng(3), frame=(384, 512), cover=(0.6, 0.6), slant=0.02
+    )
+    assert np.array_equal(again, photo)

@@ -351,6 +351,7 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     shutil.copytree(tiny_run / "model", model_dir)
     args = ["fit-detector", "--model", str(model_dir), "--members", "2", "--epochs", "1", "--renders", "3"]
     args += ["--charts", "2", "--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
+    args += ["--scene-epochs", "0"]  # no tuning in scenes: tuned below, as the shipped detector was
     assert main(args) == 0
     assert "ECG detector: threshold" in capsys.readouterr().out
     record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
@@ -384,6 +385,28 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     assert main([*args, "--threshold-only"]) == 0
     assert "member" not in capsys.readouterr().out
     assert json.loads((model_dir / "model.json").read_text())["ecg_detector"] == record
+    # Tuning the installed detector in scenes (`--scenes-only`, how the shipped one got it): its members
+    # are taken out of the averaged model, tuned, averaged again, and the threshold is chosen again.
+    untuned = np.asarray(Classifier(model_dir).detector.predict_on_batch(x))
+    assert main([*args, "--scenes-only", "--scene-epochs", "1"]) == 0
+    assert capsys.readouterr().out.count("tuned in scenes") == 2
+    tuned_record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
+    assert tuned_record["config"] == {**record["config"], "scene_epochs": 1}
+    assert (
+        tuned_record["train_seconds"] == record["train_seconds"]
+        and len(tuned_record["scene_train_seconds"]) == 2
+    )
+    tuned = [
+        keras.saving.load_model(model_dir / "members" / f"detector-seed-{s}-scenes" / "ecg_detector.keras")
+        for s in (42, 43)
+    ]
+    expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in tuned], axis=0)
+    served = Classifier(model_dir).detector.predict_on_batch(x)
+    assert np.asarray(served) == pytest.approx(expected, abs=1e-5) and not np.allclose(
+        expected, untuned, atol=1e-4
+    )
+    with pytest.raises(ValueError, match="tuned in scenes already"):
+        main([*args, "--scenes-only", "--scene-epochs", "1"])
 
 
 def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
