@@ -2,7 +2,7 @@
 
 The primitives (warp, lighting gradient, blur, downscale, JPEG) are shared by training augmentation
 (`augment`, random strengths) and the robustness evaluation (fixed strengths); `photographed` (a sheet
-in a photo of something else) by the ECG detector's training and `benchmarks/compare_desk_photos.py`.
+in a photo of something else) by `benchmarks/compare_desk_photos.py` and the detector's tuning candidate.
 No flips: they would move leads. Applied to the RGB picture before the shared preprocessing, so the
 network sees augmented pictures exactly as it sees uploads. The exception is `erase` (training only),
 made to the ink map.

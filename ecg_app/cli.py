@@ -772,8 +772,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scene-epochs",
         type=int,
-        default=10,
-        help="then tune each network this many epochs with pictures pasted into photos (0: no tuning)",
+        default=0,
+        help="then tune each network this many epochs with pictures pasted into photos (a candidate not "
+        "adopted; model card)",
     )
     only = p.add_mutually_exclusive_group()
     only.add_argument(

@@ -3,8 +3,11 @@
 Training images are the model's own train split (`split.csv`): ECGs of the reference template and the
 other-layout ECGs, plus pictures rendered here (`synth_ecg`, the training seeds), against the non-ECG
 pictures. Members are trained with seeds seed, seed+1, ... and averaged like the diagnosis ensemble; a
-finished member is reused. The threshold is chosen on the validation split, so the test split stays
-untouched for `ecg-app evaluate`.
+finished member is reused. With `scene_epochs`, each member is then tuned with part of its pictures
+pasted into photos of the train split (`augment.photographed`; `--scenes-only` does it to an installed
+detector): a candidate that was not adopted (it made ordinary photos score like ECGs; model card, "The
+detector learns sheets in scenes"), kept so that its verdict can be rerun. The threshold is chosen on
+the validation split, so the test split stays untouched for `ecg-app evaluate`.
 """
 
 from __future__ import annotations
@@ -70,9 +73,9 @@ class DetectorConfig:
     learning_rate: float = 2e-3
     # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
     draws: tuple[tuple[str, int], ...] = (("template", 128), ("other", 64), ("render", 128), ("non_ecg", 320))
-    # Tuning in scenes, after the epochs above: this many epochs, this share of the draws (ECGs and non-ECGs
-    # alike) pasted into a train-split photo, from this learning rate (cosine decay).
-    scene_epochs: int = 10
+    # Tuning in scenes, after the epochs above (not adopted: 0): this many epochs, this share of the draws
+    # (ECGs and non-ECGs alike) pasted into a train-split photo, from this learning rate (cosine decay).
+    scene_epochs: int = 0
     scene_share: float = 0.4
     scene_learning_rate: float = 5e-4
 
@@ -239,8 +242,9 @@ def _install(model_dir: Path, members: list[keras.Model]) -> keras.Model:
 
 
 def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig = DetectorConfig()) -> dict:
-    """Train (or reuse) the members, tune them in scenes, save the averaged `ecg_detector.keras`, choose its
-    threshold on the validation split and record both in `model.json`; returns that record."""
+    """Train (or reuse) the members, tune them in scenes when `config.scene_epochs` asks, save the averaged
+    `ecg_detector.keras`, choose its threshold on the validation split and record both in `model.json`;
+    returns that record."""
     model_dir = Path(model_dir)
     pictures = _training_pictures(model_dir, roots, config)
     seeds = [config.seed + k for k in range(config.members)]

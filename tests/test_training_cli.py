@@ -351,7 +351,7 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     shutil.copytree(tiny_run / "model", model_dir)
     args = ["fit-detector", "--model", str(model_dir), "--members", "2", "--epochs", "1", "--renders", "3"]
     args += ["--charts", "2", "--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
-    args += ["--scene-epochs", "0"]  # no tuning in scenes: tuned below, as the shipped detector was
+    args += ["--scene-epochs", "0"]  # no tuning in scenes (the default): tuned below, as the candidate was
     assert main(args) == 0
     assert "ECG detector: threshold" in capsys.readouterr().out
     record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
