@@ -345,6 +345,7 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     import keras
 
     from ecg_app.classifier import Classifier
+    from ecg_app.detector_fit import installed_config, tune_installed_in_scenes
     from ecg_app.ecg_detector import detector_batch
 
     model_dir = tmp_path / "model"
@@ -385,13 +386,23 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     assert main([*args, "--threshold-only"]) == 0
     assert "member" not in capsys.readouterr().out
     assert json.loads((model_dir / "model.json").read_text())["ecg_detector"] == record
-    # Tuning the installed detector in scenes (`--scenes-only`, how the shipped one got it): its members
-    # are taken out of the averaged model, tuned, averaged again, and the threshold is chosen again.
-    untuned = np.asarray(Classifier(model_dir).detector.predict_on_batch(x))
-    assert main([*args, "--scenes-only", "--scene-epochs", "1"]) == 0
+    # Tuning the installed detector in scenes (what `--scenes-only` runs, the candidate's command): its
+    # members are taken out of the averaged model, tuned, averaged again, and the threshold is chosen
+    # again. Fewer draws an epoch than the recipe's, to keep the test short.
+    untuned_classifier = Classifier(model_dir)
+    untuned = np.asarray(untuned_classifier.detector.predict_on_batch(x))
+    small = (("template", 16), ("non_ecg", 16))
+    config = installed_config(untuned_classifier, scene_epochs=1, draws=small)
+    roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
+    threshold = tune_installed_in_scenes(untuned_classifier, roots, config)["threshold"]
     assert capsys.readouterr().out.count("tuned in scenes") == 2
     tuned_record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
-    assert tuned_record["config"] == {**record["config"], "scene_epochs": 1}
+    assert tuned_record["threshold"] == threshold
+    assert tuned_record["config"] == {
+        **record["config"],
+        "scene_epochs": 1,
+        "draws": [list(d) for d in small],
+    }
     assert (
         tuned_record["train_seconds"] == record["train_seconds"]
         and len(tuned_record["scene_train_seconds"]) == 2
