@@ -79,9 +79,11 @@ class DetectorConfig:
     scene_share: float = 0.4
     scene_learning_rate: float = 5e-4
 
-    def base_settings(self) -> dict:
-        """What the untuned members are trained with: a member fitted before tuning existed is reused."""
-        return {k: v for k, v in asdict(self).items() if k != "members" and k not in SCENE_FIELDS}
+    def member_settings(self, seed: int, tuned: bool = False) -> dict:
+        """What one member is fitted with (its `member.json`). An untuned member's settings leave the tuning
+        ones out, so that a member fitted before tuning existed is reused."""
+        left_out = ("members",) if tuned else ("members", *SCENE_FIELDS)
+        return {**{k: v for k, v in asdict(self).items() if k not in left_out}, "seed": seed}
 
 
 def _source(sample: dataset.Sample) -> str:
@@ -223,11 +225,10 @@ def _tune_in_scenes(
             **_train(untuned[seed], batches, config.scene_epochs, config.scene_learning_rate, path),
         }
 
-    settings = {k: v for k, v in asdict(config).items() if k != "members"}
     return fit_or_reuse_members(
         list(untuned),
         lambda seed: model_dir / MEMBERS_DIR / f"detector-seed-{seed}-scenes" / DETECTOR_FILE,
-        lambda seed: {**settings, "seed": seed},
+        lambda seed: config.member_settings(seed, tuned=True),
         tune,
         label="detector member, tuned in scenes",
     )
@@ -251,7 +252,7 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
     records, members = fit_or_reuse_members(
         seeds,
         lambda seed: model_dir / MEMBERS_DIR / f"detector-seed-{seed}" / DETECTOR_FILE,
-        lambda seed: {**config.base_settings(), "seed": seed},
+        lambda seed: config.member_settings(seed),
         lambda seed, path: _fit_member(pictures.images, pictures.sources, config, seed, path),
         label="detector member",
     )
@@ -263,8 +264,12 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
 
 
 def _training_record(config: DetectorConfig, train_seconds: list[float], tuned: list[dict]) -> dict:
-    record = {"file": DETECTOR_FILE, "members": config.members, "config": asdict(config)}
-    record["train_seconds"] = train_seconds
+    record = {
+        "file": DETECTOR_FILE,
+        "members": config.members,
+        "config": asdict(config),
+        "train_seconds": train_seconds,
+    }
     if tuned:
         record["scene_train_seconds"] = [r["train_seconds"] for r in tuned]
     return record
