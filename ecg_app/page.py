@@ -23,7 +23,9 @@ from itertools import combinations, product
 import cv2
 import numpy as np
 
-WORK_SIDE = 480  # the search runs on a copy this long: about 2 ms, corners within ~0.5%
+WORK_SIDE = (
+    480  # the search runs on a copy this long: ~2 ms for a scan, 15-20 for a photo; corners within ~0.5%
+)
 MIN_PAGE = 0.05  # the paper must cover at least this share of the picture to be taken for a page
 FULL_PAGE = 0.9  # ... and less than this, or the picture is the page already (a scan)
 MIN_FILL = 0.9  # the bright region must fill its four-cornered outline this well (a sheet, not a blob)
@@ -155,20 +157,29 @@ class _Line:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.spans) / (end - start)
 
 
-def _lines(value: np.ndarray, colourless: np.ndarray, horizontal: bool) -> list[tuple[_Line, int]]:
-    """Long straight edges of one direction with paper on one side only, and that side (+1: after the
-    line, below or right of it; -1: before it). Edges inside a printout (traces, grid, lead frames) have
-    paper on both sides, and edges of the scene on neither."""
-    height, width = value.shape
-    edges = cv2.Canny(value, 20, 60)
+def _segments(value: np.ndarray) -> np.ndarray:
+    """Straight edge segments (x1, y1, x2, y2) at least a tenth of the picture's short side long."""
     found = cv2.HoughLinesP(
-        edges, 1, np.pi / 360, threshold=30, minLineLength=int(0.1 * min(height, width)), maxLineGap=12
+        cv2.Canny(value, 20, 60),
+        1,
+        np.pi / 360,
+        threshold=30,
+        minLineLength=int(0.1 * min(value.shape)),
+        maxLineGap=12,
     )
-    if found is None:
-        return []
+    return np.zeros((0, 4), np.float32) if found is None else found.reshape(-1, 4).astype(np.float32)
+
+
+def _lines(
+    found: np.ndarray, value: np.ndarray, colourless: np.ndarray, horizontal: bool
+) -> list[tuple[_Line, int]]:
+    """The long straight edges among `found` of one direction with paper on one side only, and that
+    side (+1: after the line, below or right of it; -1: before it). Edges inside a printout (traces,
+    grid, lead frames) have paper on both sides, and edges of the scene on neither."""
+    height, width = value.shape
     centre = (width if horizontal else height) / 2
     segments = []
-    for x1, y1, x2, y2 in found.reshape(-1, 4).astype(np.float32):
+    for x1, y1, x2, y2 in found:
         if not horizontal:
             x1, y1, x2, y2 = y1, x1, y2, x2
         if abs(y2 - y1) > MAX_TILT * abs(x2 - x1):
@@ -210,10 +221,10 @@ def _line_sheets(value: np.ndarray, colourless: np.ndarray) -> list[np.ndarray]:
     """Outlines of four border-like edges (paper facing inward) whose edges cover each side well,
     wholly in view and of a page's size, largest first: top-left, top-right, bottom-right, bottom-left
     corners."""
-    rows, columns = _lines(value, colourless, True), _lines(value, colourless, False)
+    found = _segments(value)
+    rows, columns = (_lines(found, value, colourless, horizontal) for horizontal in (True, False))
     tops, bottoms = [ln for ln, side in rows if side == 1], [ln for ln, side in rows if side == -1]
     lefts, rights = [ln for ln, side in columns if side == 1], [ln for ln, side in columns if side == -1]
-    height, width = value.shape
     outlines = []
     for top, bottom, left, right in product(tops, bottoms, lefts, rights):
         if bottom.position <= top.position or right.position <= left.position:
@@ -275,6 +286,7 @@ def _paper_around(quad: np.ndarray, value: np.ndarray, colourless: np.ndarray) -
 
 
 def _is_sheet(shares: tuple[float, float]) -> bool:
+    """Paper inside and, mostly, something else around (`_paper_around`'s shares)."""
     inside, outside = shares
     return inside >= MIN_INSIDE_PAPER and outside <= MAX_OUTSIDE_PAPER
 

@@ -65,6 +65,22 @@ def test_the_robustness_tables_desk_photo_is_straightened_back_to_the_page():
     assert correlation(ink_map(photo), ink_map(page)) < 0.3
 
 
+def test_a_sheet_touching_a_pale_wall_is_found_by_its_edges():
+    """A pale wall beside the sheet merges with it at every brightness threshold, so the bright region is
+    no sheet (the search before straight edges found none here); the sheet's straight edges, with paper
+    inside and the wall or the scene outside, still outline it."""
+    page = synthetic_printout()
+    frame = (1200, 1600)
+    corners = np.float32([[260, 210], [1360, 240], [1340, 1000], [240, 985]])
+    scene = dark_scene(frame)
+    scene[:, :700] = 230
+    photo = placed(page, frame, corners, scene)
+    found = find_page(photo)
+    assert found is not None
+    assert np.abs(found - corners).max() < 0.01 * max(frame)
+    assert correlation(preprocess(photo), preprocess(page)) > 0.8
+
+
 def test_a_sheet_cut_off_by_the_frame_is_left_alone():
     """Part of a page (it runs off the picture, or a scan whose header is dark) is not a page: warping
     it to a rectangle would move the trace-area crop."""
