@@ -23,9 +23,7 @@ from itertools import combinations, product
 import cv2
 import numpy as np
 
-WORK_SIDE = (
-    480  # the search runs on a copy this long: ~2 ms for a scan, 15-20 for a photo; corners within ~0.5%
-)
+WORK_SIDE = 480  # the search copy's long side: a scan in ~2 ms, a photo in 15-20; corners within ~0.5%
 MIN_PAGE = 0.05  # the paper must cover at least this share of the picture to be taken for a page
 FULL_PAGE = 0.9  # ... and less than this, or the picture is the page already (a scan)
 MIN_FILL = 0.9  # the bright region must fill its four-cornered outline this well (a sheet, not a blob)
