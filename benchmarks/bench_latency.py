@@ -4,9 +4,12 @@ With `--baseline DIR`, the same total for another model directory too, the two t
 run, and their ratio: on a machine whose speed drifts between runs, only that ratio compares them.
 With `--agreement`, what decoding a full-size JPEG at reduced scale (`intake.DECODE_AT_LEAST`) changes:
 the validation split's printouts, scaled up to the scanner's 2213x1572, classified after a full decode
-and after the app's reduced one.
+and after the app's reduced one. With `--photo`, what a phone photo costs against the scan: the same
+printout photographed in front of an everyday photo (`augment.photographed`, 1600x1200, seed 0), its
+page search and its bytes -> probabilities timed in turns with the scan's (a scan's search stops at the
+first test; a photo's also looks for the sheet's straight edges).
 
-    python benchmarks/bench_latency.py --data ../shared/data [--baseline DIR] [--agreement]
+    python benchmarks/bench_latency.py --data ../shared/data [--baseline DIR] [--agreement] [--photo]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from ecg_app.augment import photographed
 from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.dataset import image_files, read_manifest
@@ -36,8 +40,12 @@ FULL_SIZE = (2213, 1572)
 
 def full_size_jpeg(page: np.ndarray) -> bytes:
     """A printout as the scanner writes it (the shared copies are half size), JPEG quality 90."""
-    full = cv2.resize(page, FULL_SIZE, interpolation=cv2.INTER_CUBIC)
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(full, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    return jpeg(cv2.resize(page, FULL_SIZE, interpolation=cv2.INTER_CUBIC))
+
+
+def jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return encoded.tobytes()
 
 
@@ -73,10 +81,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--baseline", type=Path, help="a model directory to compare, timed in turns")
     parser.add_argument("--agreement", action="store_true", help="full against reduced JPEG decoding")
+    parser.add_argument("--photo", action="store_true", help="a desk photo of the printout against its scan")
     args = parser.parse_args()
 
     # The shared copies are half size; users upload the original 2213x1572 scans.
-    data = full_size_jpeg(load_image(image_files(args.data / "mendeley-ecg")[0]))
+    printout = load_image(image_files(args.data / "mendeley-ecg")[0])
+    data = full_size_jpeg(printout)
 
     classifier = Classifier(args.model)
     classifier.predict(load_image(data))  # load and trace the graph
@@ -120,6 +130,23 @@ def main() -> None:
         )
     if args.agreement:
         decoding_agreement(classifier)
+    if args.photo:
+        scene = load_image(image_files(args.data / "non-ecg" / "photos")[0])
+        photo = jpeg(photographed(printout, scene, np.random.default_rng(0)))
+        photo_rgb = load_image(photo)
+        found = "found" if find_page(photo_rgb) is not None else "NOT found"
+        height, width = photo_rgb.shape[:2]
+        print(f"desk photo: {len(photo) / 1e6:.1f} MB JPEG {width}x{height}, page {found}")
+        print_in_turns(
+            {"page search, photo": lambda: find_page(photo_rgb), "scan": lambda: find_page(rgb)}, args.repeats
+        )
+        print_in_turns(
+            {
+                "bytes -> probabilities, photo": lambda: classifier.predict(load_image(photo)),
+                "scan": lambda: classifier.predict(load_image(data)),
+            },
+            args.repeats,
+        )
 
 
 def decoding_agreement(classifier: Classifier) -> None:
