@@ -14,16 +14,22 @@ sheet merges with it, so the outline is wrong or no sheet is found (model card, 
 its edges"). So sheets are also sought as four straight edges with paper on their inner side only, and
 of all the outlines found, the one whose sides best separate paper inside from something else outside
 is taken.
+
+One upload is searched up to four times per analysis (the networks' input, the ECG detector's second
+view, the image-quality check and the explanation's overlay), and a photo's search costs about 30 ms:
+so the latest searches are remembered, keyed by the search copy's bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
+from functools import lru_cache
 from itertools import combinations, product
 
 import cv2
 import numpy as np
 
-WORK_SIDE = 480  # the search copy's long side: a scan in ~2 ms, a photo in 15-20; corners within ~0.5%
+WORK_SIDE = 480  # the search copy's long side: a scan in ~2 ms, a photo in ~30; corners within ~0.5%
 MIN_PAGE = 0.05  # the paper must cover at least this share of the picture to be taken for a page
 FULL_PAGE = 0.9  # ... and less than this, or the picture is the page already (a scan)
 MIN_FILL = 0.9  # the bright region must fill its four-cornered outline this well (a sheet, not a blob)
@@ -43,6 +49,7 @@ _CLOSE = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))  # fills the traces a
 # Openings that cut bright clutter off the sheet, the smaller tried first: whatever is narrower than the
 # kernel goes, and a sheet is at least ~200 px across here.
 _OPENINGS = [cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)) for side in (21, 41, 61)]
+REMEMBERED = 8  # searches kept: a few uploads analysed at once, each searched up to four times
 
 
 def _search_copy(rgb: np.ndarray) -> tuple[np.ndarray, float]:
@@ -289,6 +296,20 @@ def _is_sheet(shares: tuple[float, float]) -> bool:
     return inside >= MIN_INSIDE_PAPER and outside <= MAX_OUTSIDE_PAPER
 
 
+class _SearchCopy:
+    """The search copy as a cache key: equal when the pixels are (a digest of them and their shape)."""
+
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+        self.key = (pixels.shape, hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16).digest())
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _SearchCopy) and self.key == other.key
+
+
 def find_page(rgb: np.ndarray) -> np.ndarray | None:
     """The page's four corners (top-left, top-right, bottom-right, bottom-left; pixels of `rgb`), or
     None when the picture is all page or shows no clear sheet of paper.
@@ -298,6 +319,19 @@ def find_page(rgb: np.ndarray) -> np.ndarray | None:
     beyond wins, if any separates them well enough; else the bright region's outline, when there is one,
     is kept (a rough outline still serves the crop better than the whole photo)."""
     small, scale = _search_copy(rgb)
+    outline = _outline(_SearchCopy(small))
+    return None if outline is None else outline / np.float32(scale)
+
+
+def forget_searches() -> None:
+    """Drop the remembered searches, so that the next one is done afresh (a benchmark timing it)."""
+    _outline.cache_clear()
+
+
+@lru_cache(maxsize=REMEMBERED)
+def _outline(copy: _SearchCopy) -> np.ndarray | None:
+    """`find_page` on the search copy, in its pixels; read-only, since it is shared by every caller."""
+    small = copy.pixels
     hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
     value = cv2.GaussianBlur(hsv[:, :, 2], (5, 5), 0)
     colourless = hsv[:, :, 1] < PAPER_MAX_SATURATION
@@ -316,7 +350,9 @@ def find_page(rgb: np.ndarray) -> np.ndarray | None:
         ),
         bright,
     )
-    return None if chosen is None else chosen / np.float32(scale)
+    if chosen is not None:
+        chosen.flags.writeable = False
+    return chosen
 
 
 def straighten(rgb: np.ndarray) -> np.ndarray:

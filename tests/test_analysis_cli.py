@@ -264,6 +264,23 @@ def test_a_photo_of_a_printout_on_a_desk_is_read_and_explained_as_its_page(shipp
     assert not np.array_equal(picture[:header], fit(photo)[:header])
 
 
+def test_a_photo_analysis_searches_its_page_once(env, shipped_model):
+    """The networks' input, the quality check and the overlay all need the photo's page; the search
+    (about 30 ms on a photo) is done once and remembered for the others."""
+    from ecg_app import page
+    from ecg_app.robustness import DEGRADATIONS
+
+    classifier = get_classifier(shipped_model)
+    photo = encode(DEGRADATIONS["photographed on a desk"](load_image(EXAMPLES_DIR / "MI(19).jpg")), "JPEG")
+    page.forget_searches()
+    with open_store(env) as store:
+        stored = analyze_and_store(photo, "desk.jpg", None, store, classifier)
+    assert stored.label == "MI" and stored.explanation_path.is_file()
+    assert "page_straightened" in {w.code for w in stored.quality_warnings}
+    searches = page._outline.cache_info()
+    assert (searches.misses, searches.hits) == (1, 2)
+
+
 def test_analyze_and_store_explains_and_checks_quality_with_the_shipped_model(
     env, blurred_ecg_file, shipped_model
 ):

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ecg_app.page import find_page, straighten
+from ecg_app import page as page_module
+from ecg_app.page import find_page, forget_searches, straighten
 from ecg_app.preprocess import ink_map, preprocess
 from ecg_app.robustness import DEGRADATIONS
 from tests.conftest import synthetic_printout
@@ -91,6 +92,26 @@ def test_a_sheet_cut_off_by_the_frame_is_left_alone():
     dark_header = page.copy()
     dark_header[: page.shape[0] // 5] = 30
     assert straighten(dark_header) is dark_header
+
+
+def test_a_search_is_remembered_by_the_pictures_content_not_by_the_array():
+    """One upload is searched several times per analysis, so a search is remembered; but only for the
+    same pixels: the same picture in another array is not searched again, a picture changed in place
+    is, and a caller that alters the corners it got does not alter what the next caller gets."""
+    page = synthetic_printout()
+    frame = (1200, 1600)
+    corners = np.float32([[260, 210], [1360, 240], [1340, 1000], [240, 985]])
+    photo = placed(page, frame, corners, dark_scene(frame))
+    forget_searches()
+    first = find_page(photo)
+    assert first is not None
+    first += 100
+    again = find_page(photo.copy())
+    assert page_module._outline.cache_info().hits == 1
+    assert np.abs(again - corners).max() < 0.01 * max(frame)
+    photo[:] = dark_scene(frame)  # the sheet taken away, in the same array
+    assert find_page(photo) is None
+    assert page_module._outline.cache_info().misses == 2
 
 
 @pytest.mark.parametrize("kind", ["scene", "noise", "white"])
