@@ -16,7 +16,7 @@ of all the outlines found, the one whose sides best separate paper inside from s
 is taken.
 
 One upload is searched up to four times per analysis (the networks' input, the ECG detector's second
-view, the image-quality check and the explanation's overlay), and a photo's search costs about 30 ms:
+view, the image-quality check and the explanation's overlay), and a photo's search costs 15-30 ms:
 so the latest searches are remembered, keyed by the search copy's bytes.
 """
 
@@ -29,7 +29,7 @@ from itertools import combinations, product
 import cv2
 import numpy as np
 
-WORK_SIDE = 480  # the search copy's long side: a scan in ~2 ms, a photo in ~30; corners within ~0.5%
+WORK_SIDE = 480  # the search copy's long side: a scan in ~2 ms, a photo in 15-30; corners within ~0.5%
 MIN_PAGE = 0.05  # the paper must cover at least this share of the picture to be taken for a page
 FULL_PAGE = 0.9  # ... and less than this, or the picture is the page already (a scan)
 MIN_FILL = 0.9  # the bright region must fill its four-cornered outline this well (a sheet, not a blob)

@@ -266,7 +266,7 @@ def test_a_photo_of_a_printout_on_a_desk_is_read_and_explained_as_its_page(shipp
 
 def test_a_photo_analysis_searches_its_page_once(env, shipped_model):
     """The networks' input, the quality check and the overlay all need the photo's page; the search
-    (about 30 ms on a photo) is done once and remembered for the others."""
+    (15-30 ms on a photo, depending on the machine) is done once and remembered for the others."""
     from ecg_app import page
     from ecg_app.robustness import DEGRADATIONS
 
