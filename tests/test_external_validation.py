@@ -84,7 +84,10 @@ def test_the_whole_dataset_scores_as_the_test_split_once_the_models_own_images_a
     test = json.loads((shipped_model / "metrics.json").read_text())["test"]
     for key in ("n", "confusion_matrix", "macro_f1", "accuracy", "needs_review", "mi_flag"):
         assert result["metrics"][key] == test[key], key
-    assert result["metrics"]["ece"] == pytest.approx(test["ece"], abs=1e-9)
+    # float32 network outputs are not bit-stable across CPUs: on an AMD EPYC machine ECE comes out
+    # 2.2e-9 off the value stored on another (2026-12-06); a confidence changed by 1e-5 on one of the
+    # 128 images moves it by up to 8e-8.
+    assert result["metrics"]["ece"] == pytest.approx(test["ece"], abs=1e-7)
 
 
 def test_the_cli_prints_the_figures_writes_the_json_and_refuses_what_it_cannot_score(
