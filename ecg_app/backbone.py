@@ -151,22 +151,29 @@ def _block(x, index: int, kernel: int, stride: int, expansion: int, inputs: int,
     return x
 
 
-def make_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), cut: int | None = None) -> keras.Model:
+def make_lite0(
+    input_shape: tuple[int, int, int] = (224, 224, 3), cut: int | None = None, start: int = 0
+) -> keras.Model:
     """EfficientNet-Lite0 on 0-255 RGB (its normalisation inside). With `cut`, the model ends at that
-    block's output (0-15) and has no head; otherwise it ends in the 1000 ImageNet class probabilities."""
+    block's output (0-15) and has no head; otherwise it ends in the 1000 ImageNet class probabilities.
+    With `start` > 0 it begins at that block and takes the previous block's output instead of a picture
+    (the part trained on features cached from the frozen blocks before it)."""
     specs = block_specs()
-    if cut is not None and not 0 <= cut < len(specs):
-        raise ValueError(f"cut must be a block index 0-{len(specs) - 1}, got {cut}")
-    inputs = keras.Input(input_shape, name="rgb")
-    x = keras.layers.Rescaling(1 / PIXEL_SCALE, offset=-PIXEL_MEAN / PIXEL_SCALE, name="normalise")(inputs)
-    x = _conv_bn(x, STEM_CHANNELS, 3, 2, "stem")
-    for index, spec in enumerate(specs[: None if cut is None else cut + 1]):
-        x = _block(x, index, *spec)
+    last = len(specs) - 1 if cut is None else cut
+    if not 0 <= start <= last < len(specs):
+        raise ValueError(f"cut and start must be block indices 0-{len(specs) - 1}, start <= cut")
+    inputs = keras.Input(input_shape, name="rgb" if start == 0 else f"block{start - 1}_output")
+    x = inputs
+    if start == 0:
+        x = keras.layers.Rescaling(1 / PIXEL_SCALE, offset=-PIXEL_MEAN / PIXEL_SCALE, name="normalise")(x)
+        x = _conv_bn(x, STEM_CHANNELS, 3, 2, "stem")
+    for index in range(start, last + 1):
+        x = _block(x, index, *specs[index])
     if cut is None:
         x = _conv_bn(x, HEAD_CHANNELS, 1, 1, "head")
         x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
         x = keras.layers.Dense(IMAGENET_CLASSES, activation="softmax", name="predictions")(x)
-    return keras.Model(inputs, x, name="efficientnet_lite0" + ("" if cut is None else f"_cut{cut}"))
+    return keras.Model(inputs, x, name=f"efficientnet_lite0_{start}_{'top' if cut is None else cut}")
 
 
 def _torch_names() -> dict[str, str]:
@@ -215,8 +222,10 @@ def load_imagenet_weights(model: keras.Model, state: dict[str, np.ndarray]) -> l
     return used
 
 
-def pretrained_lite0(input_shape: tuple[int, int, int] = (224, 224, 3), cut: int | None = None):
-    """`make_lite0` (a keras.Model) with the ImageNet weights of the installed weights package."""
-    model = make_lite0(input_shape, cut)
+def pretrained_lite0(
+    input_shape: tuple[int, int, int] = (224, 224, 3), cut: int | None = None, start: int = 0
+) -> keras.Model:
+    """`make_lite0` with the ImageNet weights of the installed weights package."""
+    model = make_lite0(input_shape, cut, start)
     load_imagenet_weights(model, read_legacy_torch(weights_path()))
     return model

@@ -154,5 +154,11 @@ def test_cut_model_shares_the_whole_models_features(imagenet_model):
     inner = model.get_layer("block10_add").output
     expected = cut.__class__(model.inputs, inner).predict(x, verbose=0)
     np.testing.assert_allclose(cut.predict(x, verbose=0), expected, atol=1e-5)
-    with pytest.raises(ValueError, match="block index"):
-        backbone.make_lite0(cut=16)
+    # The same features again, from block 8 on, given block 7's output: what training on cached
+    # features relies on.
+    first = cut.__class__(cut.inputs, cut.get_layer("block7_add").output)
+    rest = backbone.pretrained_lite0((14, 14, 80), cut=10, start=8)
+    np.testing.assert_allclose(rest.predict(first.predict(x, verbose=0), verbose=0), expected, atol=1e-5)
+    for bad in ({"cut": 16}, {"cut": 3, "start": 4}):
+        with pytest.raises(ValueError, match="block indices"):
+            backbone.make_lite0(**bad)
