@@ -204,7 +204,8 @@ def cross_validate_backbone(
     result = _summarise(pool, fold, y, probs, per_fold, settings_of(config), model_dir)
     ecg = np.isin(y, range(len(ECG_CLASSES)))
     result["ecg_classes_recalled"] = {
-        c: [int((probs[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())] for k, c in enumerate(CLASSES)
+        c: [int((probs[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
+        for k, c in enumerate(CLASSES)
     }
     result["ecg_accuracy_4class_argmax"] = float(
         (probs[ecg][:, : len(ECG_CLASSES)].argmax(axis=1) == y[ecg]).mean()

@@ -781,3 +781,56 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     assert main([*args, "--cv-run", str(right)]) == 0
     assert "recalibrated" not in capsys.readouterr().out
     assert (model_dir / "model.json").read_bytes() == unchanged
+
+
+def test_cross_validate_fine_tunes_the_pretrained_backbone_on_cached_features(tiny_run, tmp_path, capsys):
+    import csv
+
+    from ecg_app.backbone_fit import BackboneConfig, frozen_part
+    from ecg_app.cross_validation import _folded_pool
+    from ecg_app.preprocess import preprocess
+
+    model_dir, out = tiny_run / "model", tmp_path / "backbone"
+    args = ["cross-validate", "--model", str(model_dir), "--folds", "2", "--out", str(out), "--backbone"]
+    args += ["--backbone-epochs", "1", "--backbone-views", "2", "--backbone-draws-per-class", "4"]
+    assert main(args) == 0
+    assert "out of fold (2 folds)" in capsys.readouterr().out
+    _, _, pool, images, fold, _ = _folded_pool(model_dir, None, 2)
+    with (out / "oof.csv").open(newline="") as handle:
+        rows = {r["path"]: r for r in csv.DictReader(handle)}
+    assert sorted(Path(p).name for p in rows) == sorted(s.path.name for s in pool)  # train + val, once each
+    for sample, k in zip(pool, fold, strict=True):  # in the model's folds, as the kept runs
+        row = next(r for p, r in rows.items() if Path(p).name == sample.path.name)
+        assert row["fold"] == str(k + 1)
+        assert sum(float(row[f"p_{c}"]) for c in CLASSES) == pytest.approx(1, abs=1e-4)
+    result = json.loads((out / "cv.json").read_text())
+    assert result["recipe"]["kind"] == "backbone-lite0"
+    assert (result["recipe"]["epochs"], result["recipe"]["views"]) == (1, 2)
+    # The cache holds the frozen blocks' output of each picture's views; view 0 is the clean picture.
+    (cache,) = (out / "cache").glob("features-*.npy")
+    features = np.load(cache)
+    assert features.shape == (len(pool), 2, 24, 40, 80) and features.dtype == np.float16
+    config = BackboneConfig(views=2)
+    expected = frozen_part(config).predict(preprocess(images[0], config.input_size)[None], verbose=0)[0]
+    np.testing.assert_allclose(features[0, 0], expected, rtol=1e-2, atol=1e-2)
+    assert not np.allclose(features[0, 1], features[0, 0], atol=1e-2)  # an augmented copy
+    # A re-run reuses the cache and the folds' held-out predictions.
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "reusing cached features" in printed and printed.count("reusing") == 3
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "x"), "--arch", "leads"])
+    assert "--backbone judges its own recipe: drop --arch" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "cross-validate",
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "x"),
+                "--backbone-views",
+                "2",
+            ]
+        )
+    assert "--backbone-views needs --backbone" in capsys.readouterr().err and not (tmp_path / "x").exists()
