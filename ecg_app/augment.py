@@ -2,7 +2,9 @@
 
 The primitives (warp, lighting gradient, blur, downscale, JPEG) are shared by training augmentation
 (`augment`, random strengths) and the robustness evaluation (fixed strengths); `photographed` (a sheet
-in a photo of something else) by `benchmarks/compare_desk_photos.py` and the detector's tuning candidate.
+in a photo of something else) by `benchmarks/compare_desk_photos.py` and the detector's tuning candidate;
+`reprinted` (the trace area on another hospital's page template) by the robustness evaluation and
+`benchmarks/compare_templates.py`.
 No flips: they would move leads. Applied to the RGB picture before the shared preprocessing, so the
 network sees augmented pictures exactly as it sees uploads. The exception is `erase` (training only),
 made to the ink map.
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+
+from ecg_app.preprocess import crop_box
 
 
 def homography(
@@ -88,6 +92,76 @@ def photographed(
     photo = cv2.warpPerspective(page, matrix, (frame_w, frame_h)) * sheet + scene * (1 - sheet)
     light = np.linspace(rng.uniform(0.7, 1.0), 1.0, frame_w, dtype=np.float32)[None, :, None]
     return np.clip(photo * light, 0, 255).astype(np.uint8)
+
+
+# Page colours of other templates (RGB): the reference printout's white, and tinted papers.
+PAGE_COLOURS = {
+    "white": (255, 255, 255),
+    "pink": (250, 214, 222),
+    "blue": (214, 228, 250),
+    "yellow": (250, 243, 196),
+    "grey": (222, 222, 222),
+}
+_FONTS = (
+    cv2.FONT_HERSHEY_SIMPLEX,
+    cv2.FONT_HERSHEY_DUPLEX,
+    cv2.FONT_HERSHEY_COMPLEX,
+    cv2.FONT_HERSHEY_TRIPLEX,
+    cv2.FONT_HERSHEY_PLAIN,
+    cv2.FONT_ITALIC | cv2.FONT_HERSHEY_SIMPLEX,
+)
+_HOSPITALS = (
+    "St. Mary's Cardiology",
+    "City General Hospital",
+    "Klinikum Nord - Kardiologie",
+    "Hopital Saint-Louis",
+    "Regional Heart Centre",
+    "University Medical Center",
+)
+
+
+def _text(page: np.ndarray, words: str, x: float, y: float, size: float, rng: np.random.Generator) -> None:
+    height, width = page.shape[:2]
+    colour = tuple(int(c) for c in rng.integers(0, 90, 3))
+    scale = size * width / 1100
+    font = _FONTS[rng.integers(len(_FONTS))]
+    at = (round(x * width), round(y * height))
+    cv2.putText(page, words, at, font, scale, colour, max(1, round(scale * 1.5)), cv2.LINE_AA)
+
+
+def reprinted(rgb: np.ndarray, rng: np.random.Generator, colour: str | None = None) -> np.ndarray:
+    """The printout's trace area (the reference template's, `preprocess.crop_box`) on another hospital's
+    page of the same size: a page colour of `PAGE_COLOURS` (random when `colour` is None), another title
+    block in another font, sometimes a logo and a frame, the footer moved to the top or missing, and the
+    trace area moved by up to 1% of the page. What the classifier reads, the trace area, is the same
+    printout: its class must not change."""
+    height, width = rgb.shape[:2]
+    top, bottom, left, right = crop_box(height, width)
+    page = np.empty_like(rgb)
+    page[:] = PAGE_COLOURS[colour or list(PAGE_COLOURS)[rng.integers(len(PAGE_COLOURS))]]
+    dy, dx = (round(v) for v in rng.uniform(-0.01, 0.01, 2) * (height, width))
+    dy, dx = int(np.clip(dy, -top, height - bottom)), int(np.clip(dx, -left, width - right))
+    page[top + dy : bottom + dy, left + dx : right + dx] = rgb[top:bottom, left:right]
+    header = top / height  # the share of the page above the trace area
+    logo = rng.random() < 0.5
+    x0 = 0.14 if logo else 0.04
+    if logo:
+        centre = (round(0.07 * width), round(0.45 * header * height))
+        logo_colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        cv2.circle(page, centre, round(0.3 * header * height), logo_colour, -1, cv2.LINE_AA)
+    _text(page, _HOSPITALS[rng.integers(len(_HOSPITALS))], x0, 0.25 * header, 0.9, rng)
+    patient = f"Name: ____________  Age: {rng.integers(20, 90)}  Sex: {'MF'[rng.integers(2)]}"
+    _text(page, patient, x0, 0.55 * header, 0.6, rng)
+    day, month = rng.integers(1, 28), rng.integers(1, 12)
+    _text(page, f"Ref. {rng.integers(10**5, 10**6)}   {day:02d}.{month:02d}.2024", x0, 0.8 * header, 0.6, rng)
+    if rng.random() < 0.4:
+        frame_colour = tuple(int(c) for c in rng.integers(0, 120, 3))
+        cv2.rectangle(page, (left + dx - 4, top + dy - 4), (right + dx + 3, bottom + dy + 3), frame_colour, 2)
+    footer = rng.integers(3)  # 0: at the bottom, 1: moved to the top right, 2: missing
+    if footer < 2:
+        x, y = (0.05, (bottom / height + 1) / 2 + 0.01) if footer == 0 else (0.62, 0.25 * header)
+        _text(page, "25 mm/s  10 mm/mV  0.05-150 Hz", x, y, 0.5, rng)
+    return page
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) -> np.ndarray:

@@ -15,6 +15,12 @@ its edges"). So sheets are also sought as four straight edges with paper on thei
 of all the outlines found, the one whose sides best separate paper inside from something else outside
 is taken.
 
+A scan of another template, on tinted paper or with a grey surround, shows its bright trace area inside
+a darker border, which looks like a sheet in a scene; it was straightened to that area, and the crop then
+cut into the traces (the reprinted pages of shared/EXPERIMENTS.md). So an outline that is a level,
+upright rectangle with one plain colour all around it is taken for part of the page, not for a sheet
+(`_printed_surround`).
+
 One upload is searched up to four times per analysis (the networks' input, the ECG detector's second
 view, the image-quality check and the explanation's overlay), and a photo's search costs 15-30 ms:
 so the latest searches are remembered, keyed by the search copy's bytes.
@@ -49,6 +55,13 @@ _CLOSE = cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9))  # fills the traces a
 # Openings that cut bright clutter off the sheet, the smaller tried first: whatever is narrower than the
 # kernel goes, and a sheet is at least ~200 px across here.
 _OPENINGS = [cv2.getStructuringElement(cv2.MORPH_RECT, (side, side)) for side in (21, 41, 61)]
+# A flat page printed on tinted paper or with a grey surround is not a photographed sheet: its bright trace
+# area is a level rectangle (corners within this share of the long side of an upright one) ...
+LEVEL_TOLERANCE = 0.01
+# ... and what lies around it is one plain colour (this share of it within FLAT_TOLERANCE of its median
+# in every channel; the title block's text and a logo are the rest), which no scene is.
+PLAIN_SURROUND = 0.8
+FLAT_TOLERANCE = 12
 REMEMBERED = 8  # searches kept: a few uploads analysed at once, each searched up to four times
 
 
@@ -290,6 +303,24 @@ def _paper_around(quad: np.ndarray, value: np.ndarray, colourless: np.ndarray) -
     return float(paper[inside > 0].mean()), float(paper[inside == 0].mean())
 
 
+def _printed_surround(quad: np.ndarray, rgb: np.ndarray) -> bool:
+    """Whether the outline is a rectangle printed on the page rather than a sheet in a scene: level, upright
+    sides, and one plain colour all around it (a page's tinted margins: a scan or screenshot of another
+    template, which must be read as it is, not cropped to its trace area)."""
+    height, width = rgb.shape[:2]
+    (tlx, tly), (trx, try_), (brx, bry), (blx, bly) = quad
+    tolerance = LEVEL_TOLERANCE * max(height, width)
+    if max(abs(tlx - blx), abs(trx - brx), abs(tly - try_), abs(bly - bry)) > tolerance:
+        return False
+    inside = np.zeros((height, width), np.uint8)
+    cv2.fillConvexPoly(inside, quad.round().astype(np.int32), 1)
+    around = rgb[inside == 0].astype(np.int16)
+    if not len(around):
+        return False
+    off = np.abs(around - np.median(around, axis=0)).max(axis=1)
+    return float((off <= FLAT_TOLERANCE).mean()) >= PLAIN_SURROUND
+
+
 def _is_sheet(shares: tuple[float, float]) -> bool:
     """Paper inside and, mostly, something else around (`_paper_around`'s shares)."""
     inside, outside = shares
@@ -350,8 +381,9 @@ def _outline(copy: _SearchCopy) -> np.ndarray | None:
         ),
         bright,
     )
-    if chosen is not None:
-        chosen.flags.writeable = False
+    if chosen is None or _printed_surround(chosen, small):
+        return None
+    chosen.flags.writeable = False
     return chosen
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from ecg_app.augment import augment, erase, photographed
+from ecg_app.augment import PAGE_COLOURS, augment, erase, photographed, reprinted
 from ecg_app.labels import CLASSES
 from ecg_app.networks import make_model
-from ecg_app.preprocess import INPUT_SHAPE
+from ecg_app.preprocess import INPUT_SHAPE, crop_box
 
 
 @pytest.mark.parametrize("name", ["default", "leads", "seed"])
@@ -114,3 +114,23 @@ def test_photographed_puts_the_whole_page_inside_the_scene():
         page, scene, np.random.default_rng(3), frame=(384, 512), cover=(0.6, 0.6), slant=0.02
     )
     assert np.array_equal(again, photo)
+
+
+@pytest.mark.parametrize("colour", list(PAGE_COLOURS))
+def test_reprinted_keeps_the_trace_area_and_changes_the_page_around_it(printout, colour):
+    page = reprinted(printout, np.random.default_rng(5), colour)
+    assert page.shape == printout.shape and page.dtype == np.uint8
+    top, bottom, left, right = crop_box(*printout.shape[:2])
+    trace = printout[top:bottom, left:right]
+    # The trace area is pasted unchanged, moved by at most 1% of the page each way.
+    shifts = [
+        (dy, dx)
+        for dy in range(-8, 9)
+        for dx in range(-12, 13)
+        if np.array_equal(page[top + dy : bottom + dy, left + dx : right + dx], trace)
+    ]
+    assert len(shifts) == 1
+    # The page around it has the template's colour; the reference printout's header text is gone.
+    assert tuple(page[2, -3]) == PAGE_COLOURS[colour]
+    assert not np.array_equal(page[:top], printout[:top])
+    assert np.array_equal(reprinted(printout, np.random.default_rng(5), colour), page)
