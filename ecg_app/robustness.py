@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -67,6 +68,13 @@ def _on_a_desk(image: np.ndarray) -> np.ndarray:
     return augment.lighting_gradient(photo, np.pi / 6, 0.25)
 
 
+def _another_template(image: np.ndarray) -> np.ndarray:
+    """The trace area on another hospital's page (`augment.reprinted`: page colour, title block, logo,
+    frame, footer), drawn from the picture's own bytes, so each image gets the same page every run."""
+    seed = int.from_bytes(hashlib.md5(image.tobytes()).digest()[:8], "little")
+    return augment.reprinted(image, np.random.default_rng(seed))
+
+
 DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "rotate +5 deg": _rotate(5.0),
     "rotate -5 deg": _rotate(-5.0),
@@ -77,6 +85,7 @@ DEGRADATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "lighting gradient (40%)": lambda image: augment.lighting_gradient(image, np.pi / 4, 0.4),
     "header blanked": _blank_header,
     "photographed on a desk": _on_a_desk,
+    "printed on another template": _another_template,
 }
 
 

@@ -49,3 +49,13 @@ def test_table_reports_other_layout_ecgs_called_non_ecg_per_degradation(printout
         "other_layout_called_non_ecg"
         not in robustness_table(bright_is_ecg, [printout], np.array([3]))["clean"]
     )
+
+
+def test_another_template_keeps_the_traces_and_is_the_same_every_run(printout):
+    reprint = DEGRADATIONS["printed on another template"]
+    page = reprint(printout)
+    assert np.array_equal(reprint(printout.copy()), page)
+    assert not np.array_equal(reprint(printout[::-1].copy()), page)  # another picture, another page
+    # The trace area is the printout's, moved by at most 1%: the model's input barely changes.
+    ink, original = preprocess(page)[:, :, 0], preprocess(printout)[:, :, 0]
+    assert np.corrcoef(ink.ravel(), original.ravel())[0, 1] > 0.5
