@@ -31,16 +31,19 @@ import keras  # noqa: E402
 from ecg_app.augment import augment  # noqa: E402
 from ecg_app.backbone import pretrained_lite0  # noqa: E402
 from ecg_app.cross_validation import (  # noqa: E402
+    NETWORK_PREDICTIONS_FILE,
     PREDICTIONS_FILE,
     RESULT_FILE,
     _fold_predictions,
     _folded_pool,
+    _mean_with,
+    _run_probabilities,
     _summarise,
     _write_predictions,
     compare_runs,
 )
-from ecg_app.evaluation import macro_f1  # noqa: E402
-from ecg_app.labels import CLASSES, ECG_CLASSES  # noqa: E402
+from ecg_app.evaluation import compute_metrics, macro_f1  # noqa: E402
+from ecg_app.labels import CLASSES  # noqa: E402
 from ecg_app.preprocess import preprocess  # noqa: E402
 from ecg_app.training import set_cross_entropy, write_json_atomic  # noqa: E402
 
@@ -172,12 +175,15 @@ def cross_validate_backbone(
     roots: dict[str, Path] | None = None,
     baseline: Path | None = None,
     cache_dir: Path | None = None,
+    average_with: Path | None = None,
 ) -> dict:
     """The fine-tuned backbone on the model's folds of train + validation (never test): per fold, a head
     trained on the other folds' cached features predicts the held-out pictures (clean view). Writes
     `oof.csv` and `cv.json` like `cross_validation.cross_validate`; a re-run resumes from the folds'
-    `held-out.csv`."""
+    `held-out.csv`. With `average_with`, another run on the same folds, the pair is judged (each image's
+    probabilities the mean of the two runs'), and the backbone's own figures go under "network_alone"."""
     _, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
+    partner = None if average_with is None else _run_probabilities(Path(average_with), pool, fold, data_roots)
     out_dir = Path(out_dir)
     features = cache_features(images, config, Path(cache_dir or out_dir / "cache"))
     targets = np.stack([s.target for s in pool])
@@ -197,19 +203,17 @@ def cross_validate_backbone(
         path = out_dir / f"fold-{k + 1}" / HEAD_FILE
         probs[held] = _fold_predictions(settings, pool, fold, k, path, fit, predict, CLASSES, data_roots)
         scored = held[y[held] >= 0]
-        fold_f1 = macro_f1(y[scored], probs[scored].argmax(axis=1))
+        fold_f1 = macro_f1(y[scored], _mean_with(partner, probs)[scored].argmax(axis=1))
         per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
         print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f}", flush=True)
-    _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
-    result = _summarise(pool, fold, y, probs, per_fold, settings_of(config), model_dir)
-    ecg = np.isin(y, range(len(ECG_CLASSES)))
-    result["ecg_classes_recalled"] = {
-        c: [int((probs[y == k].argmax(axis=1) == k).sum()), int((y == k).sum())]
-        for k, c in enumerate(CLASSES)
-    }
-    result["ecg_accuracy_4class_argmax"] = float(
-        (probs[ecg][:, : len(ECG_CLASSES)].argmax(axis=1) == y[ecg]).mean()
-    )
+    judged = _mean_with(partner, probs)
+    _write_predictions(pool, fold, judged, out_dir / PREDICTIONS_FILE, data_roots)
+    result = _summarise(pool, fold, y, judged, per_fold, settings_of(config), model_dir)
+    if partner is not None:
+        labelled = y >= 0
+        result["averaged_with"] = str(average_with)
+        result["network_alone"] = compute_metrics(y[labelled], probs[labelled])
+        _write_predictions(pool, fold, probs, out_dir / NETWORK_PREDICTIONS_FILE, data_roots)
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)

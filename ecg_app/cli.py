@@ -272,7 +272,9 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
 
         chosen = {k: getattr(args, f"backbone_{k}") for k in _BACKBONE_OPTIONS}
         config = BackboneConfig(**{k: v for k, v in chosen.items() if v is not None})
-        result = cross_validate_backbone(model, out, config, args.folds, roots, baseline)
+        result = cross_validate_backbone(
+            model, out, config, args.folds, roots, baseline, average_with=partner
+        )
     elif args.statistics_with:
         mix_run = Path(args.statistics_with)
         result = cross_validate_statistics(model, out, mix_run, args.folds, roots, baseline)
@@ -837,7 +839,9 @@ def _check_cross_validate_options(parser: argparse.ArgumentParser, args: argpars
     recipes = [flag for flag in ("diagnosis_with", "statistics_with", "backbone") if getattr(args, flag)]
     if not recipes:
         return
-    clashing = [k for k in (*_RECIPE_OVERRIDES, "average_with", *recipes[1:]) if getattr(args, k) is not None]
+    # A backbone run may be judged as a pair with an earlier run, as a page network may.
+    pairable = () if recipes[0] == "backbone" else ("average_with",)
+    clashing = [k for k in (*_RECIPE_OVERRIDES, *pairable, *recipes[1:]) if getattr(args, k) is not None]
     if clashing:
         drop = ", ".join(f"--{k.replace('_', '-')}" for k in clashing)
         parser.error(f"--{recipes[0].replace('_', '-')} judges its own recipe: drop {drop}")

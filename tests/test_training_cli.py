@@ -818,6 +818,24 @@ def test_cross_validate_fine_tunes_the_pretrained_backbone_on_cached_features(ti
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "reusing cached features" in printed and printed.count("reusing") == 3
+    # Judged as a pair with another run on the same folds: each image's probabilities are the mean.
+    partner = tmp_path / "partner"
+    partner.mkdir()
+    with (out / "oof.csv").open(newline="") as handle, (partner / "oof.csv").open("w", newline="") as copy:
+        reader = csv.DictReader(handle)
+        writer = csv.DictWriter(copy, reader.fieldnames)
+        writer.writeheader()
+        writer.writerows({**r, **{f"p_{c}": "0.2" for c in CLASSES}} for r in reader)
+    assert main([*args, "--average-with", str(partner)]) == 0
+    read = {
+        name: {r["path"]: [float(r[f"p_{c}"]) for c in CLASSES] for r in csv.DictReader((out / name).open())}
+        for name in ("oof.csv", "oof-network.csv")
+    }
+    for path, own in read["oof-network.csv"].items():
+        assert read["oof.csv"][path] == pytest.approx([(p + 0.2) / 2 for p in own], abs=2e-6)
+        assert own == pytest.approx([float(rows[path][f"p_{c}"]) for c in CLASSES], abs=2e-6)
+    result = json.loads((out / "cv.json").read_text())
+    assert result["averaged_with"] == str(partner) and result["network_alone"]["n"] == len(rows)
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "x"), "--arch", "leads"])
     assert "--backbone judges its own recipe: drop --arch" in capsys.readouterr().err
