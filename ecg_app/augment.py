@@ -129,17 +129,20 @@ def _text(page: np.ndarray, words: str, x: float, y: float, size: float, rng: np
     cv2.putText(page, words, at, font, scale, colour, max(1, round(scale * 1.5)), cv2.LINE_AA)
 
 
-def reprinted(rgb: np.ndarray, rng: np.random.Generator, colour: str | None = None) -> np.ndarray:
+def reprinted(
+    rgb: np.ndarray, rng: np.random.Generator, colour: str | None = None, margin: float = 0.01
+) -> np.ndarray:
     """The printout's trace area (the reference template's, `preprocess.crop_box`) on another hospital's
     page of the same size: a page colour of `PAGE_COLOURS` (random when `colour` is None), another title
     block in another font, sometimes a logo and a frame, the footer moved to the top or missing, and the
-    trace area moved by up to 1% of the page. What the classifier reads, the trace area, is the same
-    printout: its class must not change."""
+    trace area moved by up to `margin` of the page (other margins; 0 keeps it in place, the rest of the
+    page drawn the same). What the classifier reads, the trace area, is the same printout: its class
+    must not change."""
     height, width = rgb.shape[:2]
     top, bottom, left, right = crop_box(height, width)
     page = np.empty_like(rgb)
     page[:] = PAGE_COLOURS[colour or list(PAGE_COLOURS)[rng.integers(len(PAGE_COLOURS))]]
-    dy, dx = (round(v) for v in rng.uniform(-0.01, 0.01, 2) * (height, width))
+    dy, dx = (round(v) for v in rng.uniform(-1, 1, 2) * margin * np.array([height, width]))
     dy, dx = int(np.clip(dy, -top, height - bottom)), int(np.clip(dx, -left, width - right))
     page[top + dy : bottom + dy, left + dx : right + dx] = rgb[top:bottom, left:right]
     header = top / height  # the share of the page above the trace area

@@ -237,15 +237,6 @@ _DIAGNOSIS_OPTIONS = {
 }
 
 
-# cross-validate's options for --backbone: BackboneConfig field -> (type, help); smaller than the
-# recipe's for a quick check of a whole run (each fold's member.json records them).
-_BACKBONE_OPTIONS = {
-    "epochs": (_POSITIVE, "epochs per fold (default 20)"),
-    "views": (_POSITIVE, "cached views per picture, the clean one and augmented copies (default 8)"),
-    "draws_per_class": (_POSITIVE, "pictures drawn per class and epoch (default 96)"),
-}
-
-
 def _print_alone(what: str, alone: dict) -> None:
     recalled = ", ".join(f"{c} {hit}/{n}" for c, (hit, n) in alone["recalled"].items())
     print(f"{what} alone, ECG printouts: accuracy {alone['accuracy']:.3f} ({recalled})")
@@ -267,14 +258,6 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
             model, out, Path(args.diagnosis_with), args.folds, roots, baseline, config
         )
         _print_alone("diagnosis network", result["diagnosis_alone"])
-    elif args.backbone:
-        from ecg_app.backbone_fit import BackboneConfig, cross_validate_backbone
-
-        chosen = {k: getattr(args, f"backbone_{k}") for k in _BACKBONE_OPTIONS}
-        config = BackboneConfig(**{k: v for k, v in chosen.items() if v is not None})
-        result = cross_validate_backbone(
-            model, out, config, args.folds, roots, baseline, average_with=partner
-        )
     elif args.statistics_with:
         mix_run = Path(args.statistics_with)
         result = cross_validate_statistics(model, out, mix_run, args.folds, roots, baseline)
@@ -734,15 +717,6 @@ def build_parser() -> argparse.ArgumentParser:
         "third voice in the ECG-class proportions of RUN, an earlier --diagnosis-with output on the "
         "same folds",
     )
-    p.add_argument(
-        "--backbone",
-        action="store_const",
-        const=True,
-        help="instead of the recipe: cross-validate EfficientNet-Lite0 with ImageNet weights, fine-tuned "
-        "on cached features of its frozen blocks (ecg_app.backbone_fit)",
-    )
-    for key, (kind, help_text) in _BACKBONE_OPTIONS.items():
-        p.add_argument(f"--backbone-{key.replace('_', '-')}", type=kind, help=f"with --backbone: {help_text}")
     p.set_defaults(func=_cmd_cross_validate)
 
     p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
@@ -830,18 +804,13 @@ def _add_model_data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_cross_validate_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    for recipe, options in (("diagnosis_with", _DIAGNOSIS_OPTIONS), ("backbone", _BACKBONE_OPTIONS)):
-        prefix = recipe.split("_")[0]
-        given = [k for k in options if getattr(args, f"{prefix}_{k}") is not None]
-        if given and not getattr(args, recipe):
-            flag = recipe.replace("_", "-")
-            parser.error(f"--{prefix}-{given[0].replace('_', '-')} needs --{flag}")
-    recipes = [flag for flag in ("diagnosis_with", "statistics_with", "backbone") if getattr(args, flag)]
+    given = [k for k in _DIAGNOSIS_OPTIONS if getattr(args, f"diagnosis_{k}") is not None]
+    if given and not args.diagnosis_with:
+        parser.error(f"--diagnosis-{given[0].replace('_', '-')} needs --diagnosis-with")
+    recipes = [flag for flag in ("diagnosis_with", "statistics_with") if getattr(args, flag)]
     if not recipes:
         return
-    # A backbone run may be judged as a pair with an earlier run, as a page network may.
-    pairable = () if recipes[0] == "backbone" else ("average_with",)
-    clashing = [k for k in (*_RECIPE_OVERRIDES, *pairable, *recipes[1:]) if getattr(args, k) is not None]
+    clashing = [k for k in (*_RECIPE_OVERRIDES, "average_with", *recipes[1:]) if getattr(args, k) is not None]
     if clashing:
         drop = ", ".join(f"--{k.replace('_', '-')}" for k in clashing)
         parser.error(f"--{recipes[0].replace('_', '-')} judges its own recipe: drop {drop}")

@@ -201,6 +201,20 @@ def test_the_kept_baselines_pooled_figures_are_its_folds_predictions():
     assert [f["macro_f1"] for f in result["per_fold"]] == pytest.approx(per_fold, abs=1e-9)
 
 
+def _kept_figures_match(result: dict, run: Path) -> None:
+    """`cv.json`'s out-of-fold figures are what `compute_metrics` makes of the run's `oof.csv` (written
+    after them, rounded to six decimals: the decided classes are the same, the calibration error nearly)."""
+    rows = _read_rows(run / PREDICTIONS_FILE)
+    scored = sorted(path for path, row in rows.items() if row["label"] != dataset.OTHER_ECG)
+    y = np.array([CLASSES.index(rows[path]["label"]) for path in scored])
+    expected = json.loads(json.dumps(compute_metrics(y, _probabilities(rows, scored))))
+    assert result["out_of_fold"]["ece"] == pytest.approx(expected.pop("ece"), abs=1e-5)
+    skip = ("ece", "roc", "reliability")
+    assert {k: v for k, v in result["out_of_fold"].items() if k not in skip} == {
+        k: v for k, v in expected.items() if k not in skip
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "members", "baseline", "replaces"),
     [("diagnosis-mix", 2, "default", True), ("diagnosis-mix4", 4, "diagnosis-mix", False)],
@@ -223,19 +237,33 @@ def test_a_diagnosis_candidates_verdict_follows_from_its_kept_predictions(name, 
         diagnosis = np.mean([_probabilities(m, held, ECG_CLASSES) for m in kept], axis=0)
         expected = combine(_probabilities(page, held), diagnosis, share)
         np.testing.assert_allclose(_probabilities(judged, held), expected, atol=1.5e-6)
-    scored = sorted(path for path, row in judged.items() if row["label"] != dataset.OTHER_ECG)
-    y = np.array([CLASSES.index(judged[path]["label"]) for path in scored])
-    # cv.json was computed before the probabilities were rounded to oof.csv's six decimals: the decided
-    # classes (and so every figure built on them) are the same, the calibration error nearly.
-    expected = json.loads(json.dumps(compute_metrics(y, _probabilities(judged, scored))))
-    assert result["out_of_fold"]["ece"] == pytest.approx(expected.pop("ece"), abs=1e-5)
-    assert {k: result["out_of_fold"][k] for k in expected if k not in ("roc", "reliability")} == {
-        k: v for k, v in expected.items() if k not in ("roc", "reliability")
-    }
+    _kept_figures_match(result, run)
     verdict = json.loads(json.dumps(compare_runs(MODEL_DIR / "cross-validation" / baseline, run)))
     assert result["against_baseline"] == {"baseline": f"model/cross-validation/{baseline}", **verdict}
     assert verdict["replaces_baseline"] is replaces
     assert (verdict["macro_f1"]["gain"] >= MIN_MACRO_F1_GAIN) is replaces
+
+
+def test_the_pretrained_backbones_kept_runs_give_their_verdicts():
+    """The eighth candidate (EfficientNet-Lite0 fine-tuned, see docs/experiments.md) and its pair with
+    the kept recipe, neither adopted: the backbone's `oof.csv` is its five folds' `held-out.csv`, the
+    pair's is the mean of the kept recipe's and the backbone's probabilities, and each `cv.json`'s
+    figures and verdict follow from them."""
+    mix = MODEL_DIR / "cross-validation" / "diagnosis-mix"
+    alone, pair = (MODEL_DIR / "cross-validation" / f"backbone-lite0{end}" for end in ("", "-pair"))
+    folds = [_read_rows(folder / HELD_OUT_FILE) for folder in sorted(alone.glob("fold-*"))]
+    own = _read_rows(alone / PREDICTIONS_FILE)
+    assert len(folds) == 5 and own == {path: row for rows in folds for path, row in rows.items()}
+    paths, kept = sorted(own), _read_rows(mix / PREDICTIONS_FILE)
+    mean = (_probabilities(kept, paths) + _probabilities(own, paths)) / 2
+    np.testing.assert_allclose(_probabilities(_read_rows(pair / PREDICTIONS_FILE), paths), mean, atol=1.5e-6)
+    for run, gain in ((alone, -0.050), (pair, -0.005)):
+        result = json.loads((run / RESULT_FILE).read_text())
+        _kept_figures_match(result, run)
+        verdict = json.loads(json.dumps(compare_runs(mix, run)))
+        assert result["against_baseline"] == {"baseline": "model/cross-validation/diagnosis-mix", **verdict}
+        assert verdict["macro_f1"]["gain"] == pytest.approx(gain, abs=5e-4)
+        assert verdict["replaces_baseline"] is False
 
 
 def test_the_statistics_candidate_is_rerun_from_the_data_to_its_kept_verdict(shared_data, tmp_path):
