@@ -14,8 +14,7 @@ from ecg_app.classifier import Prediction
 from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.page import straighten
-from ecg_app.preprocess import ink_map
+from ecg_app.preprocess import ink_map, page_as_read
 from ecg_app.quality import QualityWarning, assess
 from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
 from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
@@ -95,7 +94,7 @@ def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np
     """
     if label == NON_ECG:
         return None
-    page = straighten(rgb)
+    page = page_as_read(rgb)
     cam = explainer(ink_map(page), CLASSES.index(label))
     preview = fit(page, THUMBNAIL_MAX_SIDE)
     return overlay(preview, heatmap_on_page(preview, cam))

@@ -18,8 +18,7 @@ import numpy as np
 from ecg_app.classifier import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.lead_diagnosis import curve_readers
-from ecg_app.page import straighten
-from ecg_app.preprocess import crop_box, ink_map
+from ecg_app.preprocess import crop_box, ink_map, page_as_read
 
 LAST_CONV = "s5b_relu"
 
@@ -32,8 +31,9 @@ class PageExplainer(ABC):
 
     def explain(self, rgb: np.ndarray, class_index: int) -> tuple[np.ndarray, np.ndarray]:
         """(overlay RGB image, full-size map in [0, 1]) for one upload and the class to explain, both on
-        the page as the networks read it (a photographed page straightened, `preprocess`)."""
-        page = straighten(rgb)
+        the page as the networks read it (`preprocess.page_as_read`: a photographed page straightened,
+        the trace area moved to its place)."""
+        page = page_as_read(rgb)
         page_map = heatmap_on_page(page, self(ink_map(page), class_index))
         return overlay(page, page_map), page_map
 

@@ -4,6 +4,8 @@ Why these steps:
 - Straighten a photographed page first (`page.straighten`): a photo that shows the desk around the
   printout has its sheet found and warped flat, so the crop below lands where it does on a scan. A
   picture that is all page, such as every scan in the dataset, passes unchanged.
+- Move the page so the trace area's printed frame sits where the reference template has it
+  (`trace_area.register`): the same traces printed with other margins are cropped alike.
 - Crop to the trace area of the printout (relative coordinates of the reference template), so the
   printed header (patient ID, date, heart rate) and footer (machine settings) never reach the network
   and cannot become a shortcut. Relative, so it does not depend on the input resolution.
@@ -21,6 +23,7 @@ import cv2
 import numpy as np
 
 from ecg_app.page import straighten
+from ecg_app.trace_area import register
 
 # Trace area of the reference printout: x 68-2177, y 283-1518 on a 2213x1572 page.
 TRACE_BOX: tuple[float, float, float, float] = (68 / 2213, 283 / 1572, 2177 / 2213, 1518 / 1572)
@@ -41,11 +44,17 @@ def _check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {rgb.shape} {rgb.dtype}")
 
 
+def page_as_read(rgb: np.ndarray) -> np.ndarray:
+    """The page as the networks read it: a photographed sheet straightened, then moved so its trace
+    area's frame sits where the reference template has it. Most pictures come back as they are."""
+    return register(straighten(rgb))
+
+
 def preprocess(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)) -> np.ndarray:
-    """Map an (H, W, 3) uint8 RGB image to an (h, w, 1) float32 ink map in [0, 1]: the page
-    straightened, then `ink_map`."""
+    """Map an (H, W, 3) uint8 RGB image to an (h, w, 1) float32 ink map in [0, 1]: `page_as_read`,
+    then `ink_map`."""
     _check_rgb(rgb)
-    return ink_map(straighten(rgb), size)
+    return ink_map(page_as_read(rgb), size)
 
 
 def ink_map(rgb: np.ndarray, size: tuple[int, int] = (INPUT_HEIGHT, INPUT_WIDTH)) -> np.ndarray:
