@@ -774,7 +774,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="then tune each network this many epochs with pictures pasted into photos (a candidate not "
-        "adopted; model card)",
+        "adopted; docs/experiments.md)",
     )
     only = p.add_mutually_exclusive_group()
     only.add_argument(

@@ -309,14 +309,13 @@ def cross_validate_statistics(
     roots: dict[str, Path] | None = None,
     baseline: Path | None = None,
 ) -> dict:
-    """Cross-validate the per-lead statistics model (`lead_statistics`, the model card's seventh
-    candidate) as a third voice beside `mix_run`'s page and diagnosis networks, an earlier run on the
-    same folds: each fold's linear model is fitted on the other folds' ECG printouts, and the held-out
-    images' ECG-class proportions become `mix_run`'s and the linear model's, weighted
-    1 - STATISTICS_SHARE and STATISTICS_SHARE (P(Non-ECG) stays the page network's). Writes `oof.csv`
-    and `cv.json` like `cross_validate`, and the linear model's own probabilities to
-    `oof-statistics.csv`; its 4-class figures go under "statistics_alone", with the penalty each fold
-    chose."""
+    """Cross-validate the per-lead statistics model (`lead_statistics`, the seventh candidate of
+    docs/experiments.md) as a third voice beside `mix_run`'s page and diagnosis networks, an earlier run on
+    the same folds: each fold's linear model is fitted on the other folds' ECG printouts, and the held-out
+    images' ECG-class proportions become `mix_run`'s and the linear model's, weighted 1 - STATISTICS_SHARE
+    and STATISTICS_SHARE (P(Non-ECG) stays the page network's). Writes `oof.csv` and `cv.json` like
+    `cross_validate`, and the linear model's own probabilities to `oof-statistics.csv`; its 4-class figures
+    go under "statistics_alone", with the penalty each fold chose."""
     info, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
     mix = _run_probabilities(Path(mix_run), pool, fold, data_roots)
     curves = digitise(images)

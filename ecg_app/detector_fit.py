@@ -3,11 +3,11 @@
 Training images are the model's own train split (`split.csv`): ECGs of the reference template and the
 other-layout ECGs, plus pictures rendered here (`synth_ecg`, the training seeds), against the non-ECG
 pictures. Members are trained with seeds seed, seed+1, ... and averaged like the diagnosis ensemble; a
-finished member is reused. With `scene_epochs`, each member is then tuned with part of its pictures
-pasted into photos of the train split (`augment.photographed`; `--scenes-only` does it to an installed
-detector): a candidate that was not adopted (it made ordinary photos score like ECGs; model card, "The
-detector learns sheets in scenes"), kept so that its verdict can be rerun. The threshold is chosen on
-the validation split, so the test split stays untouched for `ecg-app evaluate`.
+finished member is reused. With `scene_epochs`, each member is then tuned with part of its pictures pasted
+into photos of the train split (`augment.photographed`; `--scenes-only` does it to an installed detector): a
+candidate that was not adopted (it made ordinary photos score like ECGs; docs/experiments.md, "The detector
+learns sheets in scenes"), kept so that its verdict can be rerun. The threshold is chosen on the validation
+split, so the test split stays untouched for `ecg-app evaluate`.
 """
 
 from __future__ import annotations

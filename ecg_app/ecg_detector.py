@@ -3,7 +3,7 @@
 The diagnosis network sees only the reference template's trace area through the brightest colour
 channel, which is right for diagnosis and wrong for recognising other layouts: a red trace on white
 vanishes, and a rhythm strip is cropped away. Teaching that network rendered ECGs of many layouts
-cost diagnosis accuracy (model card, "training on rendered ECGs"), so this job gets its own network:
+cost diagnosis accuracy (docs/experiments.md, "training on rendered ECGs"), so this job gets its own network:
 whole picture, colour kept, trained on real ECGs plus renders (`ecg_app.synth_ecg`) against the
 non-ECG pictures. `classifier.decide` calls Non-ECG only when the softmax, the embedding gate and this
 detector all agree.
@@ -11,7 +11,7 @@ detector all agree.
 A photo of a sheet of paper lying on a desk is read twice, as uploaded and as the straightened sheet
 (`page.straighten`), and counts as an ECG only if both views do: the whole photo alone took printed
 charts on a desk for ECGs, the cut-out sheet alone took bright patches of other photos for them
-(model card, "The detector reads the sheet too").
+(docs/experiments.md, "The detector reads the sheet too").
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def choose_threshold(p_ecg: np.ndarray, is_ecg: np.ndarray) -> float:
 
     The detector can only turn a Non-ECG call into an ECG one, so its one possible error is a false
     "ECG": the cut keeps every validation non-ECG out, in the middle of the gap above the highest one
-    (a balanced-accuracy cut let a photo through to rescue one ECG; model card)."""
+    (a balanced-accuracy cut let a photo through to rescue one ECG; docs/experiments.md)."""
     p_ecg, is_ecg = np.asarray(p_ecg, dtype=float), np.asarray(is_ecg, dtype=bool)
     if is_ecg.all() or not is_ecg.any():
         raise ValueError("choosing a threshold needs both ECGs and non-ECGs")

@@ -4,8 +4,8 @@ Why: the page network (`ecg_cnn.keras`) tells ECGs from other pictures well but,
 infarction printouts, reads the diagnosis from where ink lies on the page. This network reads each
 lead's curves (`LeadSignals`) with one shared encoder and is trained on ECGs only (`diagnosis_fit`),
 so it has no say in whether a picture is an ECG: `combine` keeps the page network's P(Non-ECG) and
-shares its P(some ECG) among the four classes in this network's proportions (the model card's fourth
-candidate).
+shares its P(some ECG) among the four classes in this network's proportions (the fourth candidate
+of docs/experiments.md).
 """
 
 from __future__ import annotations

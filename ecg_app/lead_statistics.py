@@ -1,4 +1,5 @@
-"""Per-lead statistics of the digitised curves, read by a linear model (the model card's seventh candidate).
+"""Per-lead statistics of the digitised curves, read by a linear model (docs/experiments.md, seventh
+candidate).
 
 Why: the diagnosis networks learn infarction from 13 to 16 printouts per fold, and two seeds of one
 recipe find different ones. Q waves, shifted ST segments and tall or inverted T waves change a lead's

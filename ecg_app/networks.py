@@ -100,8 +100,9 @@ class EachCell(layers.Wrapper):
     """(batch, cells, ...) -> (batch, cells, ...): `layer` applied to every cell, as one batch of
     batch x cells. For serving: Keras' `TimeDistributed` traces its layer once per cell when the cell axis
     has a fixed size (16 copies of the lead encoder's graph, 3x slower on 2 cores). Training keeps
-    `TimeDistributed`, whose batch normalisation takes each cell's statistics apart (the recipe the
-    model card cross-validated); with moving statistics, at inference, both compute the same thing."""
+    `TimeDistributed`, whose batch normalisation takes each cell's statistics apart (the recipe
+    cross-validated in docs/experiments.md); with moving statistics, at inference, both compute the
+    same thing."""
 
     def build(self, input_shape):
         if not self.layer.built:
@@ -136,7 +137,7 @@ def lead_features(cells, column_width: int, serving: bool = False):
 
 def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
     """Digitised leads (`LeadSignals`) read by one shared 1-D encoder, so each printout teaches one lead
-    reader 16 times instead of a page reader once (cross-validated in the model card; not shipped)."""
+    reader 16 times instead of a page reader once (cross-validated in docs/experiments.md; not shipped)."""
     inputs = keras.Input(input_shape, name="ink")
     cells = LeadSignals(name="lead_signals")(inputs)
     x = lead_features(cells, input_shape[1] // COLUMNS)

@@ -3,14 +3,14 @@
 Why: `preprocess` crops the trace area at fixed fractions of the picture, which holds for a scan or a
 screenshot (the page is the picture) but not for a phone photo that shows the desk around the page:
 there the crop lands on the wrong part, and the networks, which never saw a background, misread most
-such photos and called many Non-ECG (model card, "Photographed on a desk"). So the largest bright,
+such photos and called many Non-ECG (docs/experiments.md, "Photographed on a desk"). So the largest bright,
 colourless region is taken as the page when it is a clear four-cornered shape, wholly in view,
 covering at least a twentieth of the picture (a photographed rhythm strip is a thin sheet) but not all
 of it, and is warped to a straight rectangle. A
 picture that is all page (every printout in the dataset) is returned unchanged.
 
 Brightness alone fails in front of a busy or pale scene: a white wall or a bright patch touching the
-sheet merges with it, so the outline is wrong or no sheet is found (model card, "Finding the sheet by
+sheet merges with it, so the outline is wrong or no sheet is found (docs/experiments.md, "Finding the sheet by
 its edges"). So sheets are also sought as four straight edges with paper on their inner side only, and
 of all the outlines found, the one whose sides best separate paper inside from something else outside
 is taken.

@@ -1,12 +1,12 @@
 """Synthetic line charts of time series that are not ECGs: negatives for the ECG detector.
 
-Why: the detector learnt "an ECG" from printouts and from renders of many layouts (`synth_ecg`),
-including bare line plots of a heartbeat, against real non-ECG pictures of which few are charts. So a
-wiggly line chart (a random walk such as a price history, a noisy seasonal series) looked to it like
-an ECG plot: trained without these charts, it overruled the page networks and the gate for 15 of 45
-hand-drawn ones (model card, "Line charts are not ECGs"). These charts show it the same kind of picture
-without a heartbeat: axes, ticks, titles, legends and one to four series of random walks, seasonal sums
-of sines, autoregressive noise or steps, drawn with OpenCV from a seed (reproducible, no downloads).
+Why: the detector learnt "an ECG" from printouts and from renders of many layouts (`synth_ecg`), including
+bare line plots of a heartbeat, against real non-ECG pictures of which few are charts. So a wiggly line
+chart (a random walk such as a price history, a noisy seasonal series) looked to it like an ECG plot:
+trained without these charts, it overruled the page networks and the gate for 15 of 45 hand-drawn ones
+(docs/experiments.md, "Line charts are not ECGs"). These charts show it the same kind of picture without a
+heartbeat: axes, ticks, titles, legends and one to four series of random walks, seasonal sums of sines,
+autoregressive noise or steps, drawn with OpenCV from a seed (reproducible, no downloads).
 
 Public API: `render_chart(seed)`, `chart_seeds(n)` (the training seeds), `CHART_KINDS`.
 """

@@ -2,7 +2,7 @@
 out-of-fold predictions: `ecg-app fit-class-weight`. The test split is never read.
 
 Why nested: the weight is chosen on four folds' predictions and applied to the fifth, so the figure it
-is judged by is one the choice never saw. The rule, pre-registered in the model card (sixth
+is judged by is one the choice never saw. The rule, pre-registered in docs/experiments.md (sixth
 candidate): the weight is recorded only if its nested macro-F1 is no lower than the unweighted
 predictions' and it recalls more of the class; then the weight chosen on all folds is recorded and
 the temperature and review threshold are refitted on validation for the weighted scores. The

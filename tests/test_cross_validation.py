@@ -221,7 +221,7 @@ def _kept_figures_match(result: dict, run: Path) -> None:
 )
 def test_a_diagnosis_candidates_verdict_follows_from_its_kept_predictions(name, members, baseline, replaces):
     """The fifth candidate (`diagnosis-mix`: passed the rule, shipped) and the sixth (`diagnosis-mix4`:
-    four seeds per fold, judged against the fifth; did not pass), see the model card: each `oof.csv` is
+    four seeds per fold, judged against the fifth; did not pass), see docs/experiments.md: each `oof.csv` is
     the kept baseline's page probabilities combined with the mean of each fold's diagnosis networks'
     `held-out.csv`, and `cv.json`'s figures and verdict are what that gives."""
     run = MODEL_DIR / "cross-validation" / name
@@ -268,7 +268,7 @@ def test_the_pretrained_backbones_kept_runs_give_their_verdicts():
 
 def test_the_statistics_candidate_is_rerun_from_the_data_to_its_kept_verdict(shared_data, tmp_path):
     """The seventh candidate (per-lead statistics and a linear model, a third of the ECG-class
-    proportions; did not pass the rule, see the model card) is rerun from the data in about 30 s: the
+    proportions; did not pass the rule, see docs/experiments.md) is rerun from the data in about 30 s: the
     same out-of-fold probabilities and the same verdict as kept, and `oof.csv` is the kept fifth
     candidate's mix combined with the linear model's own probabilities. "The same": the decided class of
     every image, and each probability within 0.02, since the digitised curves' floating point differs

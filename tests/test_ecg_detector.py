@@ -217,8 +217,8 @@ def test_ecg_probability_is_the_lowest_call_over_each_pictures_views(shipped_det
 
 def test_no_validation_non_ecg_photographed_on_a_desk_is_taken_for_an_ecg(shipped_detector, shared_data):
     """Charts and text pages printed and photographed on a desk: the whole photo looks like a printout
-    to the detector, the straightened sheet does not, and both must say ECG (model card, "The detector
-    reads the sheet too"). The whole photo alone takes some of them for ECGs."""
+    to the detector, the straightened sheet does not, and both must say ECG (docs/experiments.md, "The
+    detector reads the sheet too"). The whole photo alone takes some of them for ECGs."""
     samples = dataset.read_manifest(
         shipped_detector.model_dir / "split.csv", model_roots(shipped_detector.info)
     )

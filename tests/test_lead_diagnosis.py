@@ -58,7 +58,7 @@ def test_digitise_gives_the_served_networks_own_curves():
 def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_readers_outputs(tmp_path):
     """`served_reader` swaps Keras' `TimeDistributed` (the lead encoder traced once per cell) for
     `EachCell` (all cells as one batch). With batch normalisation's moving statistics both compute the
-    same thing, so the networks the model card judged are served unchanged, only faster; and the served
+    same thing, so the networks cross-validation judged are served unchanged, only faster; and the served
     form saves and loads."""
     import keras
 
