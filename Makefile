@@ -45,7 +45,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
 
 # Reproduce the shipped model from the shared data (three page networks, three detector networks and three
-# diagnosis networks: about 85 minutes on 2 cores), then its metrics.
+# diagnosis networks: about two hours on 2 cores), then its metrics.
 DATA ?= ../shared/data
 # The shipped recipe's cross-validation kept in the repo: its out-of-fold figures go into metrics.json.
 RECIPE_CV = model/cross-validation/diagnosis-mix
