@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ecg_app import dataset  # noqa: E402
-from ecg_app.augment import PAGE_COLOURS, reprinted  # noqa: E402
+from ecg_app.augment import PAGE_COLOURS, margin_move, reprinted  # noqa: E402
 from ecg_app.classifier import Classifier  # noqa: E402
 from ecg_app.evaluation import model_roots  # noqa: E402
 from ecg_app.intake import load_image  # noqa: E402
@@ -37,8 +37,7 @@ from ecg_app.page import find_page  # noqa: E402
 def moved(image: np.ndarray, rng: np.random.Generator, colour: str, margin: float) -> np.ndarray:
     """The printout itself moved as `reprinted(image, rng, colour, margin)` moves its trace area (the
     colour is given, so the move is the generator's first draw there too)."""
-    dy, dx = (round(v) for v in rng.uniform(-1, 1, 2) * margin * np.array(image.shape[:2]))
-    return np.roll(image, (dy, dx), axis=(0, 1))
+    return np.roll(image, margin_move(image.shape, rng, margin), axis=(0, 1))
 
 
 def main() -> int:

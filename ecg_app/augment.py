@@ -129,6 +129,13 @@ def _text(page: np.ndarray, words: str, x: float, y: float, size: float, rng: np
     cv2.putText(page, words, at, font, scale, colour, max(1, round(scale * 1.5)), cv2.LINE_AA)
 
 
+def margin_move(shape: tuple[int, ...], rng: np.random.Generator, margin: float) -> tuple[int, int]:
+    """(dy, dx) in pixels: a page of `shape` moved by up to `margin` of its height and width, one draw
+    of `rng` (the move `reprinted` gives the trace area, before it is kept on the page)."""
+    dy, dx = (round(v) for v in rng.uniform(-1, 1, 2) * margin * np.array(shape[:2]))
+    return dy, dx
+
+
 def reprinted(
     rgb: np.ndarray, rng: np.random.Generator, colour: str | None = None, margin: float = 0.01
 ) -> np.ndarray:
@@ -142,7 +149,7 @@ def reprinted(
     top, bottom, left, right = crop_box(height, width)
     page = np.empty_like(rgb)
     page[:] = PAGE_COLOURS[colour or list(PAGE_COLOURS)[rng.integers(len(PAGE_COLOURS))]]
-    dy, dx = (round(v) for v in rng.uniform(-1, 1, 2) * margin * np.array([height, width]))
+    dy, dx = margin_move(rgb.shape, rng, margin)
     dy, dx = int(np.clip(dy, -top, height - bottom)), int(np.clip(dx, -left, width - right))
     page[top + dy : bottom + dy, left + dx : right + dx] = rgb[top:bottom, left:right]
     header = top / height  # the share of the page above the trace area

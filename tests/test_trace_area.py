@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from ecg_app import trace_area
-from ecg_app.augment import PAGE_COLOURS, reprinted
+from ecg_app.augment import PAGE_COLOURS, margin_move, reprinted
 from ecg_app.preprocess import ink_map, preprocess
 from tests.conftest import synthetic_printout
 
@@ -65,7 +65,7 @@ def test_no_frame_no_move():
 
 
 def test_the_datasets_printouts_are_not_moved_and_reprinted_ones_are_moved_back(shared_data):
-    """On the scans themselves the frame is where `BORDER_BOX` says (all 393 within 0.2 px when it was
+    """On the scans themselves the frame is where `BORDER_BOX` says (all 393 within 0.25 px when it was
     measured; a sample here, and upscaled x2 as users upload them), so no network input changes. On
     another page template with other margins the move the composite made is found back."""
     from ecg_app.dataset import image_files
@@ -81,8 +81,7 @@ def test_the_datasets_printouts_are_not_moved_and_reprinted_ones_are_moved_back(
             )
             assert trace_area.register(picture) is picture
         colour = list(PAGE_COLOURS)[i % len(PAGE_COLOURS)]
-        draw = np.random.default_rng([1, i]).uniform(-1, 1, 2) * 0.01 * np.array(scan.shape[:2])
-        dy, dx = (round(v) for v in draw)
+        dy, dx = margin_move(scan.shape, np.random.default_rng([1, i]), 0.01)
         composite = reprinted(scan, np.random.default_rng([1, i]), colour)
         found = trace_area.offset(composite)
         for got, made, size in zip(found, (dy, dx), scan.shape[:2], strict=True):
