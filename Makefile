@@ -2,10 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 # WeasyPrint needs Pango and fonts to render reports (Noto CJK and colour emoji so that every name prints,
-# not boxes); the tests also need pdftoppm, Debian's Chromium and PostgreSQL (.ci/postgres.sh starts a
-# throwaway server for them on 127.0.0.1).
+# not boxes); Tesseract finds the text to blank in stored pictures of other layouts (docs/security.md); the
+# tests also need pdftoppm, Debian's Chromium and PostgreSQL (.ci/postgres.sh starts a throwaway server
+# for them on 127.0.0.1).
 RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz0b fonts-dejavu-core fonts-noto-cjk \
-	fonts-noto-color-emoji
+	fonts-noto-color-emoji tesseract-ocr
 TEST_PACKAGES := $(RUN_PACKAGES) poppler-utils chromium postgresql
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 HOST ?= 127.0.0.1

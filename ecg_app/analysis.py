@@ -1,5 +1,5 @@
-"""One upload, end to end: intake -> classifier (+ ECG gate) -> quality check + Grad-CAM -> store. The CLI
-and the UI both call this."""
+"""One upload, end to end: intake -> classifier (+ ECG gate) -> quality check + Grad-CAM -> de-identify
+-> store. The CLI and the UI both call this."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Protocol
 import numpy as np
 
 from ecg_app.classifier import Prediction
+from ecg_app.deidentify import deidentify
 from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
@@ -110,8 +111,10 @@ def analyze_and_store(
 ) -> StoredAnalysis:
     """Classify an upload and record it with its image-quality warnings and its Grad-CAM overlay.
 
-    Bad input raises IntakeError before anything is stored. The explanation is an aid, not part of the
-    result: if Grad-CAM fails, the analysis is stored without it (and the failure logged)."""
+    The classifier reads the upload as it is; what is stored (picture, thumbnail, overlay) is its page
+    de-identified (`deidentify`: header, footer and margins, or any text, painted white). Bad input
+    raises IntakeError before anything is stored. The explanation is an aid, not part of the result: if
+    Grad-CAM fails, the analysis is stored without it (and the failure logged)."""
     rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
     warnings = image_warnings(prediction, rgb)
@@ -122,12 +125,14 @@ def analyze_and_store(
             explanation = explanation_overlay(explainer, rgb, prediction.label)
         except Exception:
             log.exception("Grad-CAM failed; storing the analysis without its map")
+    clean = deidentify(page_as_read(rgb))
     return store.add(
         prediction,
         bytes(image_bytes),
-        rgb,
+        clean.image,
         filename,
         patient,
         quality_warnings=warnings,
-        explanation=explanation,
+        explanation=None if explanation is None else clean.apply_to(explanation),
+        deidentification=clean.method,
     )

@@ -21,6 +21,17 @@ def _env_int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _env_flag(name: str) -> bool:
+    """An on/off setting: 1, true, yes or on (any case) turn it on; unset or empty leave it off; anything
+    else is an error, so that a typo never silently changes what is kept."""
+    value = (os.environ.get(name) or "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be 1/true/yes/on or 0/false/no/off, got {value!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Runtime settings; build with `Settings.from_env()`."""
@@ -32,6 +43,8 @@ class Settings:
     max_pixels: int = DEFAULT_MAX_PIXELS
     min_side: int = DEFAULT_MIN_SIDE
     users: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Keep each upload's own bytes beside its de-identified picture (docs/security.md): off by default.
+    keep_originals: bool = False
 
     @property
     def intake_limits(self) -> IntakeLimits:
@@ -50,6 +63,7 @@ class Settings:
             max_upload_bytes=_env_int("ECG_APP_MAX_UPLOAD_BYTES", DEFAULT_MAX_BYTES),
             max_pixels=_env_int("ECG_APP_MAX_PIXELS", DEFAULT_MAX_PIXELS),
             users=users,
+            keep_originals=_env_flag("ECG_APP_KEEP_ORIGINALS"),
         )
 
 

@@ -35,8 +35,9 @@ DEAD_ZONE = 0.002
 def frame_colour(rgb: np.ndarray) -> np.ndarray:
     """Pixels of the frame's pink: light, red well above green and blue. A pink page (250, 214, 222)
     is too pale, black or coloured print too dark."""
-    r, g, b = (rgb[:, :, k].astype(np.int16) for k in range(3))
-    return (r > 180) & (g < 200) & (r - g > 25) & (r - b > 20)
+    r, g, b = cv2.split(np.ascontiguousarray(rgb))
+    # Saturating uint8 differences: the same test as in int16 (a negative difference is never > 20).
+    return (r > 180) & (g < 200) & (cv2.subtract(r, g) > 25) & (cv2.subtract(r, b) > 20)
 
 
 def _expected(height: int, width: int) -> tuple[float, float, float, float]:

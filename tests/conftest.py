@@ -57,6 +57,11 @@ def encode(rgb: np.ndarray, fmt: str = "PNG", **kwargs) -> bytes:
     return buffer.getvalue()
 
 
+def decoded(path: Path) -> np.ndarray:
+    """A stored picture's pixels (RGB)."""
+    return cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 @pytest.fixture
 def printout() -> np.ndarray:
     return synthetic_printout()

@@ -23,12 +23,13 @@ from ecg_app.analysis import (
 from ecg_app.classifier import MI_NOT_RULED_OUT, Prediction, get_classifier
 from ecg_app.cli import main
 from ecg_app.config import Settings
+from ecg_app.deidentify import METHODS
 from ecg_app.intake import IntakeError, IntakeLimits, load_image
 from ecg_app.labels import NON_ECG
 from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, open_store
 from ecg_app.store.images import fit, make_thumbnail
-from tests.conftest import database_url_for, encode, synthetic_printout
+from tests.conftest import database_url_for, decoded, encode, synthetic_printout
 from tests.test_store import make_prediction, stored_files
 
 EXAMPLES_DIR = Path(ecg_app.__file__).parent / "examples"
@@ -80,7 +81,10 @@ def test_analyze_and_store_runs_the_whole_chain(env, ecg_file):
     (seen,) = classifier.seen
     assert seen.dtype == np.uint8 and seen.shape == (786, 1106, 3)
     assert stored.label == "HMI" and stored.risk_level == "HIGH" and stored.patient.name == "P-7"
-    assert stored.image_path.read_bytes() == ecg_file.read_bytes()
+    # The page is kept de-identified, and the upload's own bytes are not kept anywhere.
+    assert stored.deidentification in METHODS and decoded(stored.image_path).shape == (786, 1106, 3)
+    upload = ecg_file.read_bytes()
+    assert not [p for p in env.data_dir.rglob("*") if p.is_file() and p.read_bytes() == upload]
     assert stored.quality_warnings == ()  # checked: a clean full page
     assert stored.explanation_path is None  # a stand-in classifier has no network to explain
 
@@ -265,8 +269,9 @@ def test_a_photo_of_a_printout_on_a_desk_is_read_and_explained_as_its_page(shipp
 
 
 def test_a_photo_analysis_searches_its_page_once(env, shipped_model):
-    """The networks' input, the quality check and the overlay all need the photo's page; the search
-    (15-30 ms on a photo, depending on the machine) is done once and remembered for the others."""
+    """The networks' input, the quality check, the overlay and the de-identification all need the
+    photo's page; the search (15-30 ms on a photo, depending on the machine) is done once and remembered
+    for the others."""
     from ecg_app import page
     from ecg_app.robustness import DEGRADATIONS
 
@@ -278,7 +283,7 @@ def test_a_photo_analysis_searches_its_page_once(env, shipped_model):
     assert stored.label == "MI" and stored.explanation_path.is_file()
     assert "page_straightened" in {w.code for w in stored.quality_warnings}
     searches = page._outline.cache_info()
-    assert (searches.misses, searches.hits) == (1, 2)
+    assert (searches.misses, searches.hits) == (1, 3)
 
 
 def test_analyze_and_store_explains_and_checks_quality_with_the_shipped_model(

@@ -29,7 +29,7 @@ from ecg_app.store.migrate import (
 from ecg_app.store.models import Base
 from tests.conftest import database_url_for
 
-HEAD = "0004"
+HEAD = "0005"
 IMAGE_COLUMNS = ("sha256", "image_ref", "thumbnail_ref", "media_type", "size_bytes", "width", "height")
 ANALYSIS_COLUMNS = (
     "image_sha256", "original_filename", "label", "confidence", "prob_mi", "prob_hmi", "prob_ahb",
@@ -156,7 +156,7 @@ def test_db_cli(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
     assert (tmp_path / "data" / "ecg_app.sqlite3").is_file()  # the default: a file in the data dir
     assert main(["db", "downgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "0003"
+    assert capsys.readouterr().out.strip() == "0004"
     assert main(["db", "downgrade", "base"]) == 0
     assert capsys.readouterr().out.strip() == "base (empty)"
 

@@ -25,7 +25,7 @@ from ecg_app.store import AnalysisFilter, PatientInfo, open_store
 from ecg_app.store.images import TEMP_PREFIX, TRASH_PREFIX, ImageStore, fit
 from ecg_app.store.models import StoredImage
 from ecg_app.store.repository import CSV_COLUMNS, csv_safe, sanitize_filename
-from tests.conftest import encode, settings_for, synthetic_printout
+from tests.conftest import decoded, encode, settings_for, synthetic_printout
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -72,7 +72,9 @@ def test_round_trip_keeps_every_field(store, page_rgb, page_png):
     assert got.patient == PatientInfo("Jane Doe", 54, "female", "Chest pain\nsince 2 h")
     assert got.original_filename == "ecg 1.png"
     assert got.image_sha256 == hashlib.sha256(page_png).hexdigest()
-    assert got.image_path.read_bytes() == page_png  # the original upload, byte for byte
+    # The picture as given, losslessly (a PNG upload), and not the upload's own bytes, which are not kept.
+    assert np.array_equal(decoded(got.image_path), page_rgb) and got.image_path.read_bytes() != page_png
+    assert got.original_path is None and got.deidentification == "none"
     assert got.media_type == "image/png"
     with Image.open(got.thumbnail_path) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == 800

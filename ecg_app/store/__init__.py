@@ -43,7 +43,9 @@ def open_store(
     engine = create_engine_for(settings.database_url)
     if migrate:
         upgrade_to_head(engine)
-    store = AnalysisStore(engine, ImageStore(settings.data_dir / IMAGES_SUBDIR))
+    store = AnalysisStore(
+        engine, ImageStore(settings.data_dir / IMAGES_SUBDIR), keep_originals=settings.keep_originals
+    )
     if sweep_grace_s is not None:
         store.sweep_orphans(sweep_grace_s)
     return store

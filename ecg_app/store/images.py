@@ -1,7 +1,9 @@
 """Content-addressed image and thumbnail files: atomic writes, two-phase deletes, sweeping of leftovers.
 
-Files live under `<data dir>/images/<first two hex digits>/<sha256><ext>` (and `<sha256>.thumb.jpg`), so
-the same upload is stored once and a file name says what its content is. Each analysis may add one
+Files live under `<data dir>/images/<first two hex digits>/`, named by the SHA-256 of the upload, so the
+same upload is stored once: `<sha256>.stored.jpg` (or `.png`), the de-identified picture the caller gives,
+`<sha256>.thumb.jpg`, and `<sha256><ext>`, the upload's own bytes, only where originals are kept. Re-encoded
+from pixels, the stored picture and thumbnail carry no EXIF or other metadata. Each analysis may add one
 derived file beside them, its Grad-CAM overlay `<sha256>.<analysis id>.gradcam.jpg` (it depends on the
 model and the predicted class, so it belongs to the analysis, not to the image). A file is only ever
 created whole (temporary file in the same folder, fsync, `os.replace`), and a delete first renames the
@@ -32,6 +34,7 @@ TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".del-"
 THUMBNAIL_MAX_SIDE = 800
 THUMBNAIL_QUALITY = 85
+STORED_JPEG_QUALITY = 95  # the stored picture of a JPEG upload; other uploads are stored as PNG
 # Leftovers younger than this may belong to a request still in flight in another process.
 DEFAULT_SWEEP_GRACE_S = 15 * 60
 
@@ -54,9 +57,10 @@ class ImageInfo:
     image_ref: str
     thumbnail_ref: str
     media_type: str
-    size_bytes: int
-    width: int
+    size_bytes: int  # of the upload
+    width: int  # of the stored picture
     height: int
+    original_ref: str | None = None  # the upload's own file, only where originals are kept
 
 
 @dataclass(frozen=True)
@@ -65,21 +69,38 @@ class SweepResult:
     restored: tuple[Path, ...]
 
 
-def describe(data: bytes, rgb: np.ndarray) -> ImageInfo:
-    """Hash the upload and name its files; `rgb` is the decoded (upright) image, for the dimensions."""
+def describe(data: bytes, rgb: np.ndarray, *, keep_original: bool = False) -> ImageInfo:
+    """Hash the upload and name its files; `rgb` is the picture to store (for its dimensions). A JPEG
+    upload is stored as JPEG, anything else as PNG (lossless, as screenshots come)."""
     sha = hashlib.sha256(data).hexdigest()
     with Image.open(io.BytesIO(data)) as image:
         ext, media_type = _FORMATS.get(image.format or "", (".bin", "application/octet-stream"))
+    stored_ext, stored_type = (".jpg", "image/jpeg") if ext == ".jpg" else (".png", "image/png")
     height, width = rgb.shape[:2]
     return ImageInfo(
         sha256=sha,
-        image_ref=f"{sha[:2]}/{sha}{ext}",
+        image_ref=f"{sha[:2]}/{sha}.stored{stored_ext}",
         thumbnail_ref=f"{sha[:2]}/{sha}.thumb.jpg",
-        media_type=media_type,
+        media_type=stored_type,
         size_bytes=len(data),
         width=int(width),
         height=int(height),
+        original_ref=f"{sha[:2]}/{sha}{ext}" if keep_original else None,
     )
+
+
+def encode_picture(rgb: np.ndarray, media_type: str) -> bytes:
+    """The stored picture's file: JPEG (quality 95) or PNG, from pixels alone, so without metadata."""
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB picture, got {rgb.shape} {rgb.dtype}")
+    bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
+    if media_type == "image/jpeg":
+        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, STORED_JPEG_QUALITY])
+    else:
+        ok, encoded = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+    if not ok:
+        raise ValueError(f"could not encode the picture as {media_type}")
+    return encoded.tobytes()
 
 
 def explanation_ref(sha256: str, analysis_id: uuid.UUID) -> str:
@@ -147,20 +168,19 @@ class ImageStore:
             raise ValueError(f"invalid image reference {ref!r}")
         return path
 
-    def ensure(
-        self, image_ref: str, thumbnail_ref: str, data: bytes, thumbnail: Callable[[], bytes]
-    ) -> list[Path]:
-        """Write whichever of the image and thumbnail files is missing and claim those already there
-        (they may be another process's leftovers, old enough to be swept); return the files written."""
+    def ensure(self, files: Iterable[tuple[str, Callable[[], bytes]]]) -> list[Path]:
+        """Write whichever of an image's files (reference, content) is missing and claim those already
+        there (they may be another process's leftovers, old enough to be swept); return the files
+        written. All or nothing: no picture without its thumbnail."""
         written: list[Path] = []
         try:
-            for ref, content in ((image_ref, lambda: data), (thumbnail_ref, thumbnail)):
+            for ref, content in files:
                 path = self.path(ref)
                 if not claim(path):
                     atomic_write(path, content())
                     written.append(path)
         except BaseException:
-            self.discard(written)  # all or nothing: no image without its thumbnail
+            self.discard(written)
             raise
         return written
 

@@ -48,7 +48,9 @@ class Base(DeclarativeBase):
 
 
 class StoredImage(Base):
-    """An uploaded image file, keyed by the SHA-256 of its bytes; paths are relative to the image dir."""
+    """An uploaded picture, keyed by the SHA-256 of the upload's bytes (so a re-upload is recognised);
+    paths are relative to the image dir. `image_ref` is the de-identified picture (`ecg_app.deidentify`);
+    the upload itself is kept (`original_ref`) only where the deployment opts in."""
 
     __tablename__ = "images"
 
@@ -60,6 +62,12 @@ class StoredImage(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Revision 0005. The original upload's file, NULL unless originals are kept (ECG_APP_KEEP_ORIGINALS);
+    # for images stored before it, the same as image_ref until `ecg-app db deidentify` has run.
+    original_ref: Mapped[str | None] = mapped_column(String(255))
+    # How the stored picture was de-identified (deidentify.METHODS, or "none" when a caller stored a
+    # picture as given); NULL: stored before revision 0005, not de-identified.
+    deidentification: Mapped[str | None] = mapped_column(String(16))
 
     # passive_deletes: the database (RESTRICT) guards references; never null them out from Python.
     analyses: Mapped[list[Analysis]] = relationship(back_populates="image", passive_deletes="all")

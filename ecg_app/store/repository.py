@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TextIO
 
@@ -34,6 +33,7 @@ from ecg_app.store.images import (
     ImageStore,
     SweepResult,
     describe,
+    encode_picture,
     explanation_ref,
     make_thumbnail,
 )
@@ -147,6 +147,11 @@ class StoredAnalysis:
     ecg_distance: float | None = None
     # The ECG detector's P(ECG); None when it was not consulted (an ECG call), without a detector, or older.
     ecg_probability: float | None = None
+    # How the stored picture was de-identified (`deidentify.METHODS`, "none": stored as the caller gave
+    # it); None: stored before de-identification, `image_path` is then the original upload.
+    deidentification: str | None = None
+    # The upload's own bytes, kept only where the deployment opts in (ECG_APP_KEEP_ORIGINALS).
+    original_path: Path | None = None
 
     @property
     def display_name(self) -> str:
@@ -304,11 +309,13 @@ def _csv_row(analysis: StoredAnalysis) -> list[object]:
 
 
 class AnalysisStore:
-    """Analysis rows plus their image files, kept consistent with each other."""
+    """Analysis rows plus their image files, kept consistent with each other. The upload's own bytes are
+    only hashed (to recognise a re-upload), and written to disk only when `keep_originals`."""
 
-    def __init__(self, engine: Engine, images: ImageStore):
+    def __init__(self, engine: Engine, images: ImageStore, *, keep_originals: bool = False):
         self.engine = engine
         self.images = images
+        self.keep_originals = keep_originals
         self._sessions = session_factory(engine)
 
     def close(self) -> None:
@@ -333,15 +340,21 @@ class AnalysisStore:
         *,
         quality_warnings: Sequence[QualityWarning] | None = None,
         explanation: np.ndarray | None = None,
+        deidentification: str = "none",
     ) -> StoredAnalysis:
         """Store an analysis: the files are written (atomically) inside the transaction, before its
         commit; if anything fails, the row is rolled back and files written by this call are removed.
 
+        `rgb` is the picture to keep (`deidentify.deidentify` of the upload's page, and `deidentification`
+        its method); `image_bytes`, the upload, is hashed and kept only with `keep_originals`.
         `quality_warnings` (from `quality.assess`) are kept with the row; `explanation` is the Grad-CAM
         overlay (RGB), saved as a JPEG of at most the thumbnail's size beside the thumbnail."""
         patient = patient or PatientInfo()
-        info = describe(image_bytes, rgb)
-        thumbnail: Callable[[], bytes] = cache(lambda: make_thumbnail(rgb))
+        info = describe(image_bytes, rgb, keep_original=self.keep_originals)
+        contents: dict[str, Callable[[], bytes]] = {
+            info.image_ref: lambda: encode_picture(rgb, info.media_type),
+            info.thumbnail_ref: lambda: make_thumbnail(rgb),
+        }
         # Encoded before the transaction: the write lock is held only for the file writes themselves.
         explanation_jpeg = None if explanation is None else make_thumbnail(explanation)
         warnings_json = _warnings_column(quality_warnings)
@@ -354,7 +367,7 @@ class AnalysisStore:
                     image = session.get(StoredImage, info.sha256)
                     if image is None:
                         first_upload = True
-                        image = _image_row(info, created)
+                        image = _image_row(info, created, deidentification)
                         session.add(image)
                     row = _analysis_row(prediction, image, filename, patient, created)
                     row.quality_warnings = warnings_json
@@ -366,9 +379,7 @@ class AnalysisStore:
                     session.flush()
                     if row.explanation_ref is not None:  # a new file, of this analysis alone
                         written.append(self.images.write(row.explanation_ref, explanation_jpeg))
-                    written += self.images.ensure(
-                        image.image_ref, image.thumbnail_ref, image_bytes, thumbnail
-                    )
+                    written += self.images.ensure(_files(image, contents, image_bytes))
                 return self._record(row, image)
             except IntegrityError:
                 ImageStore.discard(written)
@@ -413,6 +424,8 @@ class AnalysisStore:
                         session.delete(image)
                         session.flush()  # RESTRICT: fails if a concurrent add just started using it
                         refs += [image.image_ref, image.thumbnail_ref]
+                        if image.original_ref and image.original_ref != image.image_ref:
+                            refs.append(image.original_ref)
                     moved = self.images.trash(refs)
             except StaleDataError:  # another process deleted it between our read and our delete
                 return False
@@ -433,10 +446,10 @@ class AnalysisStore:
         """Remove files no row refers to (and stale temp files): what a crash mid-write leaves behind."""
         with self._sessions() as session:
             referenced = set()
-            for image_ref, thumbnail_ref in session.execute(
-                select(StoredImage.image_ref, StoredImage.thumbnail_ref)
+            for refs in session.execute(
+                select(StoredImage.image_ref, StoredImage.thumbnail_ref, StoredImage.original_ref)
             ):
-                referenced.update((image_ref, thumbnail_ref))
+                referenced.update(ref for ref in refs if ref)
             referenced.update(
                 session.scalars(select(Analysis.explanation_ref).where(Analysis.explanation_ref.is_not(None)))
             )
@@ -517,10 +530,22 @@ class AnalysisStore:
             explanation_path=self.images.path(row.explanation_ref) if row.explanation_ref else None,
             ecg_distance=row.ecg_distance,
             ecg_probability=row.ecg_probability,
+            deidentification=image.deidentification,
+            original_path=self.images.path(image.original_ref) if image.original_ref else None,
         )
 
 
-def _image_row(info: ImageInfo, created: datetime) -> StoredImage:
+def _files(
+    image: StoredImage, contents: dict[str, Callable[[], bytes]], upload: bytes
+) -> list[tuple[str, Callable[[], bytes]]]:
+    """The files an image row refers to, each with what to write should it be missing: the picture and
+    thumbnail as made now, the upload's bytes for its original (and for the picture of a row stored
+    before de-identification, which is the original)."""
+    refs = dict.fromkeys(ref for ref in (image.image_ref, image.thumbnail_ref, image.original_ref) if ref)
+    return [(ref, contents.get(ref, lambda: bytes(upload))) for ref in refs]
+
+
+def _image_row(info: ImageInfo, created: datetime, deidentification: str) -> StoredImage:
     return StoredImage(
         sha256=info.sha256,
         image_ref=info.image_ref,
@@ -530,6 +555,8 @@ def _image_row(info: ImageInfo, created: datetime) -> StoredImage:
         width=info.width,
         height=info.height,
         created_at=created,
+        original_ref=info.original_ref,
+        deidentification=deidentification,
     )
 
 

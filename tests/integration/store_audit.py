@@ -14,6 +14,7 @@ from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 from sqlalchemy import or_, select
 
 from ecg_app.config import Settings
@@ -62,8 +63,13 @@ def _defects(analysis: StoredAnalysis) -> list[str]:
     defects = []
     if not analysis.image_path.is_file():
         defects.append(f"image {analysis.image_path.name} missing")
-    elif hashlib.sha256(analysis.image_path.read_bytes()).hexdigest() != analysis.image_sha256:
-        defects.append(f"image {analysis.image_path.name} does not hash to its recorded digest")
+    elif cv2.imread(str(analysis.image_path)) is None:
+        defects.append(f"image {analysis.image_path.name} does not decode")
+    if analysis.original_path is not None and (
+        not analysis.original_path.is_file()
+        or hashlib.sha256(analysis.original_path.read_bytes()).hexdigest() != analysis.image_sha256
+    ):
+        defects.append(f"original {analysis.original_path.name} missing or not its recorded digest")
     derived = (("thumbnail", analysis.thumbnail_path), ("Grad-CAM overlay", analysis.explanation_path))
     for kind, path in derived:
         if path is not None and not (path.is_file() and path.read_bytes()[:3] == JPEG_MAGIC):
@@ -93,7 +99,12 @@ def audit_store(data_dir: Path) -> StoreAudit:
     referenced: set[Path] = set()
     for analysis in analyses.values():
         incomplete += _defects(analysis)
-        files = (analysis.image_path, analysis.thumbnail_path, analysis.explanation_path)
+        files = (
+            analysis.image_path,
+            analysis.thumbnail_path,
+            analysis.explanation_path,
+            analysis.original_path,
+        )
         referenced.update(path for path in files if path is not None)
     orphans = sorted(path for path in root.rglob("*") if path.is_file() and path not in referenced)
     return StoreAudit(integrity, fk_violations, analyses, incomplete, orphans)
