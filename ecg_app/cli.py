@@ -447,20 +447,23 @@ def _history_filters(args: argparse.Namespace):
         since=args.since,
         until=args.until,
         search=args.search,
+        patient=args.patient,
     )
 
 
 def _cmd_history_list(args: argparse.Namespace) -> int:
     from ecg_app.store import open_store
 
+    timeline = bool(args.patient)  # one patient's analyses: in time order, oldest first
     with open_store() as store:
-        page = store.list(_history_filters(args), limit=args.limit, offset=args.offset)
+        page = store.list(_history_filters(args), limit=args.limit, offset=args.offset, oldest_first=timeline)
     if args.json:
         items = [item.to_dict() for item in page.items]
         print(json.dumps({"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}))
         return 0
     shown = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
-    print(f"{page.total} analyses{shown}")
+    whose = f" of patient {args.patient}, oldest first" if timeline else ""
+    print(f"{page.total} analyses{whose}{shown}")
     for item in page.items:
         print(
             f"{item.created_at:%Y-%m-%d %H:%M}  {item.id}  {item.label:<6}  {item.confidence:6.1%}  "
@@ -479,12 +482,93 @@ def _cmd_history_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_history_delete(args: argparse.Namespace) -> int:
+    from ecg_app.store import AnalysisFilter, open_store
+
+    if (args.id is None) == (args.patient is None):
+        print("ecg-app history delete: error: give an analysis ID or --patient P", file=sys.stderr)
+        return 2
+    with open_store() as store:
+        if args.id is not None:
+            deleted = store.delete(args.id)
+            print(f"Deleted {args.id}" if deleted else f"No analysis with id {args.id}")
+            return 0 if deleted else 1
+        count = store.list(AnalysisFilter(patient=args.patient), limit=1).total
+        if count == 0:
+            print(f"No analyses of patient {args.patient}")
+            return 1
+        if not args.yes:
+            if not sys.stdin.isatty():
+                print(
+                    "ecg-app history delete: error: --patient needs --yes when not asked at a terminal",
+                    file=sys.stderr,
+                )
+                return 2
+            answer = input(f"Delete all {count} analyses of patient {args.patient} and their files? [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("Nothing deleted")
+                return 1
+        deleted = store.delete_patient(args.patient)
+    print(f"Deleted {deleted} analyses of patient {args.patient} and their files")
+    return 0
+
+
+def _cmd_history_image(args: argparse.Namespace) -> int:
+    from PIL import Image
+
     from ecg_app.store import open_store
 
     with open_store() as store:
-        deleted = store.delete(args.id)
-    print(f"Deleted {args.id}" if deleted else f"No analysis with id {args.id}")
-    return 0 if deleted else 1
+        analysis = store.get(args.id)
+    if analysis is None:
+        print(f"ecg-app history image: error: no analysis with id {args.id}", file=sys.stderr)
+        return 1
+    out = Path(args.output)
+    if out.suffix.lower() == analysis.image_path.suffix.lower():
+        out.write_bytes(analysis.image_path.read_bytes())
+    else:  # another format asked for by the name: converted, still without metadata
+        try:
+            with Image.open(analysis.image_path) as picture:
+                picture.convert("RGB").save(out)
+        except (ValueError, KeyError) as exc:  # Pillow knows no format by that name
+            print(
+                f"ecg-app history image: error: cannot write {out.name} ({exc}); use .jpg or .png",
+                file=sys.stderr,
+            )
+            return 2
+    kind = (
+        "not de-identified: stored before de-identification; run ecg-app db deidentify"
+        if analysis.deidentification is None
+        else f"de-identified: {analysis.deidentification}"
+    )
+    print(f"Wrote {out} ({kind})")
+    return 0
+
+
+def _cmd_history_compare(args: argparse.Namespace) -> int:
+    from ecg_app.comparison import compare
+    from ecg_app.store import open_store
+
+    with open_store() as store:
+        found = [store.get(key) for key in (args.first, args.second)]
+    missing = [key for key, item in zip((args.first, args.second), found, strict=True) if item is None]
+    if missing:
+        print(f"ecg-app history compare: error: no analysis with id {', '.join(missing)}", file=sys.stderr)
+        return 1
+    result = compare(*found)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    a, b = result.earlier, result.later
+    print(result.summary())
+    if not result.same_patient:
+        print("  note: not stored under the same patient")
+    print(f"{'':14s}{a.created_at:%Y-%m-%d %H:%M}  {b.created_at:%Y-%m-%d %H:%M}  change")
+    print(f"{'class':14s}{a.label:<18s}{b.label:<18s}")
+    print(f"{'risk':14s}{a.risk_level:<18s}{b.risk_level:<18s}")
+    for label, change in result.probability_changes().items():
+        then, now = a.probabilities[label], b.probabilities[label]
+        print(f"{'P(' + label + ')':14s}{then:<18.1%}{now:<18.1%}{change:+.1%}")
+    return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -503,12 +587,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_db_deidentify(settings) -> int:
+    from ecg_app.history_privacy import deidentify_history
+    from ecg_app.store import open_store
+
+    with open_store(settings) as store:
+        outcome = deidentify_history(store, settings.intake_limits, progress=sys.stderr.isatty())
+    done = sum(outcome.done.values())
+    methods = ", ".join(f"{n} by {m}" for m, n in sorted(outcome.done.items()))
+    print(f"De-identified {done} stored pictures{f' ({methods})' if methods else ''}", end="")
+    print(f"; {outcome.skipped} done meanwhile elsewhere" if outcome.skipped else "")
+    for line in outcome.failed:
+        print(f"  could not read {line}; left as it is", file=sys.stderr)
+    return 1 if outcome.failed else 0
+
+
 def _cmd_db(args: argparse.Namespace) -> int:
     from alembic.util import CommandError
 
     from ecg_app.config import Settings
     from ecg_app.store import migrate
 
+    if args.db_command == "deidentify":
+        return _cmd_db_deidentify(Settings.from_env())
     url = Settings.from_env().database_url
     try:
         if args.db_command == "upgrade":
@@ -538,7 +639,7 @@ def _add_store_commands(sub) -> None:
     p.add_argument("--model", help="model directory (default: ECG_APP_MODEL_DIR or model/)")
     p.set_defaults(func=_cmd_analyze)
 
-    history = sub.add_parser("history", help="list, export or delete stored analyses")
+    history = sub.add_parser("history", help="list, compare, export or delete stored analyses")
     history_sub = history.add_subparsers(dest="history_command", required=True)
     p_list = history_sub.add_parser("list", help="newest first")
     p_list.add_argument("--limit", type=int, default=20)
@@ -555,9 +656,25 @@ def _add_store_commands(sub) -> None:
         p.add_argument("--since", type=datetime.fromisoformat, help="ISO date/time, inclusive (default UTC)")
         p.add_argument("--until", type=datetime.fromisoformat, help="ISO date/time, exclusive (default UTC)")
         p.add_argument("--search", help="text in patient name/ID, sex, age or notes")
-    p = history_sub.add_parser("delete", help="delete one analysis (and its image if unused)")
-    p.add_argument("id", metavar="ID")
+        p.add_argument("--patient", help="one patient's analyses (name or ID as typed); list: oldest first")
+    p = history_sub.add_parser(
+        "delete", help="delete one analysis (and its image if unused), or every analysis of a patient"
+    )
+    p.add_argument("id", metavar="ID", nargs="?")
+    p.add_argument("--patient", help="erase this patient: every analysis and every file")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation (--patient)")
     p.set_defaults(func=_cmd_history_delete)
+    p = history_sub.add_parser("image", help="write the stored (de-identified) picture of an analysis")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help=".jpg or .png (converted if needed)")
+    p.set_defaults(func=_cmd_history_image)
+    p = history_sub.add_parser(
+        "compare", help="two analyses side by side (e.g. a patient's ECG then and now)"
+    )
+    p.add_argument("first", metavar="ID")
+    p.add_argument("second", metavar="ID")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_cmd_history_compare)
 
     p = sub.add_parser("report", help="write the PDF report of a stored analysis")
     p.add_argument("id", metavar="ID")
@@ -572,6 +689,9 @@ def _add_store_commands(sub) -> None:
     p = db_sub.add_parser("downgrade", help="downgrade the schema (default: one step; 'base' empties it)")
     p.add_argument("revision", nargs="?", default="-1")
     db_sub.add_parser("current", help="print the schema revision")
+    db_sub.add_parser(
+        "deidentify", help="de-identify pictures stored before de-identification (resumable, idempotent)"
+    )
     db.set_defaults(func=_cmd_db)
 
 

@@ -155,6 +155,50 @@ def test_history_export_report_delete_commands(env, tmp_path, capsys):
     assert not mi.image_path.exists() and normal.image_path.exists()
 
 
+def test_a_patients_timeline_comparison_image_and_erasure_from_the_cli(env, tmp_path, capsys, monkeypatch):
+    """`history list --patient` (oldest first), `history compare`, `history image` and
+    `history delete --patient`, which asks first and leaves the other patients alone."""
+    with open_store(env) as store:
+        stored = [
+            analyze_and_store(
+                encode(synthetic_printout(seed=20 + k)),
+                f"{k}.png",
+                PatientInfo(patient),
+                store,
+                FixedClassifier(make_prediction(label, 0.7)),
+            )
+            for k, (patient, label) in enumerate([("P-9", "Normal"), ("Q-1", "MI"), ("P-9", "AHB")])
+        ]
+    earlier, other, later = stored
+    assert main(["history", "list", "--patient", "p-9"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("2 analyses of patient p-9, oldest first")
+    assert out.index(str(earlier.id)) < out.index(str(later.id)) and str(other.id) not in out
+
+    assert main(["history", "compare", str(later.id), str(earlier.id), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["earlier"]["id"] == str(earlier.id) and result["later"]["id"] == str(later.id)
+    assert result["same_patient"] and result["label_changed"]
+    assert result["probability_changes"]["AHB"] == pytest.approx(0.7 - 0.075)
+    assert main(["history", "compare", str(earlier.id), str(other.id)]) == 0
+    assert "not stored under the same patient" in capsys.readouterr().out
+    assert main(["history", "compare", str(earlier.id), "nope"]) == 1
+
+    assert main(["history", "image", str(earlier.id), "-o", str(tmp_path / "x.unknown")]) == 2
+    assert "use .jpg or .png" in capsys.readouterr().err
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))  # not a terminal: --yes is required
+    assert main(["history", "delete", "--patient", "P-9"]) == 2
+    assert "--yes" in capsys.readouterr().err
+    assert main(["history", "delete", "--patient", "P-9", "--yes"]) == 0
+    assert capsys.readouterr().out.strip() == "Deleted 2 analyses of patient P-9 and their files"
+    assert not earlier.image_path.exists() and not later.thumbnail_path.exists()
+    assert main(["history", "list", "--json"]) == 0
+    assert [item["id"] for item in json.loads(capsys.readouterr().out)["items"]] == [str(other.id)]
+    assert main(["history", "delete", "--patient", "P-9", "--yes"]) == 1
+    assert main(["history", "delete"]) == 2
+
+
 def test_analyze_refuses_bad_arguments_before_storing(env, ecg_file, tmp_path, capsys):
     assert main(["analyze", str(ecg_file), "--model", str(tmp_path / "no-model")]) == 2
     assert "No trained model" in capsys.readouterr().err

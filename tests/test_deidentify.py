@@ -7,18 +7,23 @@ runs it on every printout of ../shared/data.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import shutil
+import uuid
+from datetime import UTC, datetime
 
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 from pypdf import PdfReader
+from sqlalchemy import Uuid, column, insert, table
 
 from ecg_app import deidentify as deid
 from ecg_app.analysis import analyze_and_store
 from ecg_app.classifier import get_classifier
+from ecg_app.cli import main
 from ecg_app.config import Settings
 from ecg_app.intake import load_image
 from ecg_app.labels import NON_ECG
@@ -26,12 +31,29 @@ from ecg_app.preprocess import crop_box, ink_map, page_as_read
 from ecg_app.report import render_report_pdf
 from ecg_app.robustness import DEGRADATIONS
 from ecg_app.store import open_store
-from ecg_app.store.images import fit
+from ecg_app.store.db import create_engine_for
+from ecg_app.store.images import fit, make_thumbnail
+from ecg_app.store.migrate import upgrade
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
-from tests.conftest import decoded, encode
+from tests.conftest import database_url_for, decoded, encode
 from tests.ocr import pdf_pages, printed_id, read_text, readings, shows_digits
 
 PRINTOUTS = sorted(EXAMPLES_DIR.glob("*(*).jpg"))
+OLD_IMAGE_COLUMNS = (
+    "sha256",
+    "image_ref",
+    "thumbnail_ref",
+    "media_type",
+    "size_bytes",
+    "width",
+    "height",
+    "created_at",
+)
+OLD_ANALYSIS_COLUMNS = (
+    "created_at", "image_sha256", "original_filename", "label", "confidence", "prob_mi", "prob_hmi",
+    "prob_ahb", "prob_normal", "prob_nonecg", "risk_level", "model_version", "status", "quality_warnings",
+    "explanation_ref",
+)  # fmt: skip
 pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
 
 
@@ -105,7 +127,8 @@ def test_the_same_blanking_applies_to_a_smaller_picture_of_the_page():
     small = fit(np.zeros_like(page), 400)  # e.g. the Grad-CAM overlay at thumbnail size
     blanked = clean.apply_to(small)
     assert blanked.shape == small.shape
-    assert (blanked[: round(0.12 * small.shape[0])] == 255).all() and (blanked[small.shape[0] // 2] == 0).any()
+    assert (blanked[: round(0.12 * small.shape[0])] == 255).all()  # the header
+    assert (blanked[small.shape[0] // 2] == 0).any()  # the trace area
 
 
 @pytest.mark.slow
@@ -167,3 +190,75 @@ def test_a_non_ecg_picture_is_kept_without_its_words(tmp_path, classifier):
     assert not shows_digits(readings(decoded(stored.image_path)), "555123")
     if stored.label == NON_ECG:
         assert stored.explanation_path is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("keep", [False, True], ids=["originals-dropped", "originals-kept"])
+def test_db_deidentify_blanks_a_history_stored_before_it(tmp_path, backend, monkeypatch, capsys, keep):
+    """A history as revision 0004 kept it (the upload's own bytes, a legible thumbnail and overlay) stays
+    readable after the upgrade; `ecg-app db deidentify` then blanks it, once: a second run does nothing."""
+    url = database_url_for(tmp_path, backend)
+    upgrade(url, "0004")
+    data = PRINTOUTS[0].read_bytes()
+    rgb, sha, analysis_id = load_image(data), hashlib.sha256(data).hexdigest(), uuid.uuid4()
+    refs = {
+        "image_ref": f"{sha[:2]}/{sha}.jpg",
+        "thumbnail_ref": f"{sha[:2]}/{sha}.thumb.jpg",
+        "explanation_ref": f"{sha[:2]}/{sha}.{analysis_id.hex}.gradcam.jpg",
+    }
+    contents = [data, make_thumbnail(rgb), make_thumbnail(fit(page_as_read(rgb)))]
+    for ref, content in zip(refs.values(), contents, strict=True):
+        (tmp_path / "data" / "images" / ref).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "data" / "images" / ref).write_bytes(content)
+    stamp = datetime(2026, 1, 5, tzinfo=UTC)
+    engine = create_engine_for(url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                insert(table("images", *(column(c) for c in OLD_IMAGE_COLUMNS))).values(
+                    sha256=sha, image_ref=refs["image_ref"], thumbnail_ref=refs["thumbnail_ref"],
+                    media_type="image/jpeg", size_bytes=len(data), width=rgb.shape[1], height=rgb.shape[0],
+                    created_at=stamp,
+                )
+            )  # fmt: skip
+            analyses = table("analyses", column("id", Uuid()), *(column(c) for c in OLD_ANALYSIS_COLUMNS))
+            connection.execute(
+                insert(analyses).values(
+                    id=analysis_id, created_at=stamp, image_sha256=sha, original_filename="old.jpg",
+                    label="MI", confidence=0.8, prob_mi=0.8, prob_hmi=0.05, prob_ahb=0.05, prob_normal=0.05,
+                    prob_nonecg=0.05, risk_level="HIGH", model_version="v0", status="ok",
+                    quality_warnings="[]", explanation_ref=refs["explanation_ref"],
+                )
+            )  # fmt: skip
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("ECG_APP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ECG_APP_DATABASE_URL", url)
+    monkeypatch.setenv("ECG_APP_KEEP_ORIGINALS", "yes" if keep else "")
+    number = printed_id(rgb)
+    with open_store(Settings.from_env()) as store:  # upgraded to head on opening
+        old = store.get(analysis_id)
+    assert (
+        old.deidentification is None
+        and old.image_path.read_bytes() == data
+        and old.original_path == old.image_path
+    )
+    assert shows_digits(readings(decoded(old.thumbnail_path)), number)  # legible before
+
+    assert main(["db", "deidentify"]) == 0
+    assert "De-identified 1 stored pictures (1 by trace-frame)" in capsys.readouterr().out
+    with open_store(Settings.from_env()) as store:
+        new = store.get(analysis_id)
+    assert new.deidentification == deid.TRACE_FRAME and new.image_path != old.image_path
+    for file in (new.image_path, new.thumbnail_path, new.explanation_path):
+        assert not shows_digits(readings(decoded(file)), number), file.name
+    if keep:
+        assert new.original_path.read_bytes() == data
+    else:
+        assert new.original_path is None and not old.image_path.exists()
+    assert main(["db", "deidentify"]) == 0  # idempotent: nothing left to do
+    assert "De-identified 0 stored pictures" in capsys.readouterr().out
+    out = tmp_path / "stored.png"
+    assert main(["history", "image", str(analysis_id), "-o", str(out)]) == 0
+    assert "de-identified: trace-frame" in capsys.readouterr().out
+    assert np.array_equal(decoded(out), decoded(new.image_path)) and not Image.open(out).getexif()

@@ -431,3 +431,46 @@ def test_image_store_write_is_atomic_and_confined(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left behind
     with pytest.raises(ValueError):
         images.write("../outside.jpg", b"x")
+
+
+def _with_dates(store, page_png, page_rgb, rows):
+    """Store (patient, label, days ago) rows, each on its own upload; returns them by label."""
+    out = {}
+    for k, (patient, label, days) in enumerate(rows):
+        moved = np.roll(page_rgb, k + 1, axis=1)  # a picture of its own, not page_png
+        created = datetime.now(UTC) - timedelta(days=days)
+        out[label + str(k)] = store.add(
+            make_prediction(label), encode(moved), moved, f"{k}.png", PatientInfo(patient), created
+        )
+    return out
+
+
+def test_a_patients_timeline_is_their_analyses_oldest_first(store, page_rgb, page_png):
+    rows = [("P-100", "MI", 3), ("Other", "AHB", 2), ("p-100 ", "HMI", 10), ("P-1000", "Normal", 1)]
+    added = _with_dates(store, page_png, page_rgb, rows)
+    timeline = store.list(AnalysisFilter(patient="P-100"), oldest_first=True)
+    assert [a.label for a in timeline.items] == ["HMI", "MI"] and timeline.total == 2  # not P-1000
+    assert [a.label for a in store.list(AnalysisFilter(patient=" p-100")).items] == ["MI", "HMI"]
+    assert store.list(AnalysisFilter(patient="P-10")).total == 0  # the whole ID, not a part of it
+    assert added["Normal3"].patient.name == "P-1000"
+
+
+def test_erasing_a_patient_removes_every_row_and_file_and_nothing_else(store, page_rgb, page_png):
+    rows = [("Erase Me", "MI", 3), ("Keep Me", "AHB", 2), ("erase me", "HMI", 1)]
+    added = _with_dates(store, page_png, page_rgb, rows)
+    shared = store.add(make_prediction("Normal"), page_png, page_rgb, "shared.png", PatientInfo("Erase Me"))
+    kept_shared = store.add(make_prediction("MI"), page_png, page_rgb, "shared.png", PatientInfo("Keep Me"))
+    erased = [added["MI0"], added["HMI2"], shared]
+    files_of = {a.id: {a.image_path, a.thumbnail_path} for a in [*erased, added["AHB1"], kept_shared]}
+
+    assert store.delete_patient("ERASE ME") == 3
+    assert store.list(AnalysisFilter(patient="Erase Me")).total == 0
+    assert all(store.get(a.id) is None for a in erased)
+    for a in (added["MI0"], added["HMI2"]):
+        assert not any(path.exists() for path in files_of[a.id])
+    # The other patient's analyses stay whole, including one of the same picture as an erased analysis.
+    for a in (added["AHB1"], kept_shared):
+        assert store.get(a.id) == a and all(path.is_file() for path in files_of[a.id])
+    assert store.delete_patient("Erase Me") == 0  # run again: nothing left
+    with pytest.raises(ValueError, match="patient"):
+        store.delete_patient("  ")

@@ -1,4 +1,5 @@
-"""The analysis history API: add, get, list (filters + pagination), delete, CSV export.
+"""The analysis history API: add, get, list (filters + pagination), a patient's timeline, delete (one
+analysis or all of a patient's), CSV export, and de-identifying pictures stored before revision 0005.
 
 Callers get plain frozen dataclasses, never ORM objects, so nothing outside this module touches a
 session. Every write is one transaction that also covers the image files (see `add` and `delete`).
@@ -18,6 +19,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TextIO
 
 import numpy as np
+from PIL import Image
 from sqlalchemy import Engine, Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
@@ -225,6 +227,8 @@ class AnalysisFilter:
     since: datetime | None = None
     until: datetime | None = None
     search: str | None = None
+    # One patient's analyses: the name or ID as typed with them (case and surrounding spaces ignored).
+    patient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -257,6 +261,9 @@ def _conditions(filters: AnalysisFilter) -> list:
         conditions.append(Analysis.created_at >= utc(filters.since))
     if filters.until:
         conditions.append(Analysis.created_at < utc(filters.until))
+    patient = _clean_text(filters.patient, MAX_NAME_CHARS, single_line=True)
+    if patient:
+        conditions.append(func.lower(Analysis.patient_name) == patient.lower())
     search = (filters.search or "").strip()
     if search:
         pattern = _like_pattern(search)
@@ -442,6 +449,17 @@ class AnalysisStore:
             return True
         raise AssertionError("unreachable")
 
+    def delete_patient(self, patient: str) -> int:
+        """Erase a patient: every analysis stored with this name or ID (as the `patient` filter matches
+        it), with its files. Each analysis goes in its own transaction, as `delete`; run again after an
+        interruption, it removes what is left. Returns how many were deleted."""
+        if not _clean_text(patient, MAX_NAME_CHARS, single_line=True):
+            raise ValueError("a patient name or ID is required")
+        filters = AnalysisFilter(patient=patient)
+        with self._sessions() as session:
+            ids = session.scalars(select(Analysis.id).where(*_conditions(filters))).all()
+        return sum(self.delete(key) for key in ids)
+
     def sweep_orphans(self, grace_s: float = DEFAULT_SWEEP_GRACE_S) -> SweepResult:
         """Remove files no row refers to (and stale temp files): what a crash mid-write leaves behind."""
         with self._sessions() as session:
@@ -454,6 +472,62 @@ class AnalysisStore:
                 session.scalars(select(Analysis.explanation_ref).where(Analysis.explanation_ref.is_not(None)))
             )
         return self.images.sweep(referenced, grace_s)
+
+    def pictures_to_deidentify(self) -> list[tuple[str, Path]]:
+        """(SHA-256, original file) of each image stored before de-identification (revision 0005)."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(StoredImage.sha256, StoredImage.image_ref)
+                .where(StoredImage.deidentification.is_(None))
+                .order_by(StoredImage.created_at, StoredImage.sha256)
+            ).all()
+        return [(sha, self.images.path(ref)) for sha, ref in rows]
+
+    def replace_picture(
+        self,
+        sha256: str,
+        original: bytes,
+        picture: np.ndarray,
+        method: str,
+        blank: Callable[[np.ndarray], np.ndarray],
+    ) -> bool:
+        """Replace an image stored before de-identification by its de-identified `picture`: a new picture
+        file and thumbnail, each of its analyses' Grad-CAM overlays passed through `blank`, and the
+        original removed after the commit (kept with `keep_originals`). False when there is nothing to
+        do (already done, e.g. by another process, or deleted meanwhile)."""
+        info = describe(original, picture, keep_original=self.keep_originals)
+        if info.sha256 != sha256:
+            raise ValueError(f"the original's bytes do not hash to {sha256}")
+        written: list[Path] = []
+        try:
+            with self._sessions.begin() as session:
+                image = session.get(StoredImage, sha256, with_for_update=True)
+                if image is None or image.deidentification is not None:
+                    return False
+                old_ref = image.image_ref
+                written.append(self.images.write(info.image_ref, encode_picture(picture, info.media_type)))
+                self.images.write(image.thumbnail_ref, make_thumbnail(picture))  # in place: either is whole
+                overlays = session.scalars(
+                    select(Analysis.explanation_ref).where(
+                        Analysis.image_sha256 == sha256, Analysis.explanation_ref.is_not(None)
+                    )
+                ).all()
+                for ref in overlays:
+                    path = self.images.path(ref)
+                    if path.is_file():
+                        with Image.open(path) as shown:
+                            overlay = np.asarray(shown.convert("RGB"))
+                        self.images.write(ref, make_thumbnail(blank(overlay)))
+                image.image_ref, image.media_type = info.image_ref, info.media_type
+                image.width, image.height = info.width, info.height
+                image.deidentification = method
+                image.original_ref = old_ref if self.keep_originals else None
+        except BaseException:
+            ImageStore.discard(written)
+            raise
+        if not self.keep_originals and old_ref != info.image_ref:
+            self.images.path(old_ref).unlink(missing_ok=True)
+        return True
 
     # -- reads --------------------------------------------------------------------------------------
 
@@ -469,14 +543,23 @@ class AnalysisStore:
             row = session.get(Analysis, key, options=[joinedload(Analysis.image)])
             return None if row is None else self._record(row, row.image)
 
-    def list(self, filters: AnalysisFilter | None = None, limit: int = 50, offset: int = 0) -> Page:
-        """One page, newest first, and the total number of matches (for "page 2 of 9")."""
+    def list(
+        self,
+        filters: AnalysisFilter | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        *,
+        oldest_first: bool = False,
+    ) -> Page:
+        """One page, newest first (a patient's timeline: `oldest_first`), and the total number of
+        matches (for "page 2 of 9")."""
         conditions = _conditions(filters or AnalysisFilter())
         limit = max(1, min(int(limit), MAX_PAGE_SIZE))
         offset = max(0, int(offset))
         with self._sessions() as session:
             total = session.scalar(select(func.count()).select_from(Analysis).where(*conditions)) or 0
-            rows = session.scalars(self._query(conditions).limit(limit).offset(offset)).all()
+            query = self._query(conditions, oldest_first=oldest_first)
+            rows = session.scalars(query.limit(limit).offset(offset)).all()
             items = [self._record(row, row.image) for row in rows]
         return Page(items=items, total=total, limit=limit, offset=offset)
 
@@ -502,13 +585,13 @@ class AnalysisStore:
     # -- helpers ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _query(conditions: list) -> Select:
-        return (
-            select(Analysis)
-            .options(joinedload(Analysis.image))
-            .where(*conditions)
-            .order_by(Analysis.created_at.desc(), Analysis.id.desc())
+    def _query(conditions: list, *, oldest_first: bool = False) -> Select:
+        order = (
+            (Analysis.created_at, Analysis.id)
+            if oldest_first
+            else (Analysis.created_at.desc(), Analysis.id.desc())
         )
+        return select(Analysis).options(joinedload(Analysis.image)).where(*conditions).order_by(*order)
 
     def _record(self, row: Analysis, image: StoredImage) -> StoredAnalysis:
         return StoredAnalysis(

@@ -1,4 +1,6 @@
-"""History tab: stored analyses, newest first, with filters, paging, details, PDF, delete and CSV export.
+"""History tab: stored analyses, newest first, with filters, paging, details, PDF, delete and CSV export;
+filtered by patient, that patient's timeline (oldest first), two analyses compared side by side, and the
+patient erased.
 
 The table is reloaded from the store whenever the tab is opened, so analyses made in the Analyze tab (or
 by API clients and the CLI) show up without a manual refresh.
@@ -14,6 +16,7 @@ import gradio as gr
 import pandas as pd
 
 from ecg_app.analysis import EXPLANATION_TITLE
+from ecg_app.comparison import Comparison, compare
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
@@ -43,7 +46,12 @@ def _day(value: Any) -> datetime | None:
 
 
 def make_filter(
-    label: str | None, risk: str | None, since: Any, until: Any, search: str | None
+    label: str | None,
+    risk: str | None,
+    since: Any,
+    until: Any,
+    search: str | None,
+    patient: str | None = None,
 ) -> AnalysisFilter:
     """Filter from the widgets: both dates inclusive (the store's `until` is exclusive, hence +1 day)."""
     end = _day(until)
@@ -53,6 +61,7 @@ def make_filter(
         since=_day(since),
         until=end + timedelta(days=1) if end else None,
         search=(search or "").strip() or None,
+        patient=(patient or "").strip() or None,
     )
 
 
@@ -72,13 +81,43 @@ def table_rows(page: Page) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def page_text(page: Page) -> str:
+def page_text(page: Page, patient: str | None = None) -> str:
     if page.total == 0:
         return "No analyses match these filters."
     pages = (page.total + page.limit - 1) // page.limit
     current = page.offset // page.limit + 1
     first, last = page.offset + 1, page.offset + len(page.items)
-    return f"Page {current} of {pages} · analyses {first}–{last} of {page.total}"
+    whose = f"Timeline of patient {escape(patient)}, oldest first · " if patient else ""
+    return f"{whose}Page {current} of {pages} · analyses {first}–{last} of {page.total}"
+
+
+def choice_label(analysis: StoredAnalysis) -> str:
+    return f"{analysis.created_at:%Y-%m-%d %H:%M} · {analysis.display_name} · {str(analysis.id)[:8]}"
+
+
+def comparison_html(result: Comparison) -> str:
+    """The two results in columns, each class's probability then and now and its change."""
+    a, b = result.earlier, result.later
+    head = (
+        f"<tr><th></th><th>{a.created_at:%Y-%m-%d %H:%M}</th><th>{b.created_at:%Y-%m-%d %H:%M}</th>"
+        "<th>Change</th></tr>"
+    )
+    rows = [
+        f"<tr><th>Class</th><td>{escape(a.display_name)}</td><td>{escape(b.display_name)}</td>"
+        f"<td>{'changed' if a.label != b.label else 'same'}</td></tr>",
+        f"<tr><th>Risk</th><td>{escape(a.risk_level)}</td><td>{escape(b.risk_level)}</td>"
+        f"<td>{'changed' if a.risk_level != b.risk_level else 'same'}</td></tr>",
+    ]
+    for label, change in result.probability_changes().items():
+        rows.append(
+            f"<tr><th>P({escape(DISPLAY_NAMES[label])})</th><td>{a.probabilities[label]:.1%}</td>"
+            f"<td>{b.probabilities[label]:.1%}</td><td>{change:+.1%}</td></tr>"
+        )
+    warning = "" if result.same_patient else '<p class="ecg-notes">Not stored under the same patient.</p>'
+    return (
+        f'<p id="compare-summary"><b>{escape(result.summary())}</b></p>{warning}'
+        f'<table class="ecg-kv" id="compare-table">{head}{"".join(rows)}</table>'
+    )
 
 
 def patient_html(analysis: StoredAnalysis) -> str:
@@ -112,6 +151,21 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 min_width=160,
                 elem_id="filter-search",
             )
+            patient = gr.Textbox(
+                label="Patient (timeline)",
+                placeholder="name or ID, exactly",
+                max_lines=1,
+                min_width=160,
+                elem_id="filter-patient",
+            )
+        with gr.Row(visible=False, elem_id="erase-row") as erase_row:
+            erase_button = gr.Button(
+                "Erase this patient…", size="sm", scale=0, elem_id="erase-patient", elem_classes="ecg-danger"
+            )
+        with gr.Row(visible=False, elem_id="erase-confirm") as erase_confirm:
+            erase_question = gr.Markdown()
+            erase_yes = gr.Button("Yes, erase", variant="stop", size="sm", elem_id="confirm-erase")
+            erase_cancel = gr.Button("Cancel", size="sm", elem_id="cancel-erase")
         table = gr.Dataframe(
             headers=COLUMNS,
             value=pd.DataFrame(columns=COLUMNS),
@@ -129,6 +183,17 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
         export_file = gr.File(label="CSV export of the filtered list", visible=False, elem_id="csv-file")
         offset = gr.State(0)
         page_ids = gr.State([])
+        with gr.Accordion("Compare two analyses (of this page)", open=False, elem_id="compare"):
+            with gr.Row(equal_height=True):
+                first_choice = gr.Dropdown([], label="First", elem_id="compare-first")
+                second_choice = gr.Dropdown([], label="Second", elem_id="compare-second")
+                compare_button = gr.Button("Compare", size="sm", scale=0, elem_id="compare-button")
+            with gr.Row(visible=False, elem_id="compare-panel") as compare_panel:
+                earlier_image = gr.Image(
+                    label="Earlier", interactive=False, height=260, elem_id="compare-earlier"
+                )
+                later_image = gr.Image(label="Later", interactive=False, height=260, elem_id="compare-later")
+            compare_text = gr.HTML(elem_id="compare-text")
 
         detail_placeholder = gr.HTML(placeholder(NO_SELECTION))
         with gr.Row(visible=False, equal_height=False, elem_id="history-detail") as detail:
@@ -164,18 +229,30 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 chart = gr.Plot(show_label=False)
                 guidance = gr.HTML()
 
-        filters = [label, risk, since, until, search]
-        listing = [table, page_info, offset, page_ids]
+        filters = [label, risk, since, until, search, patient]
+        listing = [table, page_info, offset, page_ids, first_choice, second_choice, erase_row]
 
-        def load(label, risk, since, until, search, offset=0):
+        def load(label, risk, since, until, search, patient, offset=0):
             try:
-                flt = make_filter(label, risk, since, until, search)
+                flt = make_filter(label, risk, since, until, search, patient)
             except ValueError as exc:
                 raise gr.Error(f"Please enter dates as YYYY-MM-DD ({escape(str(exc))}).") from exc
-            page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, int(offset)))
+            timeline = flt.patient is not None
+            page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, int(offset)), oldest_first=timeline)
             if not page.items and page.offset > 0:  # e.g. the last row of the last page was deleted
-                page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, page.total - PAGE_SIZE))
-            return table_rows(page), page_text(page), page.offset, [str(a.id) for a in page.items]
+                page = ctx.store.list(
+                    flt, limit=PAGE_SIZE, offset=max(0, page.total - PAGE_SIZE), oldest_first=timeline
+                )
+            choices = [(choice_label(a), str(a.id)) for a in page.items]
+            return (
+                table_rows(page),
+                page_text(page, flt.patient),
+                page.offset,
+                [str(a.id) for a in page.items],
+                gr.update(choices=choices, value=None),
+                gr.update(choices=choices, value=None),
+                gr.update(visible=timeline and page.total > 0),
+            )
 
         def first_page(*values):
             return load(*values, offset=0)
@@ -240,6 +317,36 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 gr.Info("Analysis deleted.")
             return gr.update(visible=False), "", gr.update(visible=True), gr.update(visible=False)
 
+        def show_comparison(first_id: str | None, second_id: str | None):
+            found = [ctx.store.get(key) if key else None for key in (first_id, second_id)]
+            if None in found or first_id == second_id:
+                raise gr.Error("Choose two different analyses to compare.")
+            result = compare(*found)
+            return (
+                gr.update(visible=True),
+                str(result.earlier.image_path),
+                str(result.later.image_path),
+                comparison_html(result),
+            )
+
+        def ask_erase(patient_value: str):
+            flt = make_filter(None, None, None, None, None, patient_value)
+            count = ctx.store.list(flt, limit=1).total if flt.patient else 0
+            if not count:
+                raise gr.Error("No analyses of this patient.")
+            question = (
+                f"**Erase patient {escape(flt.patient)}: delete all {count} analyses and their pictures, "
+                "overlays and reports permanently?**"
+            )
+            return gr.update(visible=True), question
+
+        def erase(patient_value: str):
+            name = (patient_value or "").strip()
+            deleted = ctx.store.delete_patient(name) if name else 0
+            gr.Info(f"Erased {deleted} analyses of patient {name}.")
+            hidden = gr.update(visible=False)
+            return hidden, "", gr.update(visible=True), hidden, hidden, ""
+
         def export(*values):
             flt = make_filter(*values)
             path = ctx.work_dir / f"ecg-history-{datetime.now(UTC):%Y%m%d-%H%M%S}.csv"
@@ -281,6 +388,22 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             **private,
         ).then(current_page, inputs=[*filters, offset], outputs=listing, **private)
         export_button.click(export, inputs=filters, outputs=[export_file], **private)
+        patient.submit(first_page, inputs=filters, outputs=listing, **private)
+        patient.blur(first_page, inputs=filters, outputs=listing, **private)
+        compare_button.click(
+            show_comparison,
+            inputs=[first_choice, second_choice],
+            outputs=[compare_panel, earlier_image, later_image, compare_text],
+            **private,
+        )
+        erase_button.click(ask_erase, inputs=[patient], outputs=[erase_confirm, erase_question], **private)
+        erase_cancel.click(lambda: gr.update(visible=False), outputs=[erase_confirm], queue=False, **private)
+        erase_yes.click(
+            erase,
+            inputs=[patient],
+            outputs=[erase_confirm, selected_id, detail_placeholder, detail, compare_panel, compare_text],
+            **private,
+        ).then(first_page, inputs=filters, outputs=listing, **private)
 
         def history(
             label: str = "",
@@ -290,9 +413,12 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             search: str = "",
             limit: int = 50,
             offset: int = 0,
+            patient: str = "",
         ) -> dict:
-            """Stored analyses, newest first, filtered and paged: as `ecg-app history list --json` prints."""
-            page = ctx.store.list(make_filter(label, risk, since, until, search), limit=limit, offset=offset)
+            """Stored analyses, newest first (one `patient`'s: oldest first), filtered and paged: as
+            `ecg-app history list --json` prints."""
+            flt = make_filter(label, risk, since, until, search, patient)
+            page = ctx.store.list(flt, limit=limit, offset=offset, oldest_first=flt.patient is not None)
             items = [item.to_dict() for item in page.items]
             return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}
 
