@@ -134,3 +134,23 @@ def test_malformed_login_users_are_refused_not_skipped(monkeypatch, tmp_path, ca
     monkeypatch.setenv("ECG_APP_USERS", value)
     assert main(["serve", "--port", "0"]) == 2
     assert "ECG_APP_USERS must be user:password pairs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "kept"),
+    [(None, False), ("", False), ("0", False), ("off", False), ("1", True), (" Yes ", True)],
+)
+def test_keeping_originals_is_off_unless_asked_for(monkeypatch, tmp_path, value, kept):
+    monkeypatch.setenv("ECG_APP_DATA_DIR", str(tmp_path))
+    if value is None:
+        monkeypatch.delenv("ECG_APP_KEEP_ORIGINALS", raising=False)
+    else:
+        monkeypatch.setenv("ECG_APP_KEEP_ORIGINALS", value)
+    assert Settings.from_env().keep_originals is kept
+
+
+def test_a_typo_in_keep_originals_is_an_error_not_a_silent_choice(monkeypatch, tmp_path):
+    monkeypatch.setenv("ECG_APP_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("ECG_APP_KEEP_ORIGINALS", "ture")
+    with pytest.raises(ValueError, match="ECG_APP_KEEP_ORIGINALS"):
+        Settings.from_env()

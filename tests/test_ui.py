@@ -207,3 +207,43 @@ def test_robustness_section_is_a_table_with_readable_headings():
     assert "| Clean | 0.969 | 0.000 | 0.167 |" in text
     assert "| JPEG quality 30 | 0.961 | 0.008 |  |" in text
     assert performance_tab.extra_markdown({}) == ""
+
+
+def test_about_says_what_is_kept_of_an_upload(tmp_path):
+    text = about_tab.about_markdown(tmp_path)
+    assert "painted white" in text and "EXIF" in text and "`ECG_APP_KEEP_ORIGINALS=1`: off here" in text
+    assert "on here" in about_tab.about_markdown(tmp_path, keep_originals=True)
+
+
+def test_comparison_table_lists_each_class_then_and_now():
+    from datetime import timedelta
+
+    from ecg_app.comparison import compare
+
+    later = _stored("MI", 0.7, days_ago=0, patient="P-1")
+    earlier = _stored("Normal", 0.8, days_ago=30, patient="p-1")
+    result = compare(later, earlier)
+    assert result.earlier is earlier and result.days_apart == pytest.approx(30, abs=1e-6)
+    assert result.same_patient and "Normal ECG then, Myocardial Infarction now; risk LOW → HIGH" in result.summary()
+    html = history_tab.comparison_html(result)
+    assert html.count("<tr>") == 1 + 2 + 5 and "+62.5%" in html and "Not stored under the same" not in html
+    assert timedelta(days=30) == later.created_at - earlier.created_at
+
+
+def _stored(label: str, confidence: float, days_ago: int, patient: str):
+    import uuid
+    from datetime import timedelta
+    from pathlib import Path
+
+    from ecg_app.labels import CLASSES
+    from ecg_app.store import PatientInfo, StoredAnalysis
+
+    rest = (1 - confidence) / 4
+    when = datetime(2026, 12, 1, tzinfo=UTC) - timedelta(days=days_ago)
+    return StoredAnalysis(
+        id=uuid.uuid4(), created_at=when, original_filename="x.png", image_sha256="0" * 64,
+        image_path=Path("x"), thumbnail_path=Path("x"), media_type="image/png", label=label,
+        confidence=confidence, probabilities={c: confidence if c == label else rest for c in CLASSES},
+        risk_level="HIGH" if label == "MI" else "LOW", model_version="v", status="ok",
+        patient=PatientInfo(patient),
+    )  # fmt: skip

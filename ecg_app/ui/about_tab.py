@@ -50,7 +50,8 @@ def classes_table() -> str:
     )
 
 
-def about_markdown(model_dir: Path) -> str:
+def about_markdown(model_dir: Path, keep_originals: bool = False) -> str:
+    keep = "on here" if keep_originals else "off here"
     return f"""
 ## ECG image classifier
 
@@ -66,6 +67,15 @@ second look for education and research, **never a diagnosis**: a qualified clini
 Results below the model's confidence threshold are marked *needs review*, as are ECGs whose probability
 of infarction is too high to rule one out although another class is shown (their risk is raised to
 high), and non-ECG pictures are rejected instead of being forced into a cardiac class.
+
+**Privacy.** What is kept of an upload is de-identified: on a printout of the known template
+everything outside the trace area (the header with the patient ID, the footer, the margins) is painted
+white in the stored picture, its thumbnail, its Grad-CAM map and the PDF report; on other pictures every
+word the text reader (Tesseract) finds is painted white. Photo metadata (EXIF: place, device, time) is
+dropped, and the upload's own bytes are not kept, only their SHA-256 so that a re-upload is recognised,
+unless this installation keeps originals (`ECG_APP_KEEP_ORIGINALS=1`: {keep}). What you type in (patient
+name or ID, age, sex, notes) and the file's name are stored as given. A patient's analyses can be erased
+from the History tab or with `ecg-app history delete --patient`. Details: docs/security.md.
 
 **Version:** ecg-app {__version__}, model {escape(_model_version(model_dir))}.
 """
@@ -101,7 +111,7 @@ def card_section(card: str, keyword: str) -> str | None:
 def build_about_tab(ctx: AppContext) -> gr.Tab:
     """Static page; the model card is read once at start-up from model/MODEL_CARD.md when present."""
     with gr.Tab("About", id="about", elem_id="tab-about") as tab, gr.Column(elem_classes="ecg-about"):
-        gr.Markdown(about_markdown(ctx.settings.model_dir))
+        gr.Markdown(about_markdown(ctx.settings.model_dir, ctx.settings.keep_originals))
         gr.HTML(disclaimer_html())
         gr.Markdown("### Classes")
         gr.HTML(classes_table())

@@ -297,3 +297,50 @@ def test_bad_upload_shows_error_and_app_keeps_working(page, app_url, tmp_path):
     assert "Upload or capture an ECG image" in page.locator("#result-card").inner_text()
 
     assert upload_and_analyze(page, ECG_IMAGE) in HEADLINES
+
+
+def test_a_patients_timeline_compare_and_erase(page, app_url):
+    """Two ECGs of one patient (through the API), found by the patient filter in time order, compared side
+    by side, then the patient erased after a confirmation: no analysis of theirs is left."""
+    from gradio_client import Client, handle_file
+
+    client = Client(app_url, verbose=False)
+    patient = "Timeline Patient 7"
+    for name in ("Normal(29).jpg", "MI(19).jpg"):
+        client.predict(image=handle_file(str(EXAMPLES_DIR / name)), patient_name=patient, api_name="/analyze")
+    assert client.predict(patient=patient, api_name="/history")["total"] == 2
+
+    page.goto(app_url)
+    open_tab(page, "History")
+    page.wait_for_selector("#history-table [role=gridcell]")
+    field = page.locator("#filter-patient textarea, #filter-patient input").first
+    field.fill(patient)
+    field.press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('#history-page-info').innerText.includes('Timeline of patient')"
+    )
+    assert "analyses 1–2 of 2" in page.locator("#history-page-info").inner_text()
+    first_row, second_row = (
+        page.locator(f"#history-table [data-testid=cell-{k}-0]").inner_text() for k in (0, 1)
+    )
+    assert first_row <= second_row  # oldest first
+
+    page.get_by_text("Compare two analyses").click()
+    for which, option in (("#compare-first", 0), ("#compare-second", 1)):
+        page.locator(f"{which} input").click()
+        page.locator("[data-testid=dropdown-option]").nth(option).click()
+    page.click("#compare-button")
+    summary = page.wait_for_selector("#compare-summary")
+    assert "days apart" in summary.inner_text()
+    assert page.locator("#compare-table").inner_text().count("%") >= 10  # two probabilities per class
+    assert (
+        page.locator("#compare-earlier img").is_visible() and page.locator("#compare-later img").is_visible()
+    )
+
+    page.click("#erase-patient")
+    assert "delete all 2 analyses" in page.locator("#erase-confirm").inner_text()
+    page.click("#confirm-erase")
+    page.wait_for_function(
+        "() => document.querySelector('#history-page-info').innerText.includes('No analyses match')"
+    )
+    assert client.predict(patient=patient, api_name="/history")["total"] == 0
