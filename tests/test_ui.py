@@ -224,9 +224,10 @@ def test_comparison_table_lists_each_class_then_and_now():
     earlier = _stored("Normal", 0.8, days_ago=30, patient="p-1")
     result = compare(later, earlier)
     assert result.earlier is earlier and result.days_apart == pytest.approx(30, abs=1e-6)
-    assert result.same_patient and "Normal ECG then, Myocardial Infarction now; risk LOW → HIGH" in result.summary()
+    assert result.same_patient
+    assert "Normal ECG then, Myocardial Infarction now; risk LOW → HIGH" in result.summary()
     html = history_tab.comparison_html(result)
-    assert html.count("<tr>") == 1 + 2 + 5 and "+62.5%" in html and "Not stored under the same" not in html
+    assert html.count("<tr>") == 1 + 2 + 5 and "+65.0%" in html and "Not stored under the same" not in html
     assert timedelta(days=30) == later.created_at - earlier.created_at
 
 
