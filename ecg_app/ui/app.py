@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 CSS_FILE = Path(__file__).with_name("style.css")
 WARM_UP_EXAMPLE = EXAMPLES_DIR / "Normal(29).jpg"
+UPLOAD_CACHE_S = (300, 1800)  # (how often, how old): Gradio deletes cached uploads older than this
 THEME = gr.themes.Default(
     primary_hue="cyan",
     secondary_hue="slate",
@@ -144,8 +145,10 @@ def build_app(settings: Settings | None = None, *, store=None, classifier=None, 
         work_dir=work_dir,
     )
     warmed = warm_up(context) if warm else None
+    # Gradio keeps each upload (the original bytes, header and EXIF included) in its cache: deleted here
+    # 30 minutes after upload (checked every 5), since only the de-identified picture is to be kept.
     with gr.Blocks(
-        title="ECG Image Classifier", analytics_enabled=False, delete_cache=(3600, 86400)
+        title="ECG Image Classifier", analytics_enabled=False, delete_cache=UPLOAD_CACHE_S
     ) as blocks:
         gr.HTML(HEADER_HTML)
         with gr.Tabs(elem_id="main-tabs"):
