@@ -153,7 +153,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             )
             patient = gr.Textbox(
                 label="Patient (timeline)",
-                placeholder="name or ID, exactly",
+                placeholder="name or ID",
                 max_lines=1,
                 min_width=160,
                 elem_id="filter-patient",

@@ -59,7 +59,7 @@ def stored_image(client, data_dir) -> Path:
     result = client.predict(image=handle_file(str(ECG_IMAGE)), api_name="/analyze")
     (item,) = [i for i in client.predict(limit=500, api_name="/history")["items"] if i["id"] == result["id"]]
     sha = item["image_sha256"]
-    return data_dir / "images" / sha[:2] / f"{sha}.jpg"  # the upload's bytes, named by content
+    return data_dir / "images" / sha[:2] / f"{sha}.stored.jpg"  # the de-identified picture
 
 
 def http(url: str, data: bytes | None = None, headers: dict | None = None, opener=None) -> tuple[int, bytes]:
@@ -205,7 +205,7 @@ def test_login_guards_pages_api_and_files(tmp_path):
         result = authed.predict(image=handle_file(str(ECG_IMAGE)), api_name="/analyze")
         sha = authed.predict(api_name="/history")["items"][0]["image_sha256"]
         assert result["id"]
-        image = tmp_path / "auth-data" / "images" / sha[:2] / f"{sha}.jpg"
+        image = tmp_path / "auth-data" / "images" / sha[:2] / f"{sha}.stored.jpg"
         assert image.is_file()
         for request in (
             (file_route(url, image), None, None),
