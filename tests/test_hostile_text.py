@@ -219,7 +219,7 @@ FILE_NAMES = {
     "=cmd|' -C calc'!A0.png": "=cmd|' -C calc'!A0.png",
     "x" * 300 + ".png": "x" * (MAX_FILENAME_CHARS - 4) + ".png",
 }
-CONTENT_NAME = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{64}(\.thumb)?\.(png|jpg)$")
+CONTENT_NAME = re.compile(r"^images/[0-9a-f]{2}/[0-9a-f]{64}(\.thumb|\.stored)?\.(png|jpg)$")
 
 
 def files_under(folder: Path) -> set[str]:
