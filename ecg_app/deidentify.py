@@ -8,6 +8,8 @@ classifier reads only the trace area, so nothing outside it needs keeping.
   the convex hull of the frame-coloured pixels (`trace_area.frame_colour`, then a looser pink for
   compressed or unevenly lit copies), and everything outside it (header, footer, margins) is painted
   white. Works on rotated, perspective-warped and photographed copies, as the hull follows the frame.
+  The hull must be the frame's (its proportions, thin pink lines all along its outline, little pink
+  inside): pink that is not it would leave any text inside it legible.
 - **Other pictures** (`text`): words found by Tesseract (Smith 2007, "An overview of the Tesseract OCR
   engine", ICDAR) through pytesseract are painted white, on the brightest colour channel so that a pink
   or blue grid fades and is not read as text. Lead labels may be painted too.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ecg_app import trace_area
 from ecg_app.trace_area import frame_colour
 
 log = logging.getLogger(__name__)
@@ -40,6 +43,13 @@ WHITE = 255
 # and nearly a rectangle (hull area / its minimal rectangle's), else it is not this template's frame.
 HULL_SHARE = (0.3, 0.88)
 MIN_RECTANGULARITY = 0.9
+# The template's frame, wide to high: its sides (trace_area.BORDER_BOX) on the template's 1106 x 786 page.
+# A photo in perspective or a page of other proportions moves this by a few per cent.
+_LEFT, _TOP, _RIGHT, _BOTTOM = trace_area.BORDER_BOX
+FRAME_ASPECT = (_RIGHT - _LEFT) * 1106 / ((_BOTTOM - _TOP) * 786)  # 1.71
+ASPECT_TOLERANCE = 0.12
+MAX_PINK_INSIDE = 0.05  # share of the hull's area that is pink line: the template's is about 0.006
+MIN_OUTLINE_PINK = 0.6  # share of the hull's outline (away from the picture's edge) along pink lines
 _BLOB = cv2.getStructuringElement(cv2.MORPH_RECT, (7, 7))  # pink this thick in both ways is no frame line
 MIN_PINK_SPECK = 20  # pixels of outline: smaller pink specks (JPEG noise, a logo's dot) do not count
 FRAME_MARGIN = 0.004  # kept beyond the hull, a share of the page's longer side: the frame line itself
@@ -90,21 +100,41 @@ def _pink(rgb: np.ndarray) -> np.ndarray:
 
 def frame_hull(rgb: np.ndarray) -> np.ndarray | None:
     """The convex hull (OpenCV points) of the printed frame around the trace area, or None when the
-    picture has no pink frame of the template's size and shape."""
+    picture has no pink frame of the template's shape: thin pink lines all along the hull's outline,
+    little pink inside, a near rectangle of the frame's proportions and size."""
     for colour in (frame_colour, _pink):
-        mask = colour(rgb).astype(np.uint8)
-        mask -= cv2.morphologyEx(mask, cv2.MORPH_OPEN, _BLOB)  # lines only: not a lit desk's pink patch
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        pink = colour(rgb).astype(np.uint8)
+        lines = pink - cv2.morphologyEx(pink, cv2.MORPH_OPEN, _BLOB)  # not a lit desk's pink patch
+        contours, _ = cv2.findContours(lines, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         large = [c for c in contours if cv2.arcLength(c, True) >= MIN_PINK_SPECK]
         if not large:
             continue
         hull = cv2.convexHull(np.concatenate(large))
-        share = cv2.contourArea(hull) / mask.size
-        width, height = cv2.minAreaRect(hull)[1]
-        rectangularity = cv2.contourArea(hull) / max(width * height, 1e-9)
-        if HULL_SHARE[0] <= share <= HULL_SHARE[1] and rectangularity >= MIN_RECTANGULARITY:
+        if _is_frame(hull, lines):
             return hull
     return None
+
+
+def _is_frame(hull: np.ndarray, lines: np.ndarray) -> bool:
+    area = cv2.contourArea(hull)
+    share = area / lines.size
+    (_, _), (width, height), _ = cv2.minAreaRect(hull)
+    if not HULL_SHARE[0] <= share <= HULL_SHARE[1] or area < MIN_RECTANGULARITY * width * height:
+        return False
+    aspect = max(width, height) / max(min(width, height), 1e-9)
+    if abs(aspect / FRAME_ASPECT - 1) > ASPECT_TOLERANCE:
+        return False
+    if lines.sum() > MAX_PINK_INSIDE * area:  # a pink object, not a frame of thin lines
+        return False
+    # The outline of the hull runs along pink lines (where it is not the picture's own edge).
+    reach = max(2, round(0.006 * max(lines.shape)))
+    outline = np.zeros_like(lines)
+    cv2.polylines(outline, [hull], True, 1, thickness=1)
+    edge = np.zeros_like(lines, bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    on_outline = (outline > 0) & ~cv2.dilate(edge.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    near_pink = cv2.dilate(lines, cv2.getStructuringElement(cv2.MORPH_RECT, (2 * reach + 1, 2 * reach + 1)))
+    return on_outline.any() and near_pink[on_outline].mean() >= MIN_OUTLINE_PINK
 
 
 def _keep_inside(shape: tuple[int, ...], hull: np.ndarray) -> np.ndarray:

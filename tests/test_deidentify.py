@@ -94,6 +94,22 @@ def test_a_printout_keeps_its_trace_area_and_loses_its_header_and_footer(name):
         assert np.array_equal(ink_map(clean.image), ink_map(page))
 
 
+@pytest.mark.parametrize("shape", ["pink object", "square frame", "coffee photo"])
+def test_only_the_templates_frame_counts_as_one(shape):
+    """Pink that is not the template's frame (a pink object, a frame of other proportions, a photo) must
+    not pass as one: outside it would be blanked, but text inside it kept."""
+    if shape == "coffee photo":
+        rgb = load_image((EXAMPLES_DIR / "coffee.jpg").read_bytes())
+    else:
+        rgb = text_picture(["Patient", "731942"], size=(786, 1106))
+        if shape == "pink object":
+            cv2.rectangle(rgb, (100, 150), (1000, 740), (217, 174, 177), thickness=-1)
+        else:
+            cv2.rectangle(rgb, (250, 100), (900, 750), (217, 174, 177), thickness=2)
+    assert deid.frame_hull(rgb) is None
+    assert deid.deidentify(rgb).method == deid.TEXT
+
+
 def test_words_are_blanked_where_there_is_no_frame():
     words = ["Patient", "ID", "731942", "Smith"]
     rgb = text_picture(words)
