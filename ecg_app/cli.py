@@ -454,15 +454,15 @@ def _history_filters(args: argparse.Namespace):
 def _cmd_history_list(args: argparse.Namespace) -> int:
     from ecg_app.store import open_store
 
-    timeline = bool(args.patient)  # one patient's analyses: in time order, oldest first
+    filters = _history_filters(args)
     with open_store() as store:
-        page = store.list(_history_filters(args), limit=args.limit, offset=args.offset, oldest_first=timeline)
+        page = store.list(filters, limit=args.limit, offset=args.offset)  # a patient's: oldest first
     if args.json:
         items = [item.to_dict() for item in page.items]
         print(json.dumps({"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}))
         return 0
     shown = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
-    whose = f" of patient {args.patient}, oldest first" if timeline else ""
+    whose = f" of patient {args.patient}, oldest first" if filters.patient and filters.patient.strip() else ""
     print(f"{page.total} analyses{whose}{shown}")
     for item in page.items:
         print(
@@ -484,7 +484,7 @@ def _cmd_history_export(args: argparse.Namespace) -> int:
 def _cmd_history_delete(args: argparse.Namespace) -> int:
     from ecg_app.store import AnalysisFilter, open_store
 
-    if (args.id is None) == (args.patient is None):
+    if (args.id is None) == (args.patient is None) or (args.patient is not None and not args.patient.strip()):
         print("ecg-app history delete: error: give an analysis ID or --patient P", file=sys.stderr)
         return 2
     with open_store() as store:
@@ -507,7 +507,7 @@ def _cmd_history_delete(args: argparse.Namespace) -> int:
             if answer.strip().lower() not in ("y", "yes"):
                 print("Nothing deleted")
                 return 1
-        deleted = store.delete_patient(args.patient)
+        deleted = len(store.delete_patient(args.patient))
     print(f"Deleted {deleted} analyses of patient {args.patient} and their files")
     return 0
 

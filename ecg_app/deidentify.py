@@ -200,7 +200,7 @@ def deidentify(page: np.ndarray) -> Deidentified:
         try:
             keep = _keep_outside(page.shape, word_boxes(page))
             method = TEXT
-        except RuntimeError as exc:
+        except Exception as exc:  # fail closed: whatever went wrong, nothing legible is kept
             log.warning("%s; the picture is stored as a mosaic", exc)
             return Deidentified(mosaic(page), np.zeros(page.shape[:2], bool), MOSAIC)
     return Deidentified(_blank(page, keep), keep, method)

@@ -36,12 +36,12 @@ def deidentify_history(
     for sha256, path in tqdm(todo, desc="de-identifying", unit="image", disable=not progress or not todo):
         try:
             original = path.read_bytes()
-            page = page_as_read(load_image(original, limits or IntakeLimits()))
-        except (OSError, IntakeError) as exc:
+            clean = deidentify(page_as_read(load_image(original, limits or IntakeLimits())))
+            replaced = store.replace_picture(sha256, original, clean.image, clean.method, clean.apply_to)
+        except (OSError, ValueError, IntakeError) as exc:  # a missing or damaged file: the others go on
             outcome.failed.append(f"{sha256[:12]}: {exc}")
             continue
-        clean = deidentify(page)
-        if store.replace_picture(sha256, original, clean.image, clean.method, clean.apply_to):
+        if replaced:
             outcome.done[clean.method] += 1
         else:
             outcome.skipped += 1

@@ -30,7 +30,7 @@ from ecg_app.labels import NON_ECG
 from ecg_app.preprocess import crop_box, ink_map, page_as_read
 from ecg_app.report import render_report_pdf
 from ecg_app.robustness import DEGRADATIONS
-from ecg_app.store import open_store
+from ecg_app.store import AnalysisFilter, open_store
 from ecg_app.store.db import create_engine_for
 from ecg_app.store.images import fit, make_thumbnail
 from ecg_app.store.migrate import upgrade
@@ -52,9 +52,11 @@ OLD_IMAGE_COLUMNS = (
 OLD_ANALYSIS_COLUMNS = (
     "created_at", "image_sha256", "original_filename", "label", "confidence", "prob_mi", "prob_hmi",
     "prob_ahb", "prob_normal", "prob_nonecg", "risk_level", "model_version", "status", "quality_warnings",
-    "explanation_ref",
+    "explanation_ref", "patient_name",
 )  # fmt: skip
-pytestmark = pytest.mark.skipif(shutil.which("tesseract") is None, reason="tesseract-ocr is not installed")
+needs_tesseract = pytest.mark.skipif(
+    shutil.which("tesseract") is None, reason="tesseract-ocr is not installed"
+)
 
 
 @pytest.fixture
@@ -94,6 +96,7 @@ def test_a_printout_keeps_its_trace_area_and_loses_its_header_and_footer(name):
         assert np.array_equal(ink_map(clean.image), ink_map(page))
 
 
+@needs_tesseract
 @pytest.mark.parametrize("shape", ["pink object", "square frame", "coffee photo"])
 def test_only_the_templates_frame_counts_as_one(shape):
     """Pink that is not the template's frame (a pink object, a frame of other proportions, a photo) must
@@ -110,6 +113,7 @@ def test_only_the_templates_frame_counts_as_one(shape):
     assert deid.deidentify(rgb).method == deid.TEXT
 
 
+@needs_tesseract
 def test_words_are_blanked_where_there_is_no_frame():
     words = ["Patient", "ID", "731942", "Smith"]
     rgb = text_picture(words)
@@ -122,6 +126,7 @@ def test_words_are_blanked_where_there_is_no_frame():
     assert clean.blanked_share < 0.2
 
 
+@needs_tesseract
 def test_without_tesseract_the_picture_is_stored_as_a_mosaic(monkeypatch):
     import pytesseract
 
@@ -147,6 +152,7 @@ def test_the_same_blanking_applies_to_a_smaller_picture_of_the_page():
     assert (blanked[small.shape[0] // 2] == 0).any()  # the trace area
 
 
+@needs_tesseract
 @pytest.mark.slow
 @pytest.mark.parametrize("photographed", [False, True], ids=["as-uploaded", "photographed"])
 def test_no_printed_id_is_read_in_what_is_stored_or_printed(tmp_path, classifier, photographed):
@@ -171,6 +177,7 @@ def test_no_printed_id_is_read_in_what_is_stored_or_printed(tmp_path, classifier
                 assert not any(shows_digits(read_text(page), number) for page in pdf_pages(pdf))
 
 
+@needs_tesseract
 @pytest.mark.slow
 def test_exif_is_dropped_and_originals_are_kept_only_when_asked(tmp_path, classifier):
     rgb = load_image(PRINTOUTS[2].read_bytes())
@@ -197,6 +204,7 @@ def test_exif_is_dropped_and_originals_are_kept_only_when_asked(tmp_path, classi
         assert store.delete(kept.id) and not kept.original_path.exists()
 
 
+@needs_tesseract
 @pytest.mark.slow
 def test_a_non_ecg_picture_is_kept_without_its_words(tmp_path, classifier):
     rgb = text_picture(["Invoice", "Patient", "ID", "555123"], size=(700, 1000))
@@ -208,6 +216,7 @@ def test_a_non_ecg_picture_is_kept_without_its_words(tmp_path, classifier):
         assert stored.explanation_path is None
 
 
+@needs_tesseract
 @pytest.mark.slow
 @pytest.mark.parametrize("keep", [False, True], ids=["originals-dropped", "originals-kept"])
 def test_db_deidentify_blanks_a_history_stored_before_it(tmp_path, backend, monkeypatch, capsys, keep):
@@ -243,7 +252,7 @@ def test_db_deidentify_blanks_a_history_stored_before_it(tmp_path, backend, monk
                     id=analysis_id, created_at=stamp, image_sha256=sha, original_filename="old.jpg",
                     label="MI", confidence=0.8, prob_mi=0.8, prob_hmi=0.05, prob_ahb=0.05, prob_normal=0.05,
                     prob_nonecg=0.05, risk_level="HIGH", model_version="v0", status="ok",
-                    quality_warnings="[]", explanation_ref=refs["explanation_ref"],
+                    quality_warnings="[]", explanation_ref=refs["explanation_ref"], patient_name="Émile",
                 )
             )  # fmt: skip
     finally:
@@ -259,6 +268,8 @@ def test_db_deidentify_blanks_a_history_stored_before_it(tmp_path, backend, monk
         and old.image_path.read_bytes() == data
         and old.original_path == old.image_path
     )
+    with open_store(Settings.from_env()) as store:  # the migration case-folded the patient's name
+        assert [a.id for a in store.list(AnalysisFilter(patient="ÉMILE")).items] == [analysis_id]
     assert shows_digits(readings(decoded(old.thumbnail_path)), number)  # legible before
 
     assert main(["db", "deidentify"]) == 0

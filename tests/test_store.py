@@ -448,11 +448,17 @@ def _with_dates(store, page_png, page_rgb, rows):
 def test_a_patients_timeline_is_their_analyses_oldest_first(store, page_rgb, page_png):
     rows = [("P-100", "MI", 3), ("Other", "AHB", 2), ("p-100 ", "HMI", 10), ("P-1000", "Normal", 1)]
     added = _with_dates(store, page_png, page_rgb, rows)
-    timeline = store.list(AnalysisFilter(patient="P-100"), oldest_first=True)
+    timeline = store.list(AnalysisFilter(patient="P-100"))  # a patient's list: oldest first
     assert [a.label for a in timeline.items] == ["HMI", "MI"] and timeline.total == 2  # not P-1000
-    assert [a.label for a in store.list(AnalysisFilter(patient=" p-100")).items] == ["MI", "HMI"]
+    newest_first = store.list(AnalysisFilter(patient=" p-100"), oldest_first=False)
+    assert [a.label for a in newest_first.items] == ["MI", "HMI"]
+    assert [a.label for a in store.list().items][:2] == ["Normal", "AHB"]  # everyone: newest first
     assert store.list(AnalysisFilter(patient="P-10")).total == 0  # the whole ID, not a part of it
     assert added["Normal3"].patient.name == "P-1000"
+    # Case is folded for every alphabet, on SQLite as on PostgreSQL.
+    _with_dates(store, page_png, page_rgb, [("Émile Ørsted", "AHB", 5), ("ИВАНОВ", "MI", 4)])
+    assert store.list(AnalysisFilter(patient="émile ørsted")).total == 1
+    assert store.list(AnalysisFilter(patient="иванов")).total == 1
 
 
 def test_erasing_a_patient_removes_every_row_and_file_and_nothing_else(store, page_rgb, page_png):
@@ -463,7 +469,7 @@ def test_erasing_a_patient_removes_every_row_and_file_and_nothing_else(store, pa
     erased = [added["MI0"], added["HMI2"], shared]
     files_of = {a.id: {a.image_path, a.thumbnail_path} for a in [*erased, added["AHB1"], kept_shared]}
 
-    assert store.delete_patient("ERASE ME") == 3
+    assert set(store.delete_patient("ERASE ME")) == {a.id for a in erased}
     assert store.list(AnalysisFilter(patient="Erase Me")).total == 0
     assert all(store.get(a.id) is None for a in erased)
     for a in (added["MI0"], added["HMI2"]):
@@ -471,6 +477,6 @@ def test_erasing_a_patient_removes_every_row_and_file_and_nothing_else(store, pa
     # The other patient's analyses stay whole, including one of the same picture as an erased analysis.
     for a in (added["AHB1"], kept_shared):
         assert store.get(a.id) == a and all(path.is_file() for path in files_of[a.id])
-    assert store.delete_patient("Erase Me") == 0  # run again: nothing left
+    assert store.delete_patient("Erase Me") == []  # run again: nothing left
     with pytest.raises(ValueError, match="patient"):
         store.delete_patient("  ")

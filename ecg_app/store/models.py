@@ -106,6 +106,10 @@ class Analysis(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     status: Mapped[str] = mapped_column(String(16))
     patient_name: Mapped[str | None] = mapped_column(String(200))
+    # Revision 0005: the name or ID case-folded in Python (`patient_key`), what a patient's timeline and
+    # erasure match on: SQL's lower() folds only ASCII on SQLite ("Émile"), and depends on the locale on
+    # PostgreSQL.
+    patient_key: Mapped[str | None] = mapped_column(String(200), index=True)
     patient_age: Mapped[int | None] = mapped_column(Integer)
     patient_sex: Mapped[str | None] = mapped_column(String(16))
     notes: Mapped[str | None] = mapped_column(Text)

@@ -79,6 +79,12 @@ def _patient_text(value: str | None, limit: int, what: str, *, single_line: bool
     return text
 
 
+def patient_key(name: str | None) -> str | None:
+    """A patient's name or ID as the timeline and erasure match it: cleaned as stored, case-folded."""
+    text = _clean_text(name, MAX_NAME_CHARS, single_line=True)
+    return text.casefold() if text else None
+
+
 def sanitize_filename(name: str | None) -> str:
     """The upload's base name, fit for display only (files are named by content, never by this): no
     folders, no control characters, not "." or "..", at most 255 characters keeping the extension."""
@@ -196,6 +202,7 @@ class StoredAnalysis:
             "patient_sex": self.patient.sex,
             "notes": self.patient.notes,
             "quality_warnings": warnings_to_json(self.quality_warnings),
+            "deidentification": self.deidentification,
         }
 
 
@@ -261,9 +268,9 @@ def _conditions(filters: AnalysisFilter) -> list:
         conditions.append(Analysis.created_at >= utc(filters.since))
     if filters.until:
         conditions.append(Analysis.created_at < utc(filters.until))
-    patient = _clean_text(filters.patient, MAX_NAME_CHARS, single_line=True)
+    patient = patient_key(filters.patient)
     if patient:
-        conditions.append(func.lower(Analysis.patient_name) == patient.lower())
+        conditions.append(Analysis.patient_key == patient)
     search = (filters.search or "").strip()
     if search:
         pattern = _like_pattern(search)
@@ -386,7 +393,7 @@ class AnalysisStore:
                     session.flush()
                     if row.explanation_ref is not None:  # a new file, of this analysis alone
                         written.append(self.images.write(row.explanation_ref, explanation_jpeg))
-                    written += self.images.ensure(_files(image, contents, image_bytes))
+                    written += self.images.ensure(self._files(image, contents, image_bytes))
                 return self._record(row, image)
             except IntegrityError:
                 ImageStore.discard(written)
@@ -449,16 +456,16 @@ class AnalysisStore:
             return True
         raise AssertionError("unreachable")
 
-    def delete_patient(self, patient: str) -> int:
+    def delete_patient(self, patient: str) -> list[uuid.UUID]:
         """Erase a patient: every analysis stored with this name or ID (as the `patient` filter matches
         it), with its files. Each analysis goes in its own transaction, as `delete`; run again after an
-        interruption, it removes what is left. Returns how many were deleted."""
-        if not _clean_text(patient, MAX_NAME_CHARS, single_line=True):
+        interruption, it removes what is left. Returns the IDs deleted."""
+        if patient_key(patient) is None:
             raise ValueError("a patient name or ID is required")
         filters = AnalysisFilter(patient=patient)
         with self._sessions() as session:
             ids = session.scalars(select(Analysis.id).where(*_conditions(filters))).all()
-        return sum(self.delete(key) for key in ids)
+        return [key for key in ids if self.delete(key)]
 
     def sweep_orphans(self, grace_s: float = DEFAULT_SWEEP_GRACE_S) -> SweepResult:
         """Remove files no row refers to (and stale temp files): what a crash mid-write leaves behind."""
@@ -522,6 +529,9 @@ class AnalysisStore:
                 image.width, image.height = info.width, info.height
                 image.deidentification = method
                 image.original_ref = old_ref if self.keep_originals else None
+        except StaleDataError:  # deleted by another process meanwhile (SQLite has no row lock)
+            ImageStore.discard(written)
+            return False
         except BaseException:
             ImageStore.discard(written)
             raise
@@ -549,11 +559,14 @@ class AnalysisStore:
         limit: int = 50,
         offset: int = 0,
         *,
-        oldest_first: bool = False,
+        oldest_first: bool | None = None,
     ) -> Page:
-        """One page, newest first (a patient's timeline: `oldest_first`), and the total number of
-        matches (for "page 2 of 9")."""
-        conditions = _conditions(filters or AnalysisFilter())
+        """One page and the total number of matches (for "page 2 of 9"): newest first, but a patient's
+        timeline (the `patient` filter) oldest first unless `oldest_first` says otherwise."""
+        filters = filters or AnalysisFilter()
+        if oldest_first is None:
+            oldest_first = patient_key(filters.patient) is not None
+        conditions = _conditions(filters)
         limit = max(1, min(int(limit), MAX_PAGE_SIZE))
         offset = max(0, int(offset))
         with self._sessions() as session:
@@ -583,6 +596,22 @@ class AnalysisStore:
         return count
 
     # -- helpers ------------------------------------------------------------------------------------
+
+    def _files(
+        self, image: StoredImage, contents: dict[str, Callable[[], bytes]], upload: bytes
+    ) -> list[tuple[str, Callable[[], bytes]]]:
+        """The files an image row refers to, each with what to write should it be missing: the picture
+        and thumbnail as made now; the upload's bytes for its original (and for the picture of a row
+        stored before de-identification, which is the original) only where originals are kept. Without
+        that, such a missing file stays missing: the upload's bytes are never written."""
+        refs = dict.fromkeys(ref for ref in (image.image_ref, image.thumbnail_ref, image.original_ref) if ref)
+        files = []
+        for ref in refs:
+            if ref in contents:
+                files.append((ref, contents[ref]))
+            elif self.keep_originals:
+                files.append((ref, lambda: bytes(upload)))
+        return files
 
     @staticmethod
     def _query(conditions: list, *, oldest_first: bool = False) -> Select:
@@ -618,16 +647,6 @@ class AnalysisStore:
         )
 
 
-def _files(
-    image: StoredImage, contents: dict[str, Callable[[], bytes]], upload: bytes
-) -> list[tuple[str, Callable[[], bytes]]]:
-    """The files an image row refers to, each with what to write should it be missing: the picture and
-    thumbnail as made now, the upload's bytes for its original (and for the picture of a row stored
-    before de-identification, which is the original)."""
-    refs = dict.fromkeys(ref for ref in (image.image_ref, image.thumbnail_ref, image.original_ref) if ref)
-    return [(ref, contents.get(ref, lambda: bytes(upload))) for ref in refs]
-
-
 def _image_row(info: ImageInfo, created: datetime, deidentification: str) -> StoredImage:
     return StoredImage(
         sha256=info.sha256,
@@ -659,6 +678,7 @@ def _analysis_row(
         ecg_distance=prediction.ecg_distance,
         ecg_probability=prediction.ecg_probability,
         patient_name=patient.name,
+        patient_key=patient_key(patient.name),
         patient_age=patient.age,
         patient_sex=patient.sex,
         notes=patient.notes,

@@ -86,9 +86,14 @@ def run_analysis(ctx: AppContext, image_path: str | None, patient: PatientInfo) 
     return analyze_and_store(data, Path(image_path).name, patient, ctx.store, ctx.classifier, limits)
 
 
+def report_path(ctx: AppContext, analysis_id: object) -> Path:
+    """Where an analysis's PDF is rendered in the app's scratch folder (removed with the analysis)."""
+    return ctx.work_dir / f"ecg-report-{str(analysis_id)[:8]}.pdf"
+
+
 def write_report(ctx: AppContext, analysis: StoredAnalysis) -> Path:
     """Render the analysis's PDF into the app's scratch folder (Gradio serves it from there)."""
-    path = ctx.work_dir / f"ecg-report-{str(analysis.id)[:8]}.pdf"
+    path = report_path(ctx, analysis.id)
     path.write_bytes(render_report_pdf(analysis, model_dir=ctx.settings.model_dir))
     return path
 

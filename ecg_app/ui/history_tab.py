@@ -20,7 +20,7 @@ from ecg_app.comparison import Comparison, compare
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
-from ecg_app.ui.analyze_tab import explanation_views, quality_view, result_views, write_report
+from ecg_app.ui.analyze_tab import explanation_views, quality_view, report_path, result_views, write_report
 from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import placeholder
 
@@ -163,9 +163,10 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 "Erase this patient…", size="sm", scale=0, elem_id="erase-patient", elem_classes="ecg-danger"
             )
         with gr.Row(visible=False, elem_id="erase-confirm") as erase_confirm:
-            erase_question = gr.Markdown()
+            erase_question = gr.HTML()
             erase_yes = gr.Button("Yes, erase", variant="stop", size="sm", elem_id="confirm-erase")
             erase_cancel = gr.Button("Cancel", size="sm", elem_id="cancel-erase")
+        erase_name = gr.State(None)  # the patient the question named
         table = gr.Dataframe(
             headers=COLUMNS,
             value=pd.DataFrame(columns=COLUMNS),
@@ -230,7 +231,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 guidance = gr.HTML()
 
         filters = [label, risk, since, until, search, patient]
-        listing = [table, page_info, offset, page_ids, first_choice, second_choice, erase_row]
+        listing = [table, page_info, offset, page_ids, first_choice, second_choice, erase_row, erase_confirm]
 
         def load(label, risk, since, until, search, patient, offset=0):
             try:
@@ -238,11 +239,9 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             except ValueError as exc:
                 raise gr.Error(f"Please enter dates as YYYY-MM-DD ({escape(str(exc))}).") from exc
             timeline = flt.patient is not None
-            page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, int(offset)), oldest_first=timeline)
+            page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, int(offset)))  # a patient's: oldest 1st
             if not page.items and page.offset > 0:  # e.g. the last row of the last page was deleted
-                page = ctx.store.list(
-                    flt, limit=PAGE_SIZE, offset=max(0, page.total - PAGE_SIZE), oldest_first=timeline
-                )
+                page = ctx.store.list(flt, limit=PAGE_SIZE, offset=max(0, page.total - PAGE_SIZE))
             choices = [(choice_label(a), str(a.id)) for a in page.items]
             return (
                 table_rows(page),
@@ -252,6 +251,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 gr.update(choices=choices, value=None),
                 gr.update(choices=choices, value=None),
                 gr.update(visible=timeline and page.total > 0),
+                gr.update(visible=False),  # a pending "erase?" question is asked again for a new list
             )
 
         def first_page(*values):
@@ -314,6 +314,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
 
         def delete(analysis_id: str):
             if analysis_id and ctx.store.delete(analysis_id):
+                report_path(ctx, analysis_id).unlink(missing_ok=True)
                 gr.Info("Analysis deleted.")
             return gr.update(visible=False), "", gr.update(visible=True), gr.update(visible=False)
 
@@ -335,17 +336,20 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             if not count:
                 raise gr.Error("No analyses of this patient.")
             question = (
-                f"**Erase patient {escape(flt.patient)}: delete all {count} analyses and their pictures, "
-                "overlays and reports permanently?**"
+                f"<b>Erase patient {escape(flt.patient)}: delete all {count} analyses and their pictures, "
+                "overlays and reports permanently?</b>"
             )
-            return gr.update(visible=True), question
+            return gr.update(visible=True), question, flt.patient  # the name confirmed, not the field's later
 
-        def erase(patient_value: str):
-            name = (patient_value or "").strip()
-            deleted = ctx.store.delete_patient(name) if name else 0
-            gr.Info(f"Erased {deleted} analyses of patient {name}.")
+        def erase(confirmed: str | None):
+            if not confirmed:
+                raise gr.Error("Nothing to erase: choose the patient again.")
+            deleted = ctx.store.delete_patient(confirmed)
+            for key in deleted:
+                report_path(ctx, key).unlink(missing_ok=True)
+            gr.Info(f"Erased {len(deleted)} analyses of patient {escape(confirmed)}.")
             hidden = gr.update(visible=False)
-            return hidden, "", gr.update(visible=True), hidden, hidden, ""
+            return hidden, None, "", gr.update(visible=True), hidden, hidden, ""
 
         def export(*values):
             flt = make_filter(*values)
@@ -396,12 +400,22 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             outputs=[compare_panel, earlier_image, later_image, compare_text],
             **private,
         )
-        erase_button.click(ask_erase, inputs=[patient], outputs=[erase_confirm, erase_question], **private)
-        erase_cancel.click(lambda: gr.update(visible=False), outputs=[erase_confirm], queue=False, **private)
+        erase_button.click(
+            ask_erase, inputs=[patient], outputs=[erase_confirm, erase_question, erase_name], **private
+        )
+        erase_cancel.click(
+            lambda: (gr.update(visible=False), None),
+            outputs=[erase_confirm, erase_name],
+            queue=False,
+            **private,
+        )
         erase_yes.click(
             erase,
-            inputs=[patient],
-            outputs=[erase_confirm, selected_id, detail_placeholder, detail, compare_panel, compare_text],
+            inputs=[erase_name],
+            outputs=[
+                *(erase_confirm, erase_name, selected_id, detail_placeholder, detail),
+                *(compare_panel, compare_text),
+            ],
             **private,
         ).then(first_page, inputs=filters, outputs=listing, **private)
 
@@ -418,7 +432,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             """Stored analyses, newest first (one `patient`'s: oldest first), filtered and paged: as
             `ecg-app history list --json` prints."""
             flt = make_filter(label, risk, since, until, search, patient)
-            page = ctx.store.list(flt, limit=limit, offset=offset, oldest_first=flt.patient is not None)
+            page = ctx.store.list(flt, limit=limit, offset=offset)
             items = [item.to_dict() for item in page.items]
             return {"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}
 
