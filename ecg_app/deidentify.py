@@ -192,7 +192,11 @@ def mosaic(rgb: np.ndarray) -> np.ndarray:
 def deidentify(page: np.ndarray) -> Deidentified:
     """The picture to store for this page (`preprocess.page_as_read` of the upload): outside the trace
     area's frame painted white, or else every word Tesseract reads, or else a mosaic."""
-    hull = frame_hull(page)
+    try:
+        hull = frame_hull(page)
+    except Exception:  # never let an odd picture stop the analysis: the text search takes it
+        log.exception("the frame search failed; searching for text instead")
+        hull = None
     if hull is not None:
         keep = _keep_inside(page.shape, hull)
         method = TRACE_FRAME

@@ -142,6 +142,16 @@ def test_without_tesseract_the_picture_is_stored_as_a_mosaic(monkeypatch):
     assert deid.mosaic(overlay).shape == overlay.shape
 
 
+@needs_tesseract
+def test_a_failing_frame_search_falls_back_to_the_text_search(monkeypatch):
+    def broken(_rgb):
+        raise cv2.error("an odd picture")
+
+    monkeypatch.setattr(deid, "frame_hull", broken)
+    clean = deid.deidentify(text_picture(["ID", "731942"]))
+    assert clean.method == deid.TEXT and not shows_digits(read_text(clean.image, 2.0), "731942")
+
+
 def test_the_same_blanking_applies_to_a_smaller_picture_of_the_page():
     page = page_as_read(load_image(PRINTOUTS[1].read_bytes()))
     clean = deid.deidentify(page)
