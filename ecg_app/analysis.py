@@ -95,7 +95,11 @@ def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np
     """
     if label == NON_ECG:
         return None
-    page = page_as_read(rgb)
+    return _overlay_on_page(explainer, page_as_read(rgb), label)
+
+
+def _overlay_on_page(explainer: Explainer, page: np.ndarray, label: str) -> np.ndarray:
+    """`explanation_overlay` of a page already read (`page_as_read`)."""
     cam = explainer(ink_map(page), CLASSES.index(label))
     preview = fit(page, THUMBNAIL_MAX_SIDE)
     return overlay(preview, heatmap_on_page(preview, cam))
@@ -118,14 +122,15 @@ def analyze_and_store(
     rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
     warnings = image_warnings(prediction, rgb)
+    page = page_as_read(rgb)  # read once: the overlay and the kept picture are both of the page
     explanation = None
     explainer = explainer_for(classifier) if prediction.label != NON_ECG else None
     if explainer is not None:
         try:
-            explanation = explanation_overlay(explainer, rgb, prediction.label)
+            explanation = _overlay_on_page(explainer, page, prediction.label)
         except Exception:
             log.exception("Grad-CAM failed; storing the analysis without its map")
-    clean = deidentify(page_as_read(rgb))
+    clean = deidentify(page)
     return store.add(
         prediction,
         bytes(image_bytes),

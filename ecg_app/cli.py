@@ -453,6 +453,7 @@ def _history_filters(args: argparse.Namespace):
 
 def _cmd_history_list(args: argparse.Namespace) -> int:
     from ecg_app.store import open_store
+    from ecg_app.store.repository import patient_key
 
     filters = _history_filters(args)
     with open_store() as store:
@@ -462,7 +463,7 @@ def _cmd_history_list(args: argparse.Namespace) -> int:
         print(json.dumps({"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}))
         return 0
     shown = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
-    whose = f" of patient {args.patient}, oldest first" if filters.patient and filters.patient.strip() else ""
+    whose = f" of patient {args.patient}, oldest first" if patient_key(filters.patient) else ""
     print(f"{page.total} analyses{whose}{shown}")
     for item in page.items:
         print(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from ecg_app.labels import CLASSES, display_name
 from ecg_app.store import StoredAnalysis
+from ecg_app.store.repository import patient_key
 
 
 @dataclass(frozen=True)
@@ -21,8 +22,8 @@ class Comparison:
 
     @property
     def same_patient(self) -> bool:
-        a, b = self.earlier.patient.name, self.later.patient.name
-        return bool(a and b and a.casefold() == b.casefold())
+        key = patient_key(self.earlier.patient.name)
+        return key is not None and key == patient_key(self.later.patient.name)
 
     def probability_changes(self) -> dict[str, float]:
         """Later minus earlier probability of each class, in labels.CLASSES order."""

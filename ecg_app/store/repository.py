@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TextIO
 
@@ -365,9 +366,10 @@ class AnalysisStore:
         overlay (RGB), saved as a JPEG of at most the thumbnail's size beside the thumbnail."""
         patient = patient or PatientInfo()
         info = describe(image_bytes, rgb, keep_original=self.keep_originals)
+        # Made only when a file is missing (a re-upload usually finds them), once even across retries.
         contents: dict[str, Callable[[], bytes]] = {
-            info.image_ref: lambda: encode_picture(rgb, info.media_type),
-            info.thumbnail_ref: lambda: make_thumbnail(rgb),
+            info.image_ref: cache(lambda: encode_picture(rgb, info.media_type)),
+            info.thumbnail_ref: cache(lambda: make_thumbnail(rgb)),
         }
         # Encoded before the transaction: the write lock is held only for the file writes themselves.
         explanation_jpeg = None if explanation is None else make_thumbnail(explanation)

@@ -331,7 +331,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             )
 
         def ask_erase(patient_value: str):
-            flt = make_filter(None, None, None, None, None, patient_value)
+            flt = AnalysisFilter(patient=(patient_value or "").strip() or None)
             count = ctx.store.list(flt, limit=1).total if flt.patient else 0
             if not count:
                 raise gr.Error("No analyses of this patient.")
