@@ -333,9 +333,8 @@ def test_a_patients_timeline_compare_and_erase(page, app_url):
     summary = page.wait_for_selector("#compare-summary")
     assert "days apart" in summary.inner_text()
     assert page.locator("#compare-table").inner_text().count("%") >= 10  # two probabilities per class
-    assert (
-        page.locator("#compare-earlier img").is_visible() and page.locator("#compare-later img").is_visible()
-    )
+    for side in ("#compare-earlier img", "#compare-later img"):  # both pictures load after the table
+        page.wait_for_selector(side, state="visible")
 
     page.click("#erase-patient")
     assert "delete all 2 analyses" in page.locator("#erase-confirm").inner_text()
