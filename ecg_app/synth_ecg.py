@@ -139,30 +139,61 @@ def _gaussian(t: np.ndarray, centre: float, width: float, amplitude: float) -> n
     return amplitude * np.exp(-0.5 * ((t - centre) / width) ** 2)
 
 
-def _beat_template(lead: str, kind: int, rhythm: Rhythm, fs: float) -> np.ndarray:
-    """One beat as a sum of Gaussian waves, sampled over `_TEMPLATE_SPAN` around the R peak."""
-    t = np.arange(int(_TEMPLATE_SPAN[0] * fs), int(_TEMPLATE_SPAN[1] * fs)) / fs
+def _sinus_waves(lead: str, rhythm: Rhythm, t: np.ndarray) -> dict[str, np.ndarray]:
+    """A sinus (or atrial) beat's waves apart, at times `t` around the R peak: "P" (absent in
+    fibrillation), "QRS", "ST" (a shift in the leads of `rhythm.st_leads`) and "T"."""
     p, q, r, s, tw = np.array(_LEAD_WAVES[lead]) * rhythm.wave_gain
     if lead in rhythm.inverted_t:
         tw = -abs(tw) * 0.8
     w = rhythm.qrs_width
+    zero = np.zeros_like(t)
+    return {
+        "P": zero if rhythm.fibrillation else _gaussian(t, -rhythm.pr, 0.022, p),
+        "QRS": _gaussian(t, -0.028 * w, 0.009 * w, q)
+        + _gaussian(t, 0.0, 0.011 * w, r)
+        + _gaussian(t, 0.03 * w, 0.011 * w, s),
+        "ST": _gaussian(t, 0.12, 0.05, rhythm.st_shift) if lead in rhythm.st_leads else zero,
+        # a slower T downstroke
+        "T": _gaussian(t, rhythm.qt, 0.05, tw) + _gaussian(t, rhythm.qt + 0.06, 0.03, 0.25 * tw),
+    }
+
+
+def _beat_template(lead: str, kind: int, rhythm: Rhythm, fs: float) -> np.ndarray:
+    """One beat as a sum of Gaussian waves, sampled over `_TEMPLATE_SPAN` around the R peak."""
+    t = np.arange(int(_TEMPLATE_SPAN[0] * fs), int(_TEMPLATE_SPAN[1] * fs)) / fs
     if kind == _VENTRICULAR:  # wide bizarre QRS against the normal axis, discordant T, no P
+        _, q, r, s, _ = np.array(_LEAD_WAVES[lead]) * rhythm.wave_gain
         net = q + r + s
         amp = -np.sign(net or 1.0) * max(abs(net) * 1.6, 0.6)
         beat = _gaussian(t, 0.0, 0.04, amp) + _gaussian(t, 0.05, 0.03, -0.3 * amp)
         return beat + _gaussian(t, rhythm.qt + 0.04, 0.07, -0.35 * amp)
-    beat = (
-        _gaussian(t, -0.028 * w, 0.009 * w, q)
-        + _gaussian(t, 0.0, 0.011 * w, r)
-        + _gaussian(t, 0.03 * w, 0.011 * w, s)
-        + _gaussian(t, rhythm.qt, 0.05, tw)
-        + _gaussian(t, rhythm.qt + 0.06, 0.03, 0.25 * tw)  # slower T downstroke
-    )
-    if lead in rhythm.st_leads:
-        beat += _gaussian(t, 0.12, 0.05, rhythm.st_shift)
-    if not rhythm.fibrillation:
-        beat += _gaussian(t, -rhythm.pr, 0.022, -0.6 * p if kind == _ATRIAL else p)
-    return beat
+    waves = _sinus_waves(lead, rhythm, t)
+    if kind == _ATRIAL:
+        waves["P"] = -0.6 * waves["P"]
+    return sum(waves.values())
+
+
+def wave_bounds(lead: str, rhythm: Rhythm, threshold_mv: float = 0.03) -> dict[str, float]:
+    """Where a sinus beat's waves show on paper, in seconds from the R peak: the first and last time
+    each wave's own deflection reaches `threshold_mv` (about a pixel at 10 mm/mV on a 1100 px page).
+    Keys "p_onset", "qrs_onset", "qrs_offset", "t_offset" (p_onset NaN without a P wave): the ground
+    truth of PR, QRS and QT for a rendered ECG whose timings are known.
+
+    >>> rhythm = make_rhythm(np.random.default_rng(0), 10, 60, regime="sinus")
+    >>> bounds = wave_bounds("II", rhythm)
+    >>> bounds["qrs_onset"] < 0 < bounds["qrs_offset"] < bounds["t_offset"]
+    True
+    """
+    fs = 10_000.0
+    t = np.arange(int(_TEMPLATE_SPAN[0] * fs), int(_TEMPLATE_SPAN[1] * fs)) / fs
+    waves = _sinus_waves(lead, rhythm, t)
+    seen = {name: t[np.abs(wave) >= threshold_mv] for name, wave in waves.items()}
+    return {
+        "p_onset": float(seen["P"][0]) if seen["P"].size else float("nan"),
+        "qrs_onset": float(seen["QRS"][0]),
+        "qrs_offset": float(seen["QRS"][-1]),
+        "t_offset": float(seen["T"][-1]),
+    }
 
 
 def _baseline(rng: np.random.Generator, t: np.ndarray, rhythm: Rhythm) -> np.ndarray:

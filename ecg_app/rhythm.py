@@ -1,0 +1,337 @@
+"""Read the printout's traces as signals in seconds and millivolts, and measure them.
+
+Why: the networks read the page as a picture; a clinician reads numbers off the trace. On the
+reference template (frame found by `trace_area.border_sides`) the bottom row band is a 10-second rhythm
+strip and the three rows above it print the twelve leads over the same 10 seconds, four leads of 2.5 s
+each per row. Each row is digitised column by column (the ink extreme farthest from the baseline, so
+a thin QRS spike keeps its height), the scale taken from the printed calibration pulse (1 mV = 10 mm,
+so 1 mm and at 25 mm/s 1 second follow from its height whatever the picture's size), beats found with
+neurokit2's QRS detector (Makowski et al. 2021) on the strip, and kept only when the rows above agree.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import cv2
+import numpy as np
+from scipy.ndimage import maximum_filter1d, minimum_filter1d
+
+from ecg_app.deidentify import frame_hull
+from ecg_app.lead_signals import ROW_CENTRES
+from ecg_app.measurements import (
+    MEASURED,
+    NOT_MEASURED,
+    PARTIAL,
+    Measurements,
+    RhythmStrip,
+    not_measured,
+    qtc_bazett,
+    qtc_fridericia,
+)
+from ecg_app.preprocess import crop_box
+from ecg_app.trace_area import border_sides, register
+
+log = logging.getLogger(__name__)
+
+FS = 500.0  # Hz: the rate the digitised strip is resampled to for the detector
+PAPER_SPEED_MM_S = 25.0
+GAIN_MM_MV = 10.0
+INK_THRESHOLD = 0.35
+# The template's traces run from here to there (shares of the trace area's width): 10 seconds.
+STRIP_SPAN = (48 / 1054, 1025 / 1054)
+STRIP_SECONDS = 10.0
+STRIP_ROW = 3
+# neurokit2 QRS detectors voted on the strip; a beat counts where at least VOTES of them put one within
+# VOTE_TOLERANCE_S. Each alone missed or doubled beats on some printouts (docs/experiments.md).
+DETECTORS: tuple[str, ...] = (
+    "neurokit",
+    "kalidas2017",
+    "hamilton2002",
+    "pantompkins1985",
+    "rodrigues2021",
+    "elgendi2010",
+)
+VOTES = 3
+VOTE_TOLERANCE_S = 0.05
+MIN_BEATS = 3
+RATE_LIMITS_BPM = (25.0, 250.0)
+# Plausible adult ranges: a value outside is a misread edge, not a finding.
+INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
+_PEAK_REACH = 3  # px: a stroke's tip is the highest (lowest) ink this far either side
+
+
+def _longest_runs(mask: np.ndarray) -> np.ndarray:
+    """Per column, the longest vertical run of True."""
+    best = np.zeros(mask.shape[1], np.int32)
+    run = np.zeros(mask.shape[1], np.int32)
+    for row in mask:
+        run = np.where(row, run + 1, 0)
+        np.maximum(best, run, out=best)
+    return best
+
+
+def _ink(region: np.ndarray) -> np.ndarray:
+    """Dark trace pixels of an RGB region: its brightest channel against the local background, so the
+    pink grid (bright in red) and uneven light drop out."""
+    bright = region.max(axis=2).astype(np.float32)
+    background = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9)))
+    return 1.0 - bright / np.maximum(background, 1.0) > INK_THRESHOLD
+
+
+def row_trace(area: np.ndarray, row: int) -> np.ndarray | None:
+    """One row of the trace area as a curve: per pixel column from the strip's start to its end, the
+    height (px, up positive, from the row's median level) of the line's middle, and at the tip of a
+    stroke (a QRS spike, a few px wide but tens high) of its tip, so a spike keeps its height with a
+    single column at its top; None when under
+    half the columns have ink. Columns the whole band high (the template's lead separators) and
+    columns without ink are filled in from their neighbours."""
+    height, width = area.shape[:2]
+    half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
+    centre = ROW_CENTRES[row] * height
+    first = max(round(centre - half), 0)
+    last = height if row == len(ROW_CENTRES) - 1 else min(round(centre + half), height)
+    start, end = (round(share * width) for share in STRIP_SPAN)
+    mask = _ink(area[first:last, start : end + 1])
+    mask[:, _longest_runs(mask) > 0.8 * mask.shape[0]] = False
+    has = mask.any(axis=0)
+    if has.mean() < 0.5:
+        return None
+    columns = np.arange(mask.shape[1])
+    top = np.interp(columns, columns[has], np.argmax(mask, axis=0)[has])
+    bottom = np.interp(columns, columns[has], mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0)[has])
+    middle = (top + bottom) / 2
+    level = float(np.median(middle))
+    span = bottom - top
+    steep = span > 2 * np.median(span) + 1  # a stroke, not the line's own thickness
+    reach = 2 * _PEAK_REACH + 1
+    peak_up = steep & (top == minimum_filter1d(top, reach, mode="nearest"))
+    peak_down = steep & (bottom == maximum_filter1d(bottom, reach, mode="nearest"))
+    up, down = level - top, bottom - level
+    heights = level - middle
+    heights = np.where(peak_down & ~(peak_up & (up >= down)), -down, heights)
+    return np.where(peak_up & ~(peak_down & (down > up)), up, heights)
+
+
+def pulse_height(area: np.ndarray) -> float | None:
+    """Height in px of the rhythm strip's calibration pulse (1 mV), less one trace thickness; None
+    when no pulse stands before the strip."""
+    height, width = area.shape[:2]
+    centre = ROW_CENTRES[STRIP_ROW] * height
+    half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
+    region = _ink(area[max(round(centre - half), 0) :, : round(STRIP_SPAN[0] * width) - 1])
+    runs = _longest_runs(region)
+    if runs.max(initial=0) < 5:
+        return None
+    inked = region.any(axis=0)
+    thickness = float(np.median(region.sum(axis=0)[inked & (runs < runs.max() / 2)])) if inked.any() else 1.0
+    return float(runs.max() - thickness)
+
+
+def _resample(trace: np.ndarray, px_per_s: float) -> np.ndarray:
+    t = np.arange(trace.size) / px_per_s
+    return np.interp(np.arange(0.0, t[-1], 1 / FS), t, trace)
+
+
+def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
+    """R-peak times (s) on which at least `VOTES` of the `DETECTORS` agree: each detector's peaks,
+    grouped when within `VOTE_TOLERANCE_S` of each other, the group's median time for each group that
+    enough detectors share. A vote, because each detector alone doubled beats at tall T waves or lost
+    small QRS complexes on some printouts where the others did not."""
+    import neurokit2 as nk  # here: importing it (pandas, matplotlib) takes seconds; `predict` may not measure
+
+    clean = nk.ecg_clean(signal_mv, sampling_rate=FS)
+    found = []
+    for k, method in enumerate(DETECTORS):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _, info = nk.ecg_peaks(clean, sampling_rate=FS, method=method)
+        except Exception:  # a detector that fails on this strip simply casts no vote
+            continue
+        found += [(float(i) / FS, k) for i in info["ECG_R_Peaks"]]
+    found.sort()
+    groups: list[list[tuple[float, int]]] = []
+    for time, k in found:
+        if groups and time - groups[-1][0][0] <= VOTE_TOLERANCE_S:
+            groups[-1].append((time, k))
+        else:
+            groups.append([(time, k)])
+    return np.array([np.median([t for t, _ in g]) for g in groups if len({k for _, k in g}) >= VOTES])
+
+
+BEAT_SPAN_S = (-0.35, 0.65)  # the window cut around each R peak for the median beat
+WAVE_THRESHOLD_MV = 0.04  # a wave starts or ends where it comes within this of the baseline: ~1.5 px
+MIN_P_MV = 0.05  # a smaller bump before the QRS is not called a P wave
+
+
+def median_beat(signal_mv: np.ndarray, beats: np.ndarray) -> np.ndarray | None:
+    """The median of the beats cut `BEAT_SPAN_S` around each R peak (re-centred on the sample farthest
+    from the local level within 60 ms), its baseline (its commonest value, the isoelectric line) at 0; None
+    when fewer than 2 beats fit in the strip. Averaging beats is how ECG machines measure intervals
+    (a median or representative beat, e.g. the GE Marquette 12SL program)."""
+    before, after = (round(v * FS) for v in BEAT_SPAN_S)
+    reach = round(0.06 * FS)
+    cuts = []
+    for time in beats:
+        i = round(time * FS)
+        if i - reach < 0 or i + reach >= signal_mv.size:
+            continue
+        near = signal_mv[i - reach : i + reach + 1]
+        i += int(np.argmax(np.abs(near - np.median(near)))) - reach
+        if i + before >= 0 and i + after <= signal_mv.size:
+            cuts.append(signal_mv[i + before : i + after])
+    if len(cuts) < 2:
+        return None
+    beat = np.median(np.stack(cuts), axis=0)
+    counts, edges = np.histogram(beat, bins=np.arange(beat.min(), beat.max() + 0.02, 0.01))
+    return beat - (edges[np.argmax(counts)] + 0.005)  # the isoelectric level: the commonest value
+
+
+def _edge(deflection: np.ndarray, start: int, step: int, hold: int) -> int | None:
+    """From `start`, walking by `step`, the first index after which `hold` samples stay within
+    `WAVE_THRESHOLD_MV` of the baseline; None when the walk leaves the beat first."""
+    quiet = 0
+    i = start
+    while 0 <= i < deflection.size:
+        quiet = quiet + 1 if deflection[i] < WAVE_THRESHOLD_MV else 0
+        if quiet >= hold:
+            return i - step * (hold - 1)
+        i += step
+    return None
+
+
+def _t_end(beat: np.ndarray, peak: int) -> int | None:
+    """End of the T wave by the tangent method (Lepeschkin and Surawicz 1952): where the tangent at
+    the steepest point of the T wave's downslope (within 150 ms after its peak) meets the baseline.
+    Less thrown by noise or a following P or U wave than waiting for the trace to go quiet."""
+    stop = min(beat.size - 1, peak + round(0.15 * FS))
+    if stop - peak < 3:
+        return None
+    sign = np.sign(beat[peak])
+    slope = np.gradient(beat[peak : stop + 1] * sign)
+    steepest = int(np.argmin(slope))
+    if slope[steepest] >= 0:
+        return None
+    i = peak + steepest
+    end = i - beat[i] * sign / slope[steepest]
+    return round(end) if peak < end < beat.size else None
+
+
+def intervals(beat: np.ndarray, rr_s: float) -> dict[str, float | None]:
+    """PR, QRS and QT (ms) of a median beat, by where each wave leaves and rejoins the baseline
+    (`WAVE_THRESHOLD_MV`): QRS onset walking back from R, QRS offset forward from R past the last steep
+    slope, P onset back from the P peak; T end by `_t_end`. None for an edge not found
+    (e.g. no P wave in atrial fibrillation)."""
+    r = -round(BEAT_SPAN_S[0] * FS)
+    deflection = np.abs(beat)
+    hold = round(0.012 * FS)
+    onset = _edge(deflection, r, -1, hold)
+    slope = np.abs(np.gradient(beat)) * FS  # mV/s
+    steep = np.flatnonzero(
+        slope[r : r + round(0.12 * FS)] > 0.2 * slope[r - round(0.06 * FS) : r + round(0.06 * FS)].max()
+    )
+    offset = None
+    if steep.size:  # back at the baseline soon after the last steep slope, or else where it levels off
+        last = r + int(steep[-1])
+        offset = _edge(deflection, last, 1, hold)
+        if offset is None or offset - last > round(0.08 * FS):
+            calm = np.flatnonzero(slope[last:] < 2.0)
+            offset = last + int(calm[0]) if calm.size else None
+    out: dict[str, float | None] = {"pr_ms": None, "qrs_ms": None, "qt_ms": None}
+    if onset is None or offset is None:
+        return out
+    out["qrs_ms"] = (offset - onset) / FS * 1000
+    t_stop = min(beat.size, r + round(min(0.6, 0.85 * rr_s) * FS))
+    t_start = offset + round(0.06 * FS)
+    if t_start < t_stop:
+        peak = t_start + int(np.argmax(deflection[t_start:t_stop]))
+        end = _t_end(beat, peak)
+        if end is not None and deflection[peak] >= 2 * WAVE_THRESHOLD_MV:
+            out["qt_ms"] = (end - onset) / FS * 1000
+    p_start = max(onset - round(0.25 * FS), 0)
+    p_stop = onset - round(0.03 * FS)
+    if p_start < p_stop:
+        peak = p_start + int(np.argmax(deflection[p_start:p_stop]))
+        start = _edge(deflection, peak, -1, hold)
+        if start is not None and deflection[peak] >= MIN_P_MV and p_start < peak < p_stop - 1:
+            out["pr_ms"] = (onset - start) / FS * 1000
+    return out
+
+
+def _square_to_frame(page: np.ndarray) -> np.ndarray | None:
+    """The page with the template's frame where `trace_area` expects it, turned square first when the
+    frame sits askew (a scan fed in at an angle: `page_as_read` straightens photographed sheets by their
+    edges, and the networks deskew their own input, but a fixed row band needs level rows); None when
+    no template frame is found."""
+    if border_sides(page) is not None:
+        return page
+    hull = frame_hull(page)
+    if hull is None:
+        return None
+    angle = cv2.minAreaRect(hull)[2]
+    angle = (angle + 45) % 90 - 45  # the turn nearest level, whichever side OpenCV calls the width
+    if abs(angle) < 0.2:
+        return None
+    height, width = page.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    level = register(
+        cv2.warpAffine(page, turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    )
+    return level if border_sides(level) is not None else None
+
+
+def measure(page: np.ndarray) -> Measurements:
+    """Measurements of a page as the networks read it (`preprocess.page_as_read`); "not measured" with
+    the reason where its layout is not the reference template or its beats cannot be found."""
+    page = _square_to_frame(page)
+    if page is None:
+        return not_measured("the printout's layout was not recognised (only the 12-lead template is read)")
+    top, bottom, left, right = crop_box(*page.shape[:2])
+    area = page[top:bottom, left:right]
+    px_per_s = (STRIP_SPAN[1] - STRIP_SPAN[0]) * area.shape[1] / STRIP_SECONDS
+    px_per_mm = px_per_s / PAPER_SPEED_MM_S
+    trace = row_trace(area, STRIP_ROW)
+    if trace is None:
+        return not_measured("no rhythm strip was found at the bottom of the printout")
+    pulse = pulse_height(area)
+    # A pulse far off 10 mm (at the time scale's millimetre) is not one: use the paper's own scale.
+    if pulse is None or abs(pulse / (GAIN_MM_MV * px_per_mm) - 1) > 0.15:
+        pulse = GAIN_MM_MV * px_per_mm
+    signal = _resample(trace / pulse, px_per_s)
+    beats = detect_beats(signal)
+    strip = RhythmStrip(seconds=np.arange(signal.size) / FS, millivolts=signal, beats=beats)
+    if beats.size < MIN_BEATS:
+        return Measurements(
+            quality=NOT_MEASURED,
+            not_measured_reason="fewer than 3 beats were found on the rhythm strip",
+            strip=strip,
+        )
+    rr = np.diff(beats)
+    rate = 60.0 / float(np.median(rr))
+    if not RATE_LIMITS_BPM[0] <= rate <= RATE_LIMITS_BPM[1]:
+        return Measurements(
+            quality=NOT_MEASURED, not_measured_reason=f"implausible heart rate ({rate:.0f} bpm)", strip=strip
+        )
+    beat = median_beat(signal, beats)
+    found = intervals(beat, float(np.median(rr))) if beat is not None else {}
+    checked = {
+        name: value if value is not None and low <= value <= high else None
+        for name, (low, high) in INTERVAL_LIMITS_MS.items()
+        for value in [found.get(name)]
+    }
+    missing = [name.removesuffix("_ms").upper() for name, value in checked.items() if value is None]
+    qt, rr_s = checked["qt_ms"], float(np.median(rr))
+    return Measurements(
+        heart_rate_bpm=rate,
+        rr_irregularity=float(np.std(rr) / np.mean(rr)),
+        pr_ms=checked["pr_ms"],
+        qrs_ms=checked["qrs_ms"],
+        qt_ms=qt,
+        qtc_bazett_ms=None if qt is None else float(qtc_bazett(qt, rr_s)),
+        qtc_fridericia_ms=None if qt is None else float(qtc_fridericia(qt, rr_s)),
+        quality=PARTIAL if missing else MEASURED,
+        not_measured_reason=f"{', '.join(missing)} not found on the median beat" if missing else None,
+        strip=strip,
+    )

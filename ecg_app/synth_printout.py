@@ -1,0 +1,96 @@
+"""Printouts of the reference template drawn from signals whose wave timings are known.
+
+Why: the measurements (`rhythm.measure`) are checked against the rate the ECG machine printed, but no
+printout says where its P wave starts or its T wave ends. Drawn here from `synth_ecg`'s simulated leads
+on the template's geometry (pink frame, 3 x 4 leads over 10 s and a lead II rhythm strip, 25 mm/s,
+10 mm/mV, a calibration pulse per row), each page comes with the ground truth of its PR, QRS and QT
+(`synth_ecg.wave_bounds`) and its heart rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ecg_app.lead_signals import ROW_CENTRES
+from ecg_app.preprocess import crop_box
+from ecg_app.synth_ecg import ecg_signal, make_rhythm, wave_bounds
+from ecg_app.trace_area import BORDER_BOX
+
+PAGE_SIZE = (1106, 786)  # (width, height) of the dataset's printouts
+PX_PER_MM = 977 / 250  # the template's 10-second strip spans 977 px of a 1106 px page
+STRIP_START = 48 / 1054  # where the traces begin in the trace area, as a share of its width
+ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"), ("II",))
+PINK = (240, 170, 180)
+FS = 1000.0
+
+
+@dataclass(frozen=True)
+class Truth:
+    """What was drawn: the mean heart rate (bpm, from the beats shown), R-peak times (s) and the
+    intervals (ms) of a sinus beat in lead II."""
+
+    heart_rate_bpm: float
+    beats: np.ndarray
+    pr_ms: float
+    qrs_ms: float
+    qt_ms: float
+
+
+def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndarray, Truth]:
+    """(RGB page, truth) of a sinus-rhythm 12-lead printout drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    width, height = PAGE_SIZE
+    heart_rate = float(rng.uniform(50, 120)) if heart_rate is None else heart_rate
+    rhythm = make_rhythm(rng, 10.0, heart_rate, regime="sinus")
+    page = np.full((height, width, 3), 255, np.uint8)
+    top, bottom, left, right = crop_box(height, width)
+    _draw_grid(page, (top, bottom, left, right))
+    x0, y0, x1, y1 = (v * s for v, s in zip(BORDER_BOX, (width, height, width, height), strict=True))
+    cv2.rectangle(page, (round(x0), round(y0)), (round(x1), round(y1)), PINK, 2)
+    px_per_s, px_per_mv = 25 * PX_PER_MM, 10 * PX_PER_MM
+    start = left + STRIP_START * (right - left)
+    signals = {lead: ecg_signal(rng, 10.0, FS, heart_rate, lead, rhythm) for lead in {*sum(ROWS, ())}}
+    for row, leads in enumerate(ROWS):
+        baseline = top + ROW_CENTRES[row] * (bottom - top)
+        pulse = np.array(
+            [
+                [start - 34, baseline],
+                [start - 30, baseline],
+                [start - 30, baseline - px_per_mv],
+                [start - 22, baseline - px_per_mv],
+                [start - 22, baseline],
+                [start - 18, baseline],
+            ]
+        )
+        cv2.polylines(page, [np.round(pulse * 4).astype(np.int32)], False, (0, 0, 0), 1, cv2.LINE_AA, 2)
+        for j, lead in enumerate(leads):
+            first, last = j * 10.0 / len(leads), (j + 1) * 10.0 / len(leads)
+            samples = signals[lead][int(first * FS) : int(last * FS)]
+            xs = start + (first + np.arange(samples.size) / FS) * px_per_s
+            ys = baseline - samples * px_per_mv
+            points = np.round(np.stack([xs, ys], axis=1) * 4).astype(np.int32)
+            cv2.polylines(page, [points], False, (0, 0, 0), 1, cv2.LINE_AA, 2)
+    bounds = wave_bounds("II", rhythm)
+    beats = rhythm.times[(rhythm.times >= 0) & (rhythm.times <= 10)]
+    truth = Truth(
+        heart_rate_bpm=float(60 / np.diff(beats).mean()),
+        beats=beats,
+        pr_ms=1000 * (bounds["qrs_onset"] - bounds["p_onset"]),
+        qrs_ms=1000 * (bounds["qrs_offset"] - bounds["qrs_onset"]),
+        qt_ms=1000 * (bounds["t_offset"] - bounds["qrs_onset"]),
+    )
+    return page, truth
+
+
+def _draw_grid(page: np.ndarray, box: tuple[int, int, int, int]) -> None:
+    """The template's faint dotted grid: a dot every millimetre on the 5 mm lines."""
+    top, bottom, left, right = box
+    step = 5 * PX_PER_MM
+    dots = np.arange(left, right, PX_PER_MM)
+    for y in np.arange(top, bottom, step):
+        page[round(y), np.round(dots).astype(int)] = PINK
+    for x in np.arange(left, right, step):
+        page[np.round(np.arange(top, bottom, PX_PER_MM)).astype(int), round(x)] = PINK
