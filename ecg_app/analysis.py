@@ -1,11 +1,12 @@
-"""One upload, end to end: intake -> classifier (+ ECG gate) -> quality check + Grad-CAM -> de-identify
--> store. The CLI and the UI both call this."""
+"""One upload, end to end: intake -> classifier (+ ECG gate) -> quality check + Grad-CAM + measurements
+-> de-identify -> store. The CLI and the UI both call this."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import weakref
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -15,8 +16,10 @@ from ecg_app.deidentify import deidentify
 from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.measurements import FIELDS, NOT_MEASURED, Measurements, flags, not_measured
 from ecg_app.preprocess import ink_map, page_as_read
 from ecg_app.quality import QualityWarning, assess
+from ecg_app.rhythm import measure
 from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
 from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
 
@@ -31,6 +34,8 @@ EXPLANATION_TITLE = "Where the model looked (Grad-CAM)"
 EXPLANATION_CAPTION = (
     "Attention map: warmer colours show what weighed most in the prediction. It is not a diagnosis."
 )
+NOT_AN_ECG_REASON = "the picture was not recognised as an ECG"
+NOT_MEASURED_BEFORE = "Not measured (analysed before measurements were added)"
 
 
 def image_warnings(prediction: Prediction, rgb: np.ndarray) -> list[QualityWarning]:
@@ -43,6 +48,59 @@ def explanation_note(label: str, has_map: bool) -> str | None:
     if label == NON_ECG:
         return NO_EXPLANATION_NON_ECG
     return None if has_map else NO_EXPLANATION_MISSING
+
+
+def measurements_of(page: np.ndarray, label: str) -> Measurements:
+    """Rate, intervals and axis read off a page (`page_as_read`) of the given class; none for a Non-ECG.
+
+    Measuring is an aid, like the explanation: a failure is logged and said in `not_measured_reason`,
+    never raised, so the result it accompanies is not lost."""
+    if label == NON_ECG:
+        return not_measured(NOT_AN_ECG_REASON)
+    try:
+        return measure(page)
+    except Exception as exc:
+        log.exception("Measuring failed; the analysis goes on without measurements")
+        return not_measured(f"measuring failed: {str(exc) or type(exc).__name__}")
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """One line of the measurements table, worded for reading (Analyze and History tabs, PDF)."""
+
+    label: str
+    value: str  # with its unit; "—" when this value was not measured
+    normal_range: str
+    flag: str  # the out-of-range finding (`measurements.flags`), "" when in range
+
+
+def measurement_rows(measurements: Measurements | None, sex: str | None) -> list[MeasurementRow]:
+    """Every field of a measured analysis, flagged against its normal range (QTc's for the patient's
+    sex); no rows when nothing was measured (`measurements_note` says why)."""
+    if measurements is None or measurements.quality == NOT_MEASURED:
+        return []
+    found = flags(measurements, sex)
+    rows = []
+    for name, label, unit, normal_range in FIELDS:
+        value = getattr(measurements, name)
+        if value is None:
+            text = "—"
+        else:  # the RR coefficient of variation is a fraction; the rest read in whole units
+            text = f"{value:.2f}" if name == "rr_irregularity" else f"{value:.0f}"
+            text += f" {unit}" if unit else ""
+        rows.append(MeasurementRow(label, text, normal_range, found.get(name, "")))
+    return rows
+
+
+def measurements_note(measurements: Measurements | None) -> str | None:
+    """Why some or all values are missing, shown with (or instead of) the table; None when all were
+    measured."""
+    if measurements is None:
+        return NOT_MEASURED_BEFORE
+    reason = measurements.not_measured_reason
+    if measurements.quality == NOT_MEASURED:
+        return f"Not measured: {reason}" if reason else "Not measured"
+    return f"Partly measured: {reason}" if reason else None
 
 
 class Predictor(Protocol):
@@ -117,8 +175,10 @@ def analyze_and_store(
 
     The classifier reads the upload as it is; what is stored (picture, thumbnail, overlay) is its page
     de-identified (`deidentify`: header, footer and margins, or any text, painted white). Bad input
-    raises IntakeError before anything is stored. The explanation is an aid, not part of the result: if
-    Grad-CAM fails, the analysis is stored without it (and the failure logged)."""
+    raises IntakeError before anything is stored. The explanation and the measurements are aids, not
+    part of the result: if either fails, the analysis is stored without it (and the failure logged).
+    The returned analysis carries the measurements as stored plus the digitised strip they were read
+    from (`Measurements.strip`, for the Analyze tab's plot), which is not stored."""
     rgb = load_image(image_bytes, limits or IntakeLimits())
     prediction = classifier.predict(rgb)
     warnings = image_warnings(prediction, rgb)
@@ -130,8 +190,9 @@ def analyze_and_store(
             explanation = _overlay_on_page(explainer, page, prediction.label)
         except Exception:
             log.exception("Grad-CAM failed; storing the analysis without its map")
+    measurements = measurements_of(page, prediction.label)
     clean = deidentify(page)
-    return store.add(
+    stored = store.add(
         prediction,
         bytes(image_bytes),
         clean.image,
@@ -140,4 +201,6 @@ def analyze_and_store(
         quality_warnings=warnings,
         explanation=None if explanation is None else clean.apply_to(explanation),
         deidentification=clean.method,
+        measurements=measurements,
     )
+    return replace(stored, measurements=replace(stored.measurements, strip=measurements.strip))

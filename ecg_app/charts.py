@@ -13,10 +13,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ecg_app.labels import CLASSES, COLORS, DISPLAY_NAMES
+from ecg_app.measurements import RhythmStrip
 
 FONT = dict(family="Inter, 'Segoe UI', 'Helvetica Neue', Arial, sans-serif", size=13, color="#1f2d3d")
 GRID = "#e5e9f0"
 ACCENT = "#1f6f8b"
+# ECG paper: large squares 0.2 s x 0.5 mV, small ones 0.04 s x 0.1 mV (25 mm/s, 10 mm/mV).
+PAPER_MAJOR, PAPER_MINOR = "#f0b4b4", "#fae3e3"
 
 
 def _style(fig: go.Figure, height: int, title: str | None = None) -> go.Figure:
@@ -241,3 +244,45 @@ def _first(mapping: Mapping, keys: Sequence[str]) -> list | None:
         if isinstance(value, list | tuple) and value:
             return list(value)
     return None
+
+
+def rhythm_strip_figure(strip: RhythmStrip) -> go.Figure:
+    """The digitised rhythm strip on ECG paper with its detected beats marked at the trace, so a reader
+    can check what the measurements were read from against the printout."""
+    seconds, millivolts = np.asarray(strip.seconds, float), np.asarray(strip.millivolts, float)
+    beats = np.asarray(strip.beats, float)
+    fig = go.Figure(
+        go.Scatter(
+            x=seconds,
+            y=millivolts,
+            mode="lines",
+            name="Rhythm strip",
+            line=dict(color="#1f2d3d", width=1.2),
+            hovertemplate="%{x:.2f} s, %{y:.2f} mV<extra></extra>",
+        )
+    )
+    if beats.size and seconds.size:
+        fig.add_trace(
+            go.Scatter(
+                x=beats,
+                y=np.interp(beats, seconds, millivolts),
+                mode="markers",
+                name="Detected beats",
+                marker=dict(color=ACCENT, symbol="triangle-down", size=9),
+                hovertemplate="Beat at %{x:.2f} s<extra></extra>",
+            )
+        )
+    fig.update_layout(showlegend=False)
+    _style(fig, height=260, title="Rhythm strip (detected beats marked)")
+    paper = dict(showgrid=True, zeroline=False, gridcolor=PAPER_MAJOR)
+    fig.update_xaxes(
+        title="time (s)",
+        dtick=0.2,
+        ticklabelstep=5,
+        minor=dict(dtick=0.04, showgrid=True, gridcolor=PAPER_MINOR),
+        **paper,
+    )
+    fig.update_yaxes(
+        title="mV", dtick=0.5, minor=dict(dtick=0.1, showgrid=True, gridcolor=PAPER_MINOR), **paper
+    )
+    return fig

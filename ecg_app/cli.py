@@ -20,9 +20,10 @@ ERASE_HELP = "chance per training image that one lead-sized rectangle is blanked
 def _cmd_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from ecg_app.analysis import image_warnings
+    from ecg_app.analysis import image_warnings, measurements_of
     from ecg_app.classifier import get_classifier
     from ecg_app.intake import IntakeError, load_image
+    from ecg_app.preprocess import page_as_read
 
     classifier = get_classifier(args.model)
     if args.batch:
@@ -40,11 +41,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             failures += 1
             _print_intake_error(name, exc, args.json)
             continue
+        measurements = measurements_of(page_as_read(rgb), prediction.label)
         if args.json:
             warnings = [asdict(warning) for warning in image_warnings(prediction, rgb)]
-            print(json.dumps({"file": name, **prediction.to_dict(), "quality_warnings": warnings}))
+            record = {"file": name, **prediction.to_dict(), "quality_warnings": warnings}
+            print(json.dumps({**record, "measurements": measurements.to_dict()}))
         else:
             print(_prediction_line(name, prediction))
+            print(f"  {_measurements_line(measurements)}")
     return 1 if failures else 0
 
 
@@ -64,6 +68,20 @@ def _prediction_line(name: str, prediction) -> str:
         f"{name}: {prediction.display_name} ({prediction.confidence:.1%}), "
         f"risk {prediction.risk_level}{review}"
     )
+
+
+def _measurements_line(measurements) -> str:
+    """Rate, QRS and QTc, what a reader looks for first (all fields: --json), or why there are none."""
+    shown = (
+        ("Heart rate", measurements.heart_rate_bpm, "bpm"),
+        ("QRS", measurements.qrs_ms, "ms"),
+        ("QTc", measurements.qtc_bazett_ms, "ms (Bazett)"),
+    )
+    parts = [f"{name} {value:.0f} {unit}" for name, value, unit in shown if value is not None]
+    if parts:
+        return ", ".join(parts)
+    reason = measurements.not_measured_reason
+    return f"Measurements: not measured ({reason})" if reason else "Measurements: not measured"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -428,10 +446,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             return 1
     if args.json:
         record = {"file": args.file, **stored.prediction.to_dict(), "id": str(stored.id)}
-        print(json.dumps({**record, "quality_warnings": stored.to_dict()["quality_warnings"]}))
+        kept = stored.to_dict()
+        print(json.dumps({**record, **{key: kept[key] for key in ("quality_warnings", "measurements")}}))
     else:
         print(_prediction_line(args.file, stored.prediction))
         print(f"  stored as {stored.id}")
+        print(f"  {_measurements_line(stored.measurements)}")
         for warning in stored.quality_warnings or ():
             print(f"  warning: {warning.message}")
     return 0
@@ -732,7 +752,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ecg-app {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("predict", help="classify ECG images (one line per file)")
+    p = sub.add_parser("predict", help="classify ECG images (a line per file, its measurements below)")
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR), help="model directory")

@@ -2,7 +2,8 @@
 
 Kept fast by avoiding anything that needs a network or a browser: system fonts only, the thumbnail and
 the Grad-CAM overlay embedded as data URIs, probability bars drawn with HTML/CSS, the stylesheet read
-once, and tables with a fixed layout (WeasyPrint does not measure every cell first).
+once, and tables with a fixed layout (WeasyPrint does not measure every cell first). The measurements
+are the stored numbers only: the digitised strip is not kept, so the PDF has no plot of it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,13 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, explanation_note
+from ecg_app.analysis import (
+    EXPLANATION_CAPTION,
+    EXPLANATION_TITLE,
+    explanation_note,
+    measurement_rows,
+    measurements_note,
+)
 from ecg_app.config import DEFAULT_MODEL_DIR, TEMPLATES_DIR
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import CLASSES, COLORS, display_name
@@ -141,6 +148,8 @@ def report_context(
             }
             for label in CLASSES
         ],
+        "measurements": measurement_rows(analysis.measurements, patient.sex),
+        "measurements_note": measurements_note(analysis.measurements),
         "risk_level": analysis.risk_level,
         "risk_color": RISK_COLORS.get(analysis.risk_level, RISK_COLORS["NONE"]),
         "needs_review": analysis.needs_review,

@@ -16,6 +16,7 @@ import ecg_app
 from ecg_app.analysis import (
     EXPLANATION_CAPTION,
     EXPLANATION_TITLE,
+    NOT_AN_ECG_REASON,
     analyze_and_store,
     explainer_for,
     explanation_overlay,
@@ -26,16 +27,20 @@ from ecg_app.config import Settings
 from ecg_app.deidentify import METHODS
 from ecg_app.intake import IntakeError, IntakeLimits, load_image
 from ecg_app.labels import NON_ECG
+from ecg_app.measurements import not_measured
+from ecg_app.preprocess import page_as_read
 from ecg_app.report import render_report_pdf
+from ecg_app.rhythm import measure
 from ecg_app.store import PatientInfo, open_store
 from ecg_app.store.images import fit, make_thumbnail
 from tests.conftest import database_url_for, decoded, encode, synthetic_printout
+from tests.test_measurements import MEASUREMENT_KEYS
 from tests.test_store import make_prediction, stored_files
 
 EXAMPLES_DIR = Path(ecg_app.__file__).parent / "examples"
 PREDICT_FIELDS = {
     "file", "label", "display_name", "confidence", "probabilities", "risk_level", "status", "ecg_distance",
-    "ecg_probability", "model_version", "quality_warnings",
+    "ecg_probability", "model_version", "quality_warnings", "measurements",
 }  # fmt: skip
 
 
@@ -87,6 +92,43 @@ def test_analyze_and_store_runs_the_whole_chain(env, ecg_file):
     assert not [p for p in env.data_dir.rglob("*") if p.is_file() and p.read_bytes() == upload]
     assert stored.quality_warnings == ()  # checked: a clean full page
     assert stored.explanation_path is None  # a stand-in classifier has no network to explain
+
+
+def test_analyze_and_store_measures_the_page_and_returns_the_strip_it_does_not_store(env):
+    """The measurements are read off the page the networks read and stored as their JSON; the analysis
+    returned also carries the digitised strip they were read from (the Analyze tab plots it)."""
+    data = (EXAMPLES_DIR / "Normal(29).jpg").read_bytes()
+    expected = measure(page_as_read(load_image(data)))
+    with open_store(env) as store:
+        stored = analyze_and_store(data, "n.jpg", None, store, FixedClassifier(make_prediction("Normal")))
+        kept = store.get(stored.id)
+    assert kept == stored and stored.measurements.to_dict() == expected.to_dict()
+    assert set(kept.to_dict()["measurements"]) == MEASUREMENT_KEYS and kept.measurements.strip is None
+    assert (stored.measurements.strip is None) == (expected.strip is None)
+    if expected.strip is not None:
+        assert np.array_equal(stored.measurements.strip.millivolts, expected.strip.millivolts)
+        assert np.array_equal(stored.measurements.strip.beats, expected.strip.beats)
+
+
+def test_a_non_ecg_is_not_measured_and_a_failure_to_measure_loses_no_analysis(
+    env, ecg_file, monkeypatch, caplog
+):
+    def broken(page: np.ndarray):
+        raise RuntimeError("no calibration pulse")
+
+    monkeypatch.setattr("ecg_app.analysis.measure", broken)
+    with open_store(env) as store:
+        non_ecg = analyze_and_store(
+            ecg_file.read_bytes(), "x.png", None, store, FixedClassifier(make_prediction(NON_ECG))
+        )
+        failed = analyze_and_store(
+            ecg_file.read_bytes(), "y.png", None, store, FixedClassifier(make_prediction("MI"))
+        )
+        assert [store.get(a.id).measurements for a in (non_ecg, failed)] == [
+            not_measured(NOT_AN_ECG_REASON),  # not even tried
+            not_measured("measuring failed: no calibration pulse"),
+        ]
+    assert failed.label == "MI" and "Measuring failed" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -269,7 +311,7 @@ def test_an_ecg_whose_infarction_cannot_be_ruled_out_is_flagged_end_to_end(
         )
     assert "infarction not ruled out" in " ".join(text.split())
     assert main(["predict", str(path)]) == 0
-    assert capsys.readouterr().out.rstrip().endswith("[needs review: infarction not ruled out]")
+    assert capsys.readouterr().out.splitlines()[0].endswith("[needs review: infarction not ruled out]")
 
 
 @pytest.fixture
@@ -357,6 +399,7 @@ def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, shipped_mode
     assert main(["predict", str(blurred_ecg_file), str(sharp_ecg_file), "--json"]) == 0
     blurred, clean = (json.loads(line) for line in capsys.readouterr().out.splitlines())
     assert set(blurred) == set(clean) == PREDICT_FIELDS
+    assert set(blurred["measurements"]) == set(clean["measurements"]) == MEASUREMENT_KEYS
     assert "blurry" in {w["code"] for w in blurred["quality_warnings"]}
     assert all(set(w) == {"code", "message"} for w in blurred["quality_warnings"])
     assert clean["quality_warnings"] == []
@@ -373,9 +416,14 @@ def test_json_outputs_carry_quality_warnings(env, blurred_ecg_file, shipped_mode
     if detector:  # consulted only when the softmax says Non-ECG: not for the sharp printout
         assert clean["ecg_probability"] is None
 
+    assert main(["predict", str(sharp_ecg_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[1].startswith(("  Heart rate ", "  Measurements: not measured"))
+
     assert main(["analyze", str(blurred_ecg_file)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("  stored as ")
+    assert lines[2].startswith(("  Heart rate ", "  Measurements: not measured"))
     assert any(line.startswith("  warning: The image looks blurred") for line in lines[2:])
 
     assert main(["history", "list", "--json"]) == 0

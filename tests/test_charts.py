@@ -10,6 +10,7 @@ import pytest
 
 from ecg_app import charts
 from ecg_app.labels import CLASSES, COLORS, DISPLAY_NAMES
+from ecg_app.measurements import RhythmStrip
 from ecg_app.ui import performance_tab
 from tests.conftest import MODEL_DIR
 
@@ -88,6 +89,20 @@ def test_training_curves_include_validation_macro_f1():
     assert [trace.name for trace in fig.data] == ["Training", "Validation", "Validation macro-F1"]
 
 
+def test_rhythm_strip_marks_each_detected_beat_on_the_trace():
+    seconds = np.linspace(0, 10, 5001)
+    strip = RhythmStrip(seconds, np.sin(2 * np.pi * seconds), np.array([0.25, 1.25, 2.25]))
+    fig = charts.rhythm_strip_figure(strip)
+    trace, beats = fig.data
+    assert np.array_equal(trace.x, seconds) and np.array_equal(trace.y, strip.millivolts)
+    assert list(beats.x) == [0.25, 1.25, 2.25] and list(beats.y) == pytest.approx([1, 1, 1], abs=1e-4)
+    assert beats.mode == "markers"
+    assert fig.layout.xaxis.title.text == "time (s)" and fig.layout.yaxis.title.text == "mV"
+    assert (fig.layout.xaxis.dtick, fig.layout.yaxis.dtick) == (0.2, 0.5)  # ECG paper's large squares
+    no_beats = charts.rhythm_strip_figure(RhythmStrip(seconds, strip.millivolts, np.array([])))
+    assert len(no_beats.data) == 1
+
+
 def test_performance_tab_tolerates_missing_metrics(tmp_path):
     outputs = performance_tab.performance_outputs(tmp_path)
     assert "metrics.json is missing" in outputs[0]
@@ -103,10 +118,37 @@ def test_performance_tab_tolerates_partial_metrics(tmp_path):
     assert "0.900" in summary and "0.800" in summary and "v1" in summary
     assert cm_counts["visible"] and cm_norm["visible"]
     assert cm_counts["value"].data[0].type == "heatmap"
-    dataset = others.pop(-2)  # the dataset table's value; its box is hidden
+    dataset = others.pop(-3)  # the dataset table's value; its box is hidden
     assert dataset is None
-    # Per-class table, cross-validation text and matrix, ROC, reliability, curves, dataset box, extra.
-    assert len(others) == 8 and all(hidden["visible"] is False for hidden in others)
+    # Per-class table, cross-validation text and matrix, ROC, reliability, curves, dataset box, extra,
+    # measurement validation (no model/measurements.json here).
+    assert len(others) == 9 and all(hidden["visible"] is False for hidden in others)
+
+
+def test_performance_tab_shows_the_measurements_validation(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"model_version": "v1", "test": {"n": 10}}')
+    (tmp_path / "measurements.json").write_text(
+        json.dumps(
+            {
+                "heart_rate_vs_printed": {
+                    "as uploaded": {
+                        "n": 393,
+                        "measured": 390,
+                        "mae_bpm": 1.53,
+                        "within_5_bpm": 0.952,
+                        "within_5_ci95": [0.929, 0.969],
+                    }
+                },
+                "intervals_vs_rendered": {
+                    "clean": {k: {"n": 60, "measured": 50, "mae": 12.5} for k in ("pr_ms", "qrs_ms", "qt_ms")}
+                },
+            }
+        )
+    )
+    shown = performance_tab.performance_outputs(tmp_path)[-1]
+    assert shown["visible"]
+    assert "| as uploaded | 390/393 | 1.530" in shown["value"] and "0.952 (0.929–0.969)" in shown["value"]
+    assert "| clean | 50/60, 12.500 | 50/60, 12.500 | 50/60, 12.500 |" in shown["value"]
 
 
 def test_performance_tab_shows_the_recipes_out_of_fold_figures_beside_the_test_splits(tmp_path):

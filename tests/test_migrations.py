@@ -29,7 +29,7 @@ from ecg_app.store.migrate import (
 from ecg_app.store.models import Base
 from tests.conftest import database_url_for
 
-HEAD = "0005"
+HEAD = "0006"
 IMAGE_COLUMNS = ("sha256", "image_ref", "thumbnail_ref", "media_type", "size_bytes", "width", "height")
 ANALYSIS_COLUMNS = (
     "image_sha256", "original_filename", "label", "confidence", "prob_mi", "prob_hmi", "prob_ahb",
@@ -66,9 +66,8 @@ def test_upgrade_downgrade_upgrade(database_url):
     assert tables(database_url) == {"alembic_version", "images", "analyses"}
 
 
-def test_rows_of_0001_survive_the_upgrade_to_0002_and_back(database_url, tmp_path):
-    """0002 only adds nullable columns: older analyses read back with no warnings and no overlay."""
-    upgrade(database_url, "0001")
+def insert_old_analysis(engine) -> uuid.UUID:
+    """One image and one analysis with only the columns of revision 0001 (valid at every revision)."""
     analysis_id, stamp = uuid.uuid4(), datetime(2025, 1, 1, tzinfo=UTC)
     images = table("images", *(column(name) for name in IMAGE_COLUMNS), column("created_at", DateTime(True)))
     analyses = table(
@@ -77,22 +76,29 @@ def test_rows_of_0001_survive_the_upgrade_to_0002_and_back(database_url, tmp_pat
         column("created_at", DateTime(True)),
         *(column(name) for name in ANALYSIS_COLUMNS),
     )
+    with engine.begin() as connection:
+        connection.execute(
+            insert(images).values(
+                sha256="ab01", image_ref="ab/ab01.png", thumbnail_ref="ab/ab01.thumb.jpg",
+                media_type="image/png", size_bytes=10, width=900, height=640, created_at=stamp,
+            )
+        )  # fmt: skip
+        connection.execute(
+            insert(analyses).values(
+                id=analysis_id, created_at=stamp, image_sha256="ab01", original_filename="old.png",
+                label="MI", confidence=0.8, prob_mi=0.8, prob_hmi=0.05, prob_ahb=0.05, prob_normal=0.05,
+                prob_nonecg=0.05, risk_level="HIGH", model_version="v0", status="ok",
+            )
+        )  # fmt: skip
+    return analysis_id
+
+
+def test_rows_of_0001_survive_the_upgrade_to_0002_and_back(database_url, tmp_path):
+    """0002 only adds nullable columns: older analyses read back with no warnings and no overlay."""
+    upgrade(database_url, "0001")
     engine = create_engine_for(database_url)
     try:
-        with engine.begin() as connection:
-            connection.execute(
-                insert(images).values(
-                    sha256="ab01", image_ref="ab/ab01.png", thumbnail_ref="ab/ab01.thumb.jpg",
-                    media_type="image/png", size_bytes=10, width=900, height=640, created_at=stamp,
-                )
-            )  # fmt: skip
-            connection.execute(
-                insert(analyses).values(
-                    id=analysis_id, created_at=stamp, image_sha256="ab01", original_filename="old.png",
-                    label="MI", confidence=0.8, prob_mi=0.8, prob_hmi=0.05, prob_ahb=0.05, prob_normal=0.05,
-                    prob_nonecg=0.05, risk_level="HIGH", model_version="v0", status="ok",
-                )
-            )  # fmt: skip
+        analysis_id = insert_old_analysis(engine)
         upgrade_to_head(engine)
         store = AnalysisStore(engine, ImageStore(tmp_path / "images"))
         old = store.get(analysis_id)
@@ -104,6 +110,27 @@ def test_rows_of_0001_survive_the_upgrade_to_0002_and_back(database_url, tmp_pat
         assert current_revision(engine) == "0001"
         columns = {c["name"] for c in inspect(engine).get_columns("analyses")}
         assert "quality_warnings" not in columns and "explanation_ref" not in columns
+        with engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM analyses")) == 1
+    finally:
+        engine.dispose()
+
+
+def test_rows_of_0005_are_kept_unmeasured_by_0006_and_back(database_url, tmp_path):
+    """0006 adds one nullable column: an analysis stored before it reads back as never measured (None),
+    and a downgrade drops the column and keeps the rows."""
+    upgrade(database_url, "0005")
+    engine = create_engine_for(database_url)
+    try:
+        analysis_id = insert_old_analysis(engine)
+        upgrade(engine, "0006")
+        old = AnalysisStore(engine, ImageStore(tmp_path / "images")).get(analysis_id)
+        assert old is not None and old.label == "MI" and old.original_filename == "old.png"
+        assert old.measurements is None and old.to_dict()["measurements"] is None
+
+        downgrade(engine, "0005")
+        assert current_revision(engine) == "0005"
+        assert "measurements" not in {c["name"] for c in inspect(engine).get_columns("analyses")}
         with engine.connect() as connection:
             assert connection.scalar(text("SELECT count(*) FROM analyses")) == 1
     finally:
@@ -156,7 +183,7 @@ def test_db_cli(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().out.strip() == f"{HEAD} (head)"
     assert (tmp_path / "data" / "ecg_app.sqlite3").is_file()  # the default: a file in the data dir
     assert main(["db", "downgrade"]) == 0
-    assert capsys.readouterr().out.strip() == "0004"
+    assert capsys.readouterr().out.strip() == "0005"
     assert main(["db", "downgrade", "base"]) == 0
     assert capsys.readouterr().out.strip() == "base (empty)"
 

@@ -23,10 +23,13 @@ from ecg_app.analysis import (
     EXPLANATION_TITLE,
     NO_EXPLANATION_MISSING,
     NO_EXPLANATION_NON_ECG,
+    NOT_AN_ECG_REASON,
+    NOT_MEASURED_BEFORE,
 )
 from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.measurements import PARTIAL, Measurements, not_measured
 from ecg_app.quality import assess
 from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
 from ecg_app.store import PatientInfo
@@ -43,6 +46,10 @@ METRICS = {
         "ece": 0.042,
     },
 }
+PARTLY_MEASURED = Measurements(
+    heart_rate_bpm=112.3, rr_irregularity=0.046, qrs_ms=124.0, qt_ms=330.0, qtc_bazett_ms=460.2,
+    qtc_fridericia_ms=412.0, qrs_axis_deg=45.0, quality=PARTIAL, not_measured_reason="no P waves found",
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +274,7 @@ def test_gradcam_and_image_quality_are_printed_for_a_blurred_upload(store, page)
         PatientInfo("Jane Example", 54, "female", "Chest pain for 2 hours."),
         quality_warnings=warnings,
         explanation=heat_overlay(blurred),
+        measurements=PARTLY_MEASURED,
     )
     pdf = render_report_pdf(analysis)
     texts = page_texts(pdf)
@@ -277,7 +285,7 @@ def test_gradcam_and_image_quality_are_printed_for_a_blurred_upload(store, page)
         assert norm(warning.message) in text
     assert page_image_count(pdf) == 2  # the upload and its Grad-CAM overlay, both on page 1
     assert EXPLANATION_TITLE in texts[0] and "Image quality" in texts[0]
-    assert len(texts) <= 2  # a typical result still fits on two pages
+    assert len(texts) <= 2  # a typical result, measurements included, still fits on two pages
     html = render_report_html(analysis)
     assert html.count("data:image/jpeg;base64,") == 2
 
@@ -314,3 +322,39 @@ def test_explanation_file_gone_is_reported_as_missing(store, page):
     analysis.explanation_path.unlink()
     text = " ".join(page_texts(render_report_pdf(analysis)))
     assert EXPLANATION_TITLE not in text and norm(NO_EXPLANATION_MISSING) in text
+
+
+@pytest.mark.parametrize("sex", ["female", "male"])
+def test_measurements_are_printed_with_their_normal_ranges_and_findings(store, page, sex):
+    """Each value with its unit and normal range, a value out of range with its finding (QTc against
+    the limit for the patient's sex), a value not measured as a dash, and why it was not."""
+    rgb, data = page
+    analysis = store.add(
+        make_prediction("AHB"), data, rgb, "ecg.png", PatientInfo(sex=sex), measurements=PARTLY_MEASURED
+    )
+    text = " ".join(page_texts(render_report_pdf(analysis)))
+    for item in (
+        "Measurements Measurement Value Normal range Finding",
+        "Heart rate 112 bpm 50-100 fast: tachycardia (> 100 bpm)",
+        "RR irregularity (CV) 0.05 < 0.15",
+        "PR interval — 120-200",
+        "QRS duration 124 ms < 120 wide QRS (>= 120 ms)",
+        "QTc (Bazett) 460 ms <= 450 men, <= 470 women",
+        "QRS axis 45 deg -30 to 90",
+        "Partly measured: no P waves found",
+    ):
+        assert item in text, item
+    assert ("long QTc (> 450 ms)" in text) == (sex == "male")  # 460 ms: within a woman's limit
+    flagged = 3 if sex == "male" else 2
+    assert render_report_html(analysis).count('class="out-of-range"') == flagged
+
+
+def test_why_nothing_was_measured_is_printed(store, page):
+    rgb, data = page
+    non_ecg = store.add(
+        make_prediction("NonECG", 0.97), data, rgb, "coffee.png", measurements=not_measured(NOT_AN_ECG_REASON)
+    )
+    older = add(store, page)  # as stored before measurements (schema revision 0006)
+    for analysis, note in ((non_ecg, f"Not measured: {NOT_AN_ECG_REASON}"), (older, NOT_MEASURED_BEFORE)):
+        text = " ".join(page_texts(render_report_pdf(analysis)))
+        assert f"Measurements {note}" in text and "Normal range" not in text

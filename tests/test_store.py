@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from ecg_app.classifier import Prediction
 from ecg_app.explain import overlay
 from ecg_app.labels import CLASSES
+from ecg_app.measurements import PARTIAL, Measurements, RhythmStrip
 from ecg_app.quality import assess
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store
 from ecg_app.store.images import TEMP_PREFIX, TRASH_PREFIX, ImageStore, fit
@@ -365,6 +366,36 @@ def test_quality_warnings_and_explanation_round_trip(store, page_rgb):
     store.export_csv(out)
     codes = {row["file"]: row["quality_warnings"] for row in csv.DictReader(io.StringIO(out.getvalue()))}
     assert codes == {"blurred.png": "; ".join(w.code for w in warnings), "plain.png": "", "old-style.png": ""}
+
+
+def test_measurements_round_trip_as_their_json_without_the_strip(store, page_rgb, page_png):
+    """Kept as `Measurements.to_dict` (rounded), read back equal to that; the strip is never stored. An
+    analysis stored without measurements (as before revision 0006) reads back None, empty in the CSV."""
+    strip = RhythmStrip(np.linspace(0, 10, 5000), np.zeros(5000), np.array([0.8, 1.6]))
+    measured = Measurements(
+        heart_rate_bpm=112.345, rr_irregularity=0.04567, qrs_ms=124.0, qt_ms=330.0, qtc_bazett_ms=451.26,
+        qtc_fridericia_ms=408.0, qrs_axis_deg=-45.0, quality=PARTIAL, not_measured_reason="no P waves found",
+        strip=strip,
+    )  # fmt: skip
+    added = store.add(make_prediction("AHB"), page_png, page_rgb, "measured.png", measurements=measured)
+    got = store.get(added.id)
+    assert got == added and got.measurements == Measurements.from_dict(measured.to_dict())
+    assert got.measurements.strip is None and got.measurements.heart_rate_bpm == 112.3
+    assert got.to_dict()["measurements"] == measured.to_dict()
+    older = store.add(make_prediction("Normal"), page_png, page_rgb, "older.png")
+    assert older.measurements is None and store.get(older.id).to_dict()["measurements"] is None
+
+    out = io.StringIO(newline="")
+    store.export_csv(out)
+    rows = {row["file"]: row for row in csv.DictReader(io.StringIO(out.getvalue()))}
+    numbers = ("heart_rate_bpm", "rr_irregularity", "pr_ms", "qrs_ms", "qt_ms", "qtc_bazett_ms")
+    columns = (*numbers, "qtc_fridericia_ms", "qrs_axis_deg", "measurement_quality", "not_measured_reason")
+    assert CSV_COLUMNS[-len(columns) :] == columns
+    assert [rows["measured.png"][c] for c in numbers] == ["112.3", "0.046", "", "124.0", "330.0", "451.3"]
+    assert rows["measured.png"]["qrs_axis_deg"] == "-45.0"  # a number, not a formula: left as it is
+    assert rows["measured.png"]["measurement_quality"] == "partial"
+    assert rows["measured.png"]["not_measured_reason"] == "no P waves found"
+    assert all(rows["older.png"][c] == "" for c in columns)
 
 
 def test_each_analysis_has_its_own_overlay_deleted_with_it(store, page_rgb, page_png):

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 
+from ecg_app.analysis import NOT_AN_ECG_REASON, NOT_MEASURED_BEFORE
 from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.config import Settings
-from ecg_app.store import Page
+from ecg_app.measurements import PARTIAL, Measurements, RhythmStrip, not_measured
+from ecg_app.store import Page, PatientInfo
 from ecg_app.ui import about_tab, analyze_tab, history_tab, performance_tab, widgets
 
 
@@ -116,6 +120,9 @@ def test_app_builds_with_a_stub_classifier(tmp_path):
     app = build_app(settings, classifier=object(), warm=False)
     api = {dep.api_name for dep in app.blocks.fns.values() if dep.api_visibility == "public"}
     assert {"analyze", "report", "history"} <= api
+    # The Analyze tab keeps the rhythm strip in a state beside the answer; the API answers the JSON alone.
+    returns = app.blocks.get_api_info()["named_endpoints"]["/analyze"]["returns"]
+    assert [r["component"] for r in returns] == ["Json"]
 
 
 def test_app_is_built_with_the_networks_warm_and_finishes_the_warm_up_in_the_background(
@@ -175,6 +182,43 @@ def test_explanation_views_show_the_overlay_or_say_why_not(tmp_path):
     assert picture["visible"] is False and NO_EXPLANATION_NON_ECG in caption
     picture, caption = analyze_tab.explanation_views(older)
     assert picture["visible"] is False and NO_EXPLANATION_MISSING in caption
+
+
+def test_measurements_table_flags_out_of_range_values_for_the_patients_sex():
+    m = Measurements(
+        heart_rate_bpm=120.0,
+        qrs_ms=96.0,
+        qtc_bazett_ms=460.0,
+        quality=PARTIAL,
+        not_measured_reason="no P waves",
+    )
+    female = widgets.measurements_html(m, "female")
+    assert "Heart rate</th><td>120 bpm</td><td>50-100</td>" in female and "tachycardia" in female
+    assert "QRS duration</th><td>96 ms</td><td>&lt; 120</td><td></td>" in female
+    assert "PR interval</th><td>—</td>" in female  # not measured
+    assert female.count('class="out-of-range"') == 1  # 460 ms is within a woman's QTc limit
+    assert widgets.measurements_html(m, "male").count('class="out-of-range"') == 2
+    assert "Partly measured: no P waves" in female
+
+
+def test_measurements_panel_says_why_nothing_was_measured():
+    non_ecg = widgets.measurements_html(not_measured(NOT_AN_ECG_REASON), "female")
+    assert f"Not measured: {NOT_AN_ECG_REASON}" in non_ecg and "<table" not in non_ecg
+    assert NOT_MEASURED_BEFORE in widgets.measurements_html(None, None)  # stored before measurements
+    assert "&lt;b&gt;" in widgets.measurements_html(not_measured("<b>odd</b>"), None)
+
+
+def test_analyze_tab_shows_the_stored_measurements_and_plots_the_strip_when_there_is_one():
+    m = Measurements(heart_rate_bpm=72.0, qtc_bazett_ms=460.0, quality=PARTIAL)
+    analysis = replace(
+        _stored("Normal", 0.9, 0, "P-1"), patient=PatientInfo("P-1", sex="male"), measurements=m
+    )
+    assert analyze_tab.measurements_view(analysis) == widgets.measurements_html(m, "male")
+    assert analyze_tab.measurements_view(None) == ""
+    seconds = np.linspace(0, 10, 5000)
+    plot = analyze_tab.strip_view(RhythmStrip(seconds, np.zeros(5000), np.array([1.0, 2.0])))
+    assert plot["visible"] is True and list(plot["value"].data[1].x) == [1.0, 2.0]
+    assert analyze_tab.strip_view(None)["visible"] is False
 
 
 def test_performance_summary_shows_the_ecg_gate_when_fitted():

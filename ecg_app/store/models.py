@@ -123,5 +123,8 @@ class Analysis(Base):
     ecg_distance: Mapped[float | None] = mapped_column(Float)
     # The ECG detector's P(ECG) for the whole picture (revision 0004; None without a detector).
     ecg_probability: Mapped[float | None] = mapped_column(Float)
+    # Heart rate, intervals and axis read off the trace (revision 0006): JSON of `Measurements.to_dict`;
+    # NULL for rows stored before it (never measured).
+    measurements: Mapped[str | None] = mapped_column(Text)
 
     image: Mapped[StoredImage] = relationship(back_populates="analyses")

@@ -28,6 +28,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from ecg_app.classifier import PREDICTION_WARNING_CODES, STATUS_NEEDS_REVIEW, Prediction
 from ecg_app.labels import CLASSES, NON_ECG, display_name
+from ecg_app.measurements import FIELDS, Measurements
 from ecg_app.quality import QualityWarning
 from ecg_app.store.db import session_factory
 from ecg_app.store.images import (
@@ -161,6 +162,9 @@ class StoredAnalysis:
     deidentification: str | None = None
     # The upload's own bytes, kept only where the deployment opts in (ECG_APP_KEEP_ORIGINALS).
     original_path: Path | None = None
+    # Rate, intervals and axis read off the trace; None: stored before measurements (revision 0006). As
+    # read back, without the digitised strip: only `analysis.analyze_and_store`'s own result carries it.
+    measurements: Measurements | None = None
 
     @property
     def display_name(self) -> str:
@@ -204,6 +208,7 @@ class StoredAnalysis:
             "notes": self.patient.notes,
             "quality_warnings": warnings_to_json(self.quality_warnings),
             "deidentification": self.deidentification,
+            "measurements": self.measurements.to_dict() if self.measurements else None,
         }
 
 
@@ -223,6 +228,14 @@ def _warnings_from_column(value: str | None) -> tuple[QualityWarning, ...] | Non
     if value is None:
         return None
     return tuple(QualityWarning(str(item["code"]), str(item["message"])) for item in json.loads(value))
+
+
+def _measurements_column(measurements: Measurements | None) -> str | None:
+    return None if measurements is None else json.dumps(measurements.to_dict(), ensure_ascii=False)
+
+
+def _measurements_from_column(value: str | None) -> Measurements | None:
+    return None if value is None else Measurements.from_dict(json.loads(value))
 
 
 @dataclass(frozen=True)
@@ -292,6 +305,12 @@ def csv_safe(value: object) -> object:
     return value
 
 
+# Measurements' JSON fields -> CSV columns; "quality" renamed, not to be read as the picture's quality.
+_MEASUREMENT_COLUMNS = {
+    **{name: name for name, *_ in FIELDS},
+    "quality": "measurement_quality",
+    "not_measured_reason": "not_measured_reason",
+}
 CSV_COLUMNS = (
     "id",
     "created_at",
@@ -311,6 +330,7 @@ CSV_COLUMNS = (
     "patient_sex",
     "notes",
     "quality_warnings",
+    *_MEASUREMENT_COLUMNS.values(),
 )
 
 
@@ -320,6 +340,8 @@ def _csv_row(analysis: StoredAnalysis) -> list[object]:
         record[f"prob_{label}"] = probability
     # Codes only ("blurry; low_resolution"), empty when there were none or they were never checked.
     record["quality_warnings"] = "; ".join(w.code for w in analysis.quality_warnings or ())
+    measured = record.pop("measurements") or {}  # empty cells for an analysis stored before them
+    record.update({column: measured.get(key) for key, column in _MEASUREMENT_COLUMNS.items()})
     return [csv_safe(record[column]) for column in CSV_COLUMNS]
 
 
@@ -356,6 +378,7 @@ class AnalysisStore:
         quality_warnings: Sequence[QualityWarning] | None = None,
         explanation: np.ndarray | None = None,
         deidentification: str = "none",
+        measurements: Measurements | None = None,
     ) -> StoredAnalysis:
         """Store an analysis: the files are written (atomically) inside the transaction, before its
         commit; if anything fails, the row is rolled back and files written by this call are removed.
@@ -363,7 +386,8 @@ class AnalysisStore:
         `rgb` is the picture to keep (`deidentify.deidentify` of the upload's page, and `deidentification`
         its method); `image_bytes`, the upload, is hashed and kept only with `keep_originals`.
         `quality_warnings` (from `quality.assess`) are kept with the row; `explanation` is the Grad-CAM
-        overlay (RGB), saved as a JPEG of at most the thumbnail's size beside the thumbnail."""
+        overlay (RGB), saved as a JPEG of at most the thumbnail's size beside the thumbnail; `measurements`
+        are kept as their JSON (`Measurements.to_dict`, rounded), without the strip."""
         patient = patient or PatientInfo()
         info = describe(image_bytes, rgb, keep_original=self.keep_originals)
         # Made only when a file is missing (a re-upload usually finds them), once even across retries.
@@ -374,6 +398,7 @@ class AnalysisStore:
         # Encoded before the transaction: the write lock is held only for the file writes themselves.
         explanation_jpeg = None if explanation is None else make_thumbnail(explanation)
         warnings_json = _warnings_column(quality_warnings)
+        measurements_json = _measurements_column(measurements)
         created = utc(created_at or datetime.now(UTC))
         for attempt in range(1, _WRITE_ATTEMPTS + 1):
             written: list[Path] = []
@@ -387,6 +412,7 @@ class AnalysisStore:
                         session.add(image)
                     row = _analysis_row(prediction, image, filename, patient, created)
                     row.quality_warnings = warnings_json
+                    row.measurements = measurements_json
                     if explanation_jpeg is not None:
                         row.explanation_ref = explanation_ref(info.sha256, row.id)
                     session.add(row)
@@ -646,6 +672,7 @@ class AnalysisStore:
             ecg_probability=row.ecg_probability,
             deidentification=image.deidentification,
             original_path=self.images.path(image.original_ref) if image.original_ref else None,
+            measurements=_measurements_from_column(row.measurements),
         )
 
 

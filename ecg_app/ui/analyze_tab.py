@@ -15,6 +15,7 @@ import gradio as gr
 from ecg_app import charts
 from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, analyze_and_store, explanation_note
 from ecg_app.intake import IntakeError, read_bytes
+from ecg_app.measurements import RhythmStrip
 from ecg_app.report import render_report_pdf
 from ecg_app.store import PatientInfo, StoredAnalysis, warnings_to_json
 from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
@@ -23,6 +24,7 @@ from ecg_app.ui.widgets import (
     emergency_banner,
     explanation_caption,
     guidance_html,
+    measurements_html,
     placeholder,
     quality_notice,
     result_card,
@@ -72,6 +74,7 @@ def stored_result(stored: StoredAnalysis) -> dict:
         **stored.prediction.to_dict(),
         "id": str(stored.id),
         "quality_warnings": warnings_to_json(stored.quality_warnings),
+        "measurements": stored.to_dict()["measurements"],
     }
 
 
@@ -134,6 +137,19 @@ def explanation_views(analysis: StoredAnalysis | None) -> tuple[Any, str]:
     return gr.update(value=str(path), visible=True), explanation_caption(EXPLANATION_CAPTION)
 
 
+def measurements_view(analysis: StoredAnalysis | None) -> str:
+    """The measurements table of a stored analysis, QTc judged for its patient's sex ("" when gone)."""
+    return "" if analysis is None else measurements_html(analysis.measurements, analysis.patient.sex)
+
+
+def strip_view(strip: RhythmStrip | None) -> Any:
+    """The rhythm strip the measurements were read from, with its beats; hidden when there is none (a
+    Non-ECG, a failed reading; never kept in the history)."""
+    if strip is None:
+        return gr.update(value=None, visible=False)
+    return gr.update(value=charts.rhythm_strip_figure(strip), visible=True)
+
+
 def build_analyze_tab(ctx: AppContext) -> gr.Tab:
     with gr.Tab("Analyze", id="analyze", elem_id="tab-analyze") as tab:
         with gr.Row(equal_height=False):
@@ -167,6 +183,8 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
                 quality = gr.HTML(visible=False, elem_id="quality-warnings")
                 with gr.Column(visible=False, elem_id="result-details") as details:
                     chart = gr.Plot(show_label=False, elem_id="probability-chart")
+                    measurements = gr.HTML(elem_id="measurements-panel")
+                    strip_plot = gr.Plot(show_label=False, visible=False, elem_id="rhythm-strip-plot")
                     explanation = gr.Image(
                         label=EXPLANATION_TITLE,
                         interactive=False,
@@ -182,6 +200,7 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
                     with gr.Accordion("Technical details (API result)", open=False):
                         result_json = gr.JSON(label="Result", elem_id="result-json")
                 gr.HTML(disclaimer_html())
+        rhythm_strip = gr.State(None)  # the analysis's digitised strip: returned by it, never stored
 
         def analyze(
             image: str | None,
@@ -189,11 +208,12 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
             age: str | None = None,
             sex: str | None = None,
             notes: str | None = None,
-        ) -> dict:
+        ) -> tuple[dict, RhythmStrip | None]:
             """Classify an ECG picture and store it; returns the fields of `ecg-app analyze --json`."""
             try:
                 patient = patient_from_fields(patient_name, age, sex, notes)
-                return stored_result(run_analysis(ctx, image, patient))
+                stored = run_analysis(ctx, image, patient)
+                return stored_result(stored), stored.measurements.strip
             except IntakeError as exc:
                 raise gr.Error(escape(exc.message), title="Cannot analyse this file") from exc
             except ValueError as exc:
@@ -203,13 +223,18 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
                     "No trained model is installed on this server.", title="Model missing"
                 ) from exc
 
-        shown_with_result = [quality, explanation, explanation_text]
+        shown_with_result = [quality, explanation, explanation_text, measurements, strip_plot]
 
-        def show(result: dict):
+        def show(result: dict, strip: RhythmStrip | None):
             pending = gr.update(value=None, interactive=False, label=PDF_LABEL)
-            picture, caption = explanation_views(ctx.store.get(result["id"]))
+            analysis = ctx.store.get(result["id"])
+            picture, caption = explanation_views(analysis)
             quality_html = quality_view(result.get("quality_warnings"))
-            return (*result_views(result), quality_html, picture, caption, gr.update(visible=True), pending)
+            return (
+                *result_views(result),
+                *(quality_html, picture, caption, measurements_view(analysis), strip_view(strip)),
+                *(gr.update(visible=True), pending),
+            )
 
         def make_pdf(result: dict):
             analysis = ctx.store.get(result["id"])
@@ -225,14 +250,14 @@ def build_analyze_tab(ctx: AppContext) -> gr.Tab:
             analyze_button.click(
                 analyze,
                 inputs=[image, patient_name, age, sex, notes],
-                outputs=[result_json],
+                outputs=[result_json, rhythm_strip],  # a state: not part of the API's answer
                 api_name="analyze",
                 concurrency_id="analysis",
                 concurrency_limit=ANALYSIS_CONCURRENCY,
             )
             .success(
                 show,
-                inputs=[result_json],
+                inputs=[result_json, rhythm_strip],
                 outputs=[card, emergency, chart, guidance, *shown_with_result, details, report],
                 api_visibility="private",
                 queue=False,

@@ -20,7 +20,14 @@ from ecg_app.comparison import Comparison, compare
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
-from ecg_app.ui.analyze_tab import explanation_views, quality_view, report_path, result_views, write_report
+from ecg_app.ui.analyze_tab import (
+    explanation_views,
+    measurements_view,
+    quality_view,
+    report_path,
+    result_views,
+    write_report,
+)
 from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import placeholder
 
@@ -29,7 +36,7 @@ ALL = "All"
 COLUMNS = ["Date (UTC)", "Patient", "Class", "Confidence", "Risk", "Status", "ID"]
 CLASS_CHOICES = [(ALL, ALL)] + [(DISPLAY_NAMES[c], c) for c in CLASSES]
 RISK_CHOICES = [ALL, *RISK_LEVELS]
-NO_SELECTION = "Select a row to see its image, Grad-CAM map, probabilities and guidance."
+NO_SELECTION = "Select a row to see its image, Grad-CAM map, probabilities, measurements and guidance."
 
 
 def _day(value: Any) -> datetime | None:
@@ -228,6 +235,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 emergency = gr.HTML(visible=False)
                 quality = gr.HTML(visible=False, elem_id="history-quality-warnings")
                 chart = gr.Plot(show_label=False)
+                measurements = gr.HTML(elem_id="history-measurements")
                 guidance = gr.HTML()
 
         filters = [label, risk, since, until, search, patient]
@@ -282,7 +290,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             analysis = ctx.store.get(analysis_id) if analysis_id else None
             if analysis is None:
                 hidden = gr.update(visible=False)
-                return (gr.update(visible=True), hidden, None, "", "", hidden, None, "", hidden, None, "")
+                return (gr.update(visible=True), hidden, None, "", "", hidden, None, "", hidden, None, "", "")
             warnings = warnings_to_json(analysis.quality_warnings)
             result = {
                 **analysis.prediction.to_dict(),
@@ -303,6 +311,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 quality_view(warnings),
                 picture,
                 caption,
+                measurements_view(analysis),
             )
 
         def report(analysis_id: str):
@@ -368,7 +377,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
         next_button.click(next_page, inputs=[*filters, offset], outputs=listing, **private)
         detail_outputs = [
             *(detail_placeholder, detail, image, info, card, emergency, chart, guidance),
-            *(quality, explanation, explanation_text),
+            *(quality, explanation, explanation_text, measurements),
         ]
         # select -> reset the panel -> details -> PDF (the public `report` endpoint) -> enable the button.
         (

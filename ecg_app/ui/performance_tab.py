@@ -268,6 +268,42 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+MEASUREMENTS_FILE = "measurements.json"
+
+
+def measurement_markdown(model_dir: Path) -> str:
+    """The measurements' validation (model/measurements.json, from benchmarks/validate_measurements.py)
+    as two tables, or "" when the file is missing."""
+    try:
+        figures = json.loads((Path(model_dir) / MEASUREMENTS_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    lines = [
+        "### Measurements, validated",
+        "Heart rate against the rate the ECG machine printed on each Mendeley printout (95% intervals):",
+        "",
+        "| copy | measured | mean abs. error (bpm) | within 5 bpm |",
+        "|---|---|---|---|",
+    ]
+    for name, f in (figures.get("heart_rate_vs_printed") or {}).items():
+        mae, within = f.get("mae_bpm"), f.get("within_5_bpm")
+        low, high = f.get("within_5_ci95") or [None, None]
+        lines.append(
+            f"| {name} | {f['measured']}/{f['n']} | {_fmt(mae)} | {_fmt(within)} ({_fmt(low)}–{_fmt(high)}) |"
+        )
+    lines += [
+        "",
+        "Intervals against the known timings of rendered printouts:",
+        "",
+        "| copy | PR: measured, mean abs. error (ms) | QRS | QT |",
+        "|---|---|---|---|",
+    ]
+    for name, f in (figures.get("intervals_vs_rendered") or {}).items():
+        cells = [f"{f[k]['measured']}/{f[k]['n']}, {_fmt(f[k]['mae'])}" for k in ("pr_ms", "qrs_ms", "qt_ms")]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
 def performance_outputs(model_dir: Path) -> tuple:
     """Everything the tab shows, in the order of its output components."""
     metrics = load_metrics(model_dir)
@@ -276,7 +312,7 @@ def performance_outputs(model_dir: Path) -> tuple:
         message = placeholder(
             "No evaluation results yet: model/metrics.json is missing. Run `ecg-app evaluate` after training."
         )
-        return (message, hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden, hidden, None, hidden)
+        return (message, *[hidden] * 9, None, hidden, hidden)
     test = metrics.get("test") or {}
     classes = metrics.get("classes") or list(CLASSES)
     matrix = test.get("confusion_matrix")
@@ -286,6 +322,7 @@ def performance_outputs(model_dir: Path) -> tuple:
     per_class = per_class_table(metrics)
     dataset = dataset_table(metrics)
     extra = extra_markdown(metrics)
+    measured = measurement_markdown(model_dir)
     cross_validation = cross_validation_html(metrics)
     cv_matrix = (metrics.get("cross_validation") or {}).get("confusion_matrix") if cross_validation else None
 
@@ -307,6 +344,7 @@ def performance_outputs(model_dir: Path) -> tuple:
         gr.update(visible=dataset is not None),
         dataset,
         gr.update(value=extra, visible=bool(extra)),
+        gr.update(value=measured, visible=bool(measured)),
     )
 
 
@@ -349,6 +387,7 @@ def build_performance_tab(ctx: AppContext) -> gr.Tab:
                 elem_classes="ecg-caption",
             )
         extra = gr.Markdown(visible=False, elem_id="calibration-robustness")
+        measured = gr.Markdown(visible=False, elem_id="measurement-validation")
     tab.select(
         lambda: performance_outputs(ctx.settings.model_dir),
         outputs=[
@@ -364,6 +403,7 @@ def build_performance_tab(ctx: AppContext) -> gr.Tab:
             dataset_box,
             dataset,
             extra,
+            measured,
         ],
         api_visibility="private",
         queue=False,

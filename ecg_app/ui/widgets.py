@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from html import escape
 
+from ecg_app.analysis import measurement_rows, measurements_note
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import COLORS, DISPLAY_NAMES, NON_ECG
+from ecg_app.measurements import Measurements
 from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 
 RISK_WORDS = {
@@ -152,6 +154,27 @@ def quality_notice(warnings: Iterable[Mapping] | None) -> str:
         "<b>Image quality and familiarity: the result may be less reliable.</b>"
         f"<ul>{items}</ul></div>"
     )
+
+
+def measurements_html(measurements: Measurements | None, sex: str | None) -> str:
+    """The measurements table: value, normal range and the out-of-range finding (its row marked
+    `out-of-range`), QTc judged for the patient's sex; or why nothing was measured."""
+    rows = []
+    for row in measurement_rows(measurements, sex):
+        marked = ' class="out-of-range"' if row.flag else ""
+        rows.append(
+            f"<tr{marked}><th>{escape(row.label)}</th><td>{escape(row.value)}</td>"
+            f"<td>{escape(row.normal_range)}</td><td>{escape(row.flag)}</td></tr>"
+        )
+    table = (
+        '<table class="ecg-measurements-table"><thead><tr><th>Measurement</th><th>Value</th>'
+        f"<th>Normal range</th><th>Finding</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else ""
+    )
+    note = measurements_note(measurements)
+    shown = f'<p class="ecg-muted" data-testid="measurements-note">{escape(note)}</p>' if note else ""
+    return f'<div class="ecg-measurements"><h4>Measurements</h4>{table}{shown}</div>'
 
 
 def explanation_caption(text: str, note: bool = False) -> str:

@@ -28,6 +28,7 @@ NON_ECG_IMAGE = EXAMPLES_DIR / "coffee.jpg"
 CLI_FIELDS = {
     "file", "id", "label", "display_name", "confidence", "probabilities",
     "risk_level", "status", "ecg_distance", "ecg_probability", "model_version", "quality_warnings",
+    "measurements",
 }  # fmt: skip
 
 
