@@ -16,7 +16,8 @@ import warnings
 
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter1d, minimum_filter1d
+from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
+from scipy.signal import find_peaks
 
 from ecg_app.deidentify import frame_hull
 from ecg_app.lead_signals import ROW_CENTRES
@@ -31,7 +32,7 @@ from ecg_app.measurements import (
     qtc_fridericia,
 )
 from ecg_app.preprocess import crop_box
-from ecg_app.trace_area import border_sides, register
+from ecg_app.trace_area import BORDER_BOX, border_sides
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ INK_THRESHOLD = 0.35
 STRIP_SPAN = (48 / 1054, 1025 / 1054)
 STRIP_SECONDS = 10.0
 STRIP_ROW = 3
+TEMPLATE_ASPECT = 786 / 1106  # the template page's height to width
 # neurokit2 QRS detectors voted on the strip; a beat counts where at least VOTES of them put one within
 # VOTE_TOLERANCE_S. Each alone missed or doubled beats on some printouts (docs/experiments.md).
 DETECTORS: tuple[str, ...] = (
@@ -56,6 +58,8 @@ DETECTORS: tuple[str, ...] = (
 VOTES = 3
 VOTE_TOLERANCE_S = 0.05
 MIN_BEATS = 3
+CONFIRM_GAIN = 4.0  # a QRS in a lead above: its slope this many times the row's median slope
+MIN_CONFIRMED = 0.5  # share of the strip's beats some row above must show
 RATE_LIMITS_BPM = (25.0, 250.0)
 # Plausible adult ranges: a value outside is a misread edge, not a finding.
 INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
@@ -216,7 +220,24 @@ def _t_end(beat: np.ndarray, peak: int) -> int | None:
         return None
     i = peak + steepest
     end = i - beat[i] * sign / slope[steepest]
-    return round(end) if peak < end < beat.size else None
+    if not peak < end < beat.size:
+        return None
+    # The tangent ends a slow T tail early: where the trace is back at the baseline, if soon after.
+    quiet = _edge(np.abs(beat[: min(beat.size, round(end) + round(0.06 * FS))]), i, 1, round(0.012 * FS))
+    return quiet if quiet is not None else round(end)
+
+
+def _p_onset(deflection: np.ndarray, peak: int, hold: int) -> int | None:
+    """Walking back from the P peak: where the trace is back at the baseline (`_edge`), or, at fast
+    rates where the P wave rides on the T wave before it, the trough between the two."""
+    i = peak
+    while i - hold >= 0:
+        if (deflection[i - hold + 1 : i + 1] < WAVE_THRESHOLD_MV).all():
+            return i
+        if deflection[i - hold] > deflection[i] + WAVE_THRESHOLD_MV / 2:  # rising again: the T wave
+            return i
+        i -= 1
+    return None
 
 
 def intervals(beat: np.ndarray, rr_s: float) -> dict[str, float | None]:
@@ -253,33 +274,77 @@ def intervals(beat: np.ndarray, rr_s: float) -> dict[str, float | None]:
     p_start = max(onset - round(0.25 * FS), 0)
     p_stop = onset - round(0.03 * FS)
     if p_start < p_stop:
-        peak = p_start + int(np.argmax(deflection[p_start:p_stop]))
-        start = _edge(deflection, peak, -1, hold)
-        if start is not None and deflection[peak] >= MIN_P_MV and p_start < peak < p_stop - 1:
+        # The P wave: the bump nearest the QRS standing out from the trace around it (not the tail of a
+        # T wave at the window's edge).
+        bumps, _ = find_peaks(deflection[p_start:p_stop], prominence=WAVE_THRESHOLD_MV, height=MIN_P_MV)
+        peak = p_start + int(bumps[-1]) if bumps.size else None
+        start = None if peak is None else _p_onset(deflection, peak, hold)
+        if start is not None:
             out["pr_ms"] = (onset - start) / FS * 1000
     return out
 
 
+def _corners(hull: np.ndarray) -> np.ndarray | None:
+    """The frame hull's four corners (top left, top right, bottom right, bottom left), or None when
+    the hull does not simplify to a quadrilateral."""
+    perimeter = cv2.arcLength(hull, True)
+    for share in (0.01, 0.02, 0.04):
+        quad = cv2.approxPolyDP(hull, share * perimeter, True)
+        if len(quad) == 4:
+            break
+    else:
+        return None
+    points = quad.reshape(4, 2).astype(np.float32)
+    by_sum, by_diff = points.sum(axis=1), np.diff(points, axis=1).ravel()
+    return np.float32(
+        [points[by_sum.argmin()], points[by_diff.argmin()], points[by_sum.argmax()], points[by_diff.argmax()]]
+    )
+
+
 def _square_to_frame(page: np.ndarray) -> np.ndarray | None:
-    """The page with the template's frame where `trace_area` expects it, turned square first when the
-    frame sits askew (a scan fed in at an angle: `page_as_read` straightens photographed sheets by their
-    edges, and the networks deskew their own input, but a fixed row band needs level rows); None when
-    no template frame is found."""
+    """The page with the template's frame where `trace_area` expects it; None when no template frame is
+    found. A frame off square (a scan fed in askew, a photo `page_as_read` could not straighten by the
+    sheet's edges, or one whose frame colour the exact test misses after JPEG) is found as
+    `deidentify.frame_hull` and its four corners mapped onto the template's: the networks deskew their
+    own input, but fixed row bands need level rows."""
     if border_sides(page) is not None:
         return page
     hull = frame_hull(page)
-    if hull is None:
+    corners = None if hull is None else _corners(hull)
+    if corners is None:
         return None
-    angle = cv2.minAreaRect(hull)[2]
-    angle = (angle + 45) % 90 - 45  # the turn nearest level, whichever side OpenCV calls the width
-    if abs(angle) < 0.2:
-        return None
-    height, width = page.shape[:2]
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
-    level = register(
-        cv2.warpAffine(page, turn, (width, height), flags=cv2.INTER_LINEAR, borderValue=(255, 255, 255))
+    width = round(float(np.linalg.norm(corners[1] - corners[0])) / (BORDER_BOX[2] - BORDER_BOX[0]))
+    height = round(width * TEMPLATE_ASPECT)
+    left, top, right, bottom = (
+        v * s for v, s in zip(BORDER_BOX, (width, height, width, height), strict=True)
     )
-    return level if border_sides(level) is not None else None
+    target = np.float32([[left, top], [right, top], [right, bottom], [left, bottom]])
+    return cv2.warpPerspective(
+        page,
+        cv2.getPerspectiveTransform(corners, target),
+        (width, height),
+        flags=cv2.INTER_LINEAR,
+        borderValue=(255, 255, 255),
+    )
+
+
+def confirmed_share(area: np.ndarray, beats: np.ndarray, px_per_s: float) -> float:
+    """The largest share, over the three rows of leads above the strip (recorded at the same time), of
+    the strip's beats at which that row has a QRS: its trace's slope, smoothed over 30 ms, peaks within
+    60 ms of the beat at over `CONFIRM_GAIN` times its median. A strip whose "beats" no other lead shows
+    is noise or a misread, not a rhythm."""
+    best = 0.0
+    smooth, reach = max(1, round(0.03 * px_per_s)), round(0.06 * px_per_s)
+    for row in range(STRIP_ROW):
+        trace = row_trace(area, row)
+        if trace is None:
+            continue
+        energy = uniform_filter1d(np.abs(np.gradient(trace)), smooth)
+        floor = CONFIRM_GAIN * np.median(energy)
+        columns = np.round(beats * px_per_s).astype(int)
+        seen = [energy[max(0, x - reach) : x + reach + 1].max(initial=0.0) > floor for x in columns]
+        best = max(best, float(np.mean(seen)))
+    return best
 
 
 def measure(page: np.ndarray) -> Measurements:
@@ -313,6 +378,12 @@ def measure(page: np.ndarray) -> Measurements:
     if not RATE_LIMITS_BPM[0] <= rate <= RATE_LIMITS_BPM[1]:
         return Measurements(
             quality=NOT_MEASURED, not_measured_reason=f"implausible heart rate ({rate:.0f} bpm)", strip=strip
+        )
+    if confirmed_share(area, beats, px_per_s) < MIN_CONFIRMED:
+        return Measurements(
+            quality=NOT_MEASURED,
+            not_measured_reason="the beats found on the rhythm strip are not seen in the leads above it",
+            strip=strip,
         )
     beat = median_beat(signal, beats)
     found = intervals(beat, float(np.median(rr))) if beat is not None else {}

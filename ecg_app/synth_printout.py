@@ -52,7 +52,8 @@ def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndar
     cv2.rectangle(page, (round(x0), round(y0)), (round(x1), round(y1)), PINK, 2)
     px_per_s, px_per_mv = 25 * PX_PER_MM, 10 * PX_PER_MM
     start = left + STRIP_START * (right - left)
-    signals = {lead: ecg_signal(rng, 10.0, FS, heart_rate, lead, rhythm) for lead in {*sum(ROWS, ())}}
+    leads = dict.fromkeys(sum(ROWS, ()))  # in a fixed order: each lead draws from the one generator
+    signals = {lead: ecg_signal(rng, 10.0, FS, heart_rate, lead, rhythm) for lead in leads}
     for row, leads in enumerate(ROWS):
         baseline = top + ROW_CENTRES[row] * (bottom - top)
         pulse = np.array(

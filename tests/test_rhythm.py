@@ -97,3 +97,14 @@ def test_a_printout_scanned_askew_is_turned_level_and_measured(condition):
 
     image = DEGRADATIONS[condition](load_image((EXAMPLES_DIR / "Normal(29).jpg").read_bytes()))
     assert measure(page_as_read(image)).heart_rate_bpm == pytest.approx(PRINTED["Normal(29).jpg"], abs=5)
+
+
+def test_beats_no_lead_above_the_strip_shows_are_not_reported():
+    page, _ = render_printout(6)
+    top, bottom, left, right = crop_box(*page.shape[:2])
+    strip_top = top + round(0.75 * (bottom - top))  # between the third row and the strip
+    page[top + 5 : strip_top, left + 5 : right - 5] = 255
+    m = measure(page_as_read(page))
+    assert m.quality == NOT_MEASURED and m.heart_rate_bpm is None
+    assert "not seen in the leads above" in m.not_measured_reason
+    assert m.strip is not None and len(m.strip.beats) >= 3  # the strip itself was read

@@ -1,14 +1,16 @@
-"""What de-identification adds to an analysis: the current code against a git revision without it, in turns.
+"""What a change adds to an analysis: the current code against a git revision without it, in turns.
 
-    python benchmarks/bench_deidentify.py [--baseline 6c5aa2d] [--rounds 3] [--n 20] [--data ../shared/data]
+    python benchmarks/bench_analysis_cost.py --baseline REV [--rounds 3] [--n 20] [--data ../shared/data]
+
+    --baseline 6c5aa2d   de-identification (target: at most 20 ms on a printout; the text search 1 s)
+    --baseline 4cb78a4   measurements (target: at most 40 ms on a full-size scan)
 
 The baseline revision is checked out into a temporary git worktree. Each round runs one process per
 code (baseline, then current), each loading the shipped model and timing `analysis.analyze_and_store`
-(classification, quality check, Grad-CAM, de-identification, store into a temporary SQLite history) on
-the same pictures: `--n` Mendeley printouts (the known template) and `--n` pictures without its frame
-(other-layout ECGs and non-ECG pictures, where the text search runs). Prints the median time per
-analysis of each code and the difference (target: at most 20 ms on a printout; the text search at most
-1 s). Processes take turns so that the machine's drift falls on both alike.
+(classification, quality check, Grad-CAM, measurements, de-identification, store into a temporary
+SQLite history) on the same pictures: `--n` Mendeley printouts (the known template) and `--n` pictures
+without its frame (other-layout ECGs and non-ECG pictures). Prints the median time per analysis of
+each code and the difference. Processes take turns so that the machine's drift falls on both alike.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--baseline", default="6c5aa2d", help="a revision without de-identification")
+    parser.add_argument("--baseline", required=True, help="a revision without the change")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
