@@ -35,11 +35,21 @@ from ecg_app.synth_printout import render_printout  # noqa: E402
 DATA = ROOT.parent / "shared" / "data"
 RATES = ROOT / "tests" / "data" / "printed_heart_rates.csv"
 OUT = ROOT / "model" / "measurements.json"
+# Rendered printouts for validation start here: seeds 0-199 were looked at while the method was tuned.
+SYNTHETIC_SEEDS = 10_000
 CONDITIONS = {
     "as uploaded": lambda image: image,
     "upscaled 2x": lambda image: cv2.resize(image, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC),
-    **{name: DEGRADATIONS[name] for name in ("rotate +5 deg", "rotate -5 deg", "photographed on a desk")},
-    "JPEG quality 30": DEGRADATIONS["JPEG quality 30"],
+    **{
+        name: DEGRADATIONS[name]
+        for name in (
+            "rotate +5 deg",
+            "rotate -5 deg",
+            "perspective warp",
+            "photographed on a desk",
+            "JPEG quality 30",
+        )
+    },
 }
 
 
@@ -103,7 +113,7 @@ def intervals(n: int) -> dict:
         ("photographed on a desk", CONDITIONS["photographed on a desk"]),
     ):
         errors: dict[str, list[float | None]] = {"heart_rate_bpm": [], "pr_ms": [], "qrs_ms": [], "qt_ms": []}
-        for seed in range(n):
+        for seed in range(SYNTHETIC_SEEDS, SYNTHETIC_SEEDS + n):
             page, truth = render_printout(seed)
             m = measure(page_as_read(change(page)))
             for key in errors:

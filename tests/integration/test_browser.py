@@ -8,6 +8,7 @@ write them elsewhere, e.g. in CI.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,13 @@ def test_dashboard_end_to_end(page, app_url, shots):
     assert download(page, "#pdf-download").startswith(b"%PDF")
     check_explanation(page, "explanation-image", "explanation-caption", headline)
     assert not page.locator("#quality-warnings").is_visible()  # a sharp scan: nothing to warn about
+    # Measurements: the rate read off the strip (this printout's footer prints 56 bpm), the strip as read.
+    panel = page.locator("#measurements-panel").inner_text()
+    rate = re.search(r"Heart rate\s+(\d+) bpm", panel)
+    assert rate and abs(int(rate[1]) - 56) <= 5, panel
+    strip = plot_data(page, "#rhythm-strip-plot")
+    assert [t["type"] for t in strip] == ["scatter", "scatter"] and max(strip[0]["x"]) > 9  # 10 s
+    assert len(strip[1]["x"]) >= 8  # the beats marked
     page.screenshot(path=str(shots / "analyze.png"), full_page=True)
 
     # History: the analysis is listed (tab refreshes on open); selecting it shows details and its PDF.
