@@ -32,7 +32,7 @@ from ecg_app.measurements import (
     qtc_fridericia,
 )
 from ecg_app.preprocess import crop_box
-from ecg_app.trace_area import BORDER_BOX, border_sides
+from ecg_app.trace_area import BORDER_BOX, border_sides, register
 
 log = logging.getLogger(__name__)
 
@@ -305,12 +305,23 @@ def _square_to_frame(page: np.ndarray) -> np.ndarray | None:
     """The page with the template's frame where `trace_area` expects it; None when no template frame is
     found. A frame off square (a scan fed in askew, a photo `page_as_read` could not straighten by the
     sheet's edges, or one whose frame colour the exact test misses after JPEG) is found as
-    `deidentify.frame_hull` and its four corners mapped onto the template's: the networks deskew their
-    own input, but fixed row bands need level rows."""
+    `deidentify.frame_hull`: the page is turned level by its angle and registered, or else its four
+    corners are mapped onto the template's. The networks deskew their own input, but fixed row bands
+    need level rows."""
     if border_sides(page) is not None:
         return page
     hull = frame_hull(page)
-    corners = None if hull is None else _corners(hull)
+    if hull is None:
+        return None
+    # Turned askew (whose frame corners may lie outside the picture): turned level by the hull's angle.
+    angle = (cv2.minAreaRect(hull)[2] + 45) % 90 - 45
+    height, width = page.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
+    level = register(cv2.warpAffine(page, turn, (width, height), borderValue=(255, 255, 255)))
+    if border_sides(level) is not None:
+        return level
+    # In perspective, or its pink faded: the hull's corners onto the template's frame corners.
+    corners = _corners(hull)
     if corners is None:
         return None
     width = round(float(np.linalg.norm(corners[1] - corners[0])) / (BORDER_BOX[2] - BORDER_BOX[0]))
