@@ -59,7 +59,8 @@ VOTES = 3
 VOTE_TOLERANCE_S = 0.05
 MIN_BEATS = 3
 CONFIRM_GAIN = 4.0  # a QRS in a lead above: its slope this many times the row's median slope
-MIN_CONFIRMED = 0.5  # share of the strip's beats some row above must show
+MIN_CONFIRMED = 0.5
+AXIS_AGREEMENT_DEG = 20.0  # share of the strip's beats some row above must show
 RATE_LIMITS_BPM = (25.0, 250.0)
 # Plausible adult ranges: a value outside is a misread edge, not a finding.
 INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
@@ -301,7 +302,7 @@ def _corners(hull: np.ndarray) -> np.ndarray | None:
     )
 
 
-def _square_to_frame(page: np.ndarray) -> np.ndarray | None:
+def square_to_frame(page: np.ndarray) -> np.ndarray | None:
     """The page with the template's frame where `trace_area` expects it; None when no template frame is
     found. A frame off square (a scan fed in askew, a photo `page_as_read` could not straighten by the
     sheet's edges, or one whose frame colour the exact test misses after JPEG) is found as
@@ -339,29 +340,80 @@ def _square_to_frame(page: np.ndarray) -> np.ndarray | None:
     )
 
 
-def confirmed_share(area: np.ndarray, beats: np.ndarray, px_per_s: float) -> float:
-    """The largest share, over the three rows of leads above the strip (recorded at the same time), of
-    the strip's beats at which that row has a QRS: its trace's slope, smoothed over 30 ms, peaks within
-    60 ms of the beat at over `CONFIRM_GAIN` times its median. A strip whose "beats" no other lead shows
-    is noise or a misread, not a rhythm."""
+def confirmed_share(traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float) -> float:
+    """The largest share, over the rows of leads above the strip (`row_trace`s, recorded at the same
+    time), of the strip's beats at which that row has a QRS: its trace's slope, smoothed over 30 ms,
+    peaks within 60 ms of the beat at over `CONFIRM_GAIN` times its median. A strip whose "beats" no
+    other lead shows is noise or a misread, not a rhythm."""
     best = 0.0
     smooth, reach = max(1, round(0.03 * px_per_s)), round(0.06 * px_per_s)
-    for row in range(STRIP_ROW):
-        trace = row_trace(area, row)
+    columns = np.round(beats * px_per_s).astype(int)
+    for trace in traces:
         if trace is None:
             continue
         energy = uniform_filter1d(np.abs(np.gradient(trace)), smooth)
         floor = CONFIRM_GAIN * np.median(energy)
-        columns = np.round(beats * px_per_s).astype(int)
         seen = [energy[max(0, x - reach) : x + reach + 1].max(initial=0.0) > floor for x in columns]
         best = max(best, float(np.mean(seen)))
     return best
 
 
+def net_qrs(trace: np.ndarray, beats: np.ndarray, px_per_s: float, cell: int) -> float | None:
+    """Median net QRS deflection (px: the tallest upward plus the deepest downward, from the level
+    100-250 ms before the beat) of the beats inside one 2.5-second lead cell of a row; None when no
+    beat lies 100 ms inside it."""
+    first, last = cell * STRIP_SECONDS / 4 + 0.1, (cell + 1) * STRIP_SECONDS / 4 - 0.1
+    reach = round(0.06 * px_per_s)
+    nets = []
+    for beat in beats[(beats > first) & (beats < last)]:
+        x = round(beat * px_per_s)
+        before = trace[max(0, round((beat - 0.25) * px_per_s)) : max(1, round((beat - 0.1) * px_per_s))]
+        window = trace[max(0, x - reach) : x + reach + 1] - np.median(before)
+        nets.append(window.max() + window.min())
+    return float(np.median(nets)) if nets else None
+
+
+def axis_estimates(
+    traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float
+) -> tuple[float, float] | None:
+    """Two frontal QRS axes (degrees) by the hexaxial method, atan2(net aVF, net I), from different
+    leads and seconds of the template: aVF read in its own cell (second of the third row), and aVF
+    derived by Einthoven's law as (II + III) / 2 from the first cells of the second and third rows,
+    printed over the same seconds as lead I (first cell of the top row). None when a lead has no beat or
+    I and aVF are both nearly flat (under 1 mm, where the angle means nothing).
+
+    >>> round(np.degrees(np.arctan2(1.0, 1.0)))  # I and aVF equally positive: +45 degrees
+    45
+    """
+    if any(trace is None for trace in traces[:3]):
+        return None
+    lead_i, lead_ii, lead_iii = (net_qrs(traces[row], beats, px_per_s, 0) for row in range(3))
+    lead_avf = net_qrs(traces[2], beats, px_per_s, 1)
+    if None in (lead_i, lead_ii, lead_iii, lead_avf):
+        return None
+    if np.hypot(lead_i, lead_avf) < px_per_s / PAPER_SPEED_MM_S:  # under 1 mm (0.1 mV)
+        return None
+    return (
+        float(np.degrees(np.arctan2(lead_avf, lead_i))),
+        float(np.degrees(np.arctan2((lead_ii + lead_iii) / 2, lead_i))),
+    )
+
+
+def qrs_axis(traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float) -> float | None:
+    """The frontal QRS axis from leads I and aVF (`axis_estimates`), reported only when the axis from
+    I, II and III agrees within `AXIS_AGREEMENT_DEG`: two readings of different cells that disagree
+    mean a misread trace."""
+    estimates = axis_estimates(traces, beats, px_per_s)
+    if estimates is None:
+        return None
+    direct, derived = estimates
+    return direct if abs((direct - derived + 180) % 360 - 180) <= AXIS_AGREEMENT_DEG else None
+
+
 def measure(page: np.ndarray) -> Measurements:
     """Measurements of a page as the networks read it (`preprocess.page_as_read`); "not measured" with
     the reason where its layout is not the reference template or its beats cannot be found."""
-    page = _square_to_frame(page)
+    page = square_to_frame(page)
     if page is None:
         return not_measured("the printout's layout was not recognised (only the 12-lead template is read)")
     top, bottom, left, right = crop_box(*page.shape[:2])
@@ -390,7 +442,8 @@ def measure(page: np.ndarray) -> Measurements:
         return Measurements(
             quality=NOT_MEASURED, not_measured_reason=f"implausible heart rate ({rate:.0f} bpm)", strip=strip
         )
-    if confirmed_share(area, beats, px_per_s) < MIN_CONFIRMED:
+    leads = [row_trace(area, row) for row in range(STRIP_ROW)]
+    if confirmed_share(leads, beats, px_per_s) < MIN_CONFIRMED:
         return Measurements(
             quality=NOT_MEASURED,
             not_measured_reason="the beats found on the rhythm strip are not seen in the leads above it",
@@ -403,7 +456,14 @@ def measure(page: np.ndarray) -> Measurements:
         for name, (low, high) in INTERVAL_LIMITS_MS.items()
         for value in [found.get(name)]
     }
-    missing = [name.removesuffix("_ms").upper() for name, value in checked.items() if value is None]
+    missing = [
+        f"{name.removesuffix('_ms').upper()} (no clear wave edge on the median beat)"
+        for name, value in checked.items()
+        if value is None
+    ]
+    axis = qrs_axis(leads, beats, px_per_s)
+    if axis is None:
+        missing.append("QRS axis (leads I, II, III and aVF do not agree on it)")
     qt, rr_s = checked["qt_ms"], float(np.median(rr))
     return Measurements(
         heart_rate_bpm=rate,
@@ -413,7 +473,8 @@ def measure(page: np.ndarray) -> Measurements:
         qt_ms=qt,
         qtc_bazett_ms=None if qt is None else float(qtc_bazett(qt, rr_s)),
         qtc_fridericia_ms=None if qt is None else float(qtc_fridericia(qt, rr_s)),
+        qrs_axis_deg=axis,
         quality=PARTIAL if missing else MEASURED,
-        not_measured_reason=f"{', '.join(missing)} not found on the median beat" if missing else None,
+        not_measured_reason=f"not measured: {'; '.join(missing)}" if missing else None,
         strip=strip,
     )

@@ -173,6 +173,14 @@ def _beat_template(lead: str, kind: int, rhythm: Rhythm, fs: float) -> np.ndarra
     return sum(waves.values())
 
 
+def qrs_axis(rhythm: Rhythm) -> float:
+    """Frontal QRS axis (degrees) of a sinus beat: atan2 of the net QRS (tallest plus deepest) of aVF
+    and of I, the hexaxial method, on the noiseless waves: the ground truth for a rendered ECG."""
+    t = np.arange(-0.1, 0.1, 1e-4)
+    net = {lead: _sinus_waves(lead, rhythm, t)["QRS"] for lead in ("I", "aVF")}
+    return float(np.degrees(np.arctan2(*(wave.max() + wave.min() for wave in (net["aVF"], net["I"])))))
+
+
 def wave_bounds(lead: str, rhythm: Rhythm, threshold_mv: float = 0.03) -> dict[str, float]:
     """Where a sinus beat's waves show on paper, in seconds from the R peak: the first and last time
     each wave's own deflection reaches `threshold_mv` (about a pixel at 10 mm/mV on a 1100 px page).

@@ -16,7 +16,7 @@ import numpy as np
 
 from ecg_app.lead_signals import ROW_CENTRES
 from ecg_app.preprocess import crop_box
-from ecg_app.synth_ecg import ecg_signal, make_rhythm, wave_bounds
+from ecg_app.synth_ecg import ecg_signal, make_rhythm, qrs_axis, wave_bounds
 from ecg_app.trace_area import BORDER_BOX
 
 PAGE_SIZE = (1106, 786)  # (width, height) of the dataset's printouts
@@ -29,14 +29,15 @@ FS = 1000.0
 
 @dataclass(frozen=True)
 class Truth:
-    """What was drawn: the mean heart rate (bpm, from the beats shown), R-peak times (s) and the
-    intervals (ms) of a sinus beat in lead II."""
+    """What was drawn: the mean heart rate (bpm, from the beats shown), R-peak times (s), the
+    intervals (ms) of a sinus beat in lead II and its frontal QRS axis (degrees)."""
 
     heart_rate_bpm: float
     beats: np.ndarray
     pr_ms: float
     qrs_ms: float
     qt_ms: float
+    qrs_axis_deg: float
 
 
 def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndarray, Truth]:
@@ -82,6 +83,7 @@ def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndar
         pr_ms=1000 * (bounds["qrs_onset"] - bounds["p_onset"]),
         qrs_ms=1000 * (bounds["qrs_offset"] - bounds["qrs_onset"]),
         qt_ms=1000 * (bounds["t_offset"] - bounds["qrs_onset"]),
+        qrs_axis_deg=qrs_axis(rhythm),
     )
     return page, truth
 

@@ -108,3 +108,26 @@ def test_beats_no_lead_above_the_strip_shows_are_not_reported():
     assert m.quality == NOT_MEASURED and m.heart_rate_bpm is None
     assert "not seen in the leads above" in m.not_measured_reason
     assert m.strip is not None and len(m.strip.beats) >= 3  # the strip itself was read
+
+
+def test_the_qrs_axis_of_rendered_printouts_and_its_two_readings_agree():
+    """The axis from I and aVF against the drawn one (the simulated leads put it near +45 degrees), and
+    the same axis derived from I, II and III (Einthoven) within 20 degrees of it."""
+    for seed in range(4):
+        page, truth = render_printout(seed)
+        m = measure(page_as_read(page))
+        assert m.qrs_axis_deg == pytest.approx(truth.qrs_axis_deg, abs=15)
+
+
+def test_an_axis_whose_two_readings_disagree_is_not_reported():
+    """Lead III (first cell of the third row) turned upside down: I, II and III no longer obey
+    Einthoven's law, so the axis derived from them disagrees with I and aVF and none is reported."""
+    page, _ = render_printout(1)
+    top, bottom, left, right = crop_box(*page.shape[:2])
+    height, width = bottom - top, right - left
+    rows = slice(top + round(0.52 * height), top + round(0.755 * height))
+    cols = slice(left + round(0.05 * width), left + round(0.27 * width))
+    page[rows, cols] = page[rows, cols][::-1]
+    m = measure(page_as_read(page))
+    assert m.heart_rate_bpm is not None and m.qrs_axis_deg is None
+    assert "QRS axis" in m.not_measured_reason
