@@ -32,10 +32,10 @@ from ecg_app.rhythm import (  # noqa: E402
     MIN_BEATS,
     STRIP_SECONDS,
     STRIP_SPAN,
-    square_to_frame,
     axis_estimates,
     measure,
     row_trace,
+    square_to_frame,
 )
 from ecg_app.robustness import DEGRADATIONS  # noqa: E402
 from ecg_app.synth_printout import render_printout  # noqa: E402
