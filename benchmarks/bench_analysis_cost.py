@@ -69,7 +69,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--baseline", required=True, help="a revision without the change")
+    parser.add_argument("--baseline", help="a revision without the change (required)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n", type=int, default=20)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -79,6 +79,8 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(args.worker, json.loads(args.files))))
         return 0
+    if not args.baseline:
+        parser.error("--baseline is required")
 
     files = {kind: [str(p) for p in paths] for kind, paths in pictures(args.data, args.n).items()}
     results: dict[str, dict[str, list[float]]] = {"baseline": {}, "current": {}}

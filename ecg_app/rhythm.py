@@ -57,6 +57,8 @@ DETECTORS: tuple[str, ...] = (
 )
 VOTES = 3
 VOTE_TOLERANCE_S = 0.05
+REFRACTORY_S = 0.2  # no two beats closer (300 bpm)
+LABEL_S = 0.15  # the strip's first seconds, where the lead's name is printed over the trace
 MIN_BEATS = 3
 CONFIRM_GAIN = 4.0  # a QRS in a lead above: its slope this many times the row's median slope
 MIN_CONFIRMED = 0.5
@@ -142,11 +144,14 @@ def _resample(trace: np.ndarray, px_per_s: float) -> np.ndarray:
 def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
     """R-peak times (s) on which at least `VOTES` of the `DETECTORS` agree: each detector's peaks,
     grouped when within `VOTE_TOLERANCE_S` of each other, the group's median time for each group that
-    enough detectors share. A vote, because each detector alone doubled beats at tall T waves or lost
-    small QRS complexes on some printouts where the others did not."""
+    enough detectors share, one per `REFRACTORY_S`. A vote, because each detector alone doubled beats at
+    tall T waves or lost small QRS complexes on some printouts where the others did not."""
     import neurokit2 as nk  # here: importing it (pandas, matplotlib) takes seconds; `predict` may not measure
 
-    clean = nk.ecg_clean(signal_mv, sampling_rate=FS)
+    # Mirrored a second either side: the cleaning filter and the detectors' own windows ring at a
+    # signal's ends (a false beat 0.3 s in on most strips); beats found in the mirror are dropped.
+    pad = min(round(FS), signal_mv.size - 1)
+    clean = nk.ecg_clean(np.pad(signal_mv, pad, mode="reflect"), sampling_rate=FS)
     found = []
     for k, method in enumerate(DETECTORS):
         try:
@@ -155,7 +160,7 @@ def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
                 _, info = nk.ecg_peaks(clean, sampling_rate=FS, method=method)
         except Exception:  # a detector that fails on this strip simply casts no vote
             continue
-        found += [(float(i) / FS, k) for i in info["ECG_R_Peaks"]]
+        found += [((i - pad) / FS, k) for i in info["ECG_R_Peaks"] if pad <= i < pad + signal_mv.size]
     found.sort()
     groups: list[list[tuple[float, int]]] = []
     for time, k in found:
@@ -163,7 +168,19 @@ def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
             groups[-1].append((time, k))
         else:
             groups.append([(time, k)])
-    return np.array([np.median([t for t, _ in g]) for g in groups if len({k for _, k in g}) >= VOTES])
+    voted = [(float(np.median([t for t, _ in g])), len({k for _, k in g})) for g in groups]
+    beats: list[tuple[float, int]] = []
+    for time, votes in voted:
+        if votes < VOTES:
+            continue
+        # Two groups within the refractory period are one beat marked at its R and at its S by different
+        # detectors: keep the one more of them agree on.
+        if beats and time - beats[-1][0] < REFRACTORY_S:
+            if votes > beats[-1][1]:
+                beats[-1] = (time, votes)
+            continue
+        beats.append((time, votes))
+    return np.array([time for time, _ in beats])
 
 
 BEAT_SPAN_S = (-0.35, 0.65)  # the window cut around each R peak for the median beat
@@ -429,6 +446,7 @@ def measure(page: np.ndarray) -> Measurements:
         pulse = GAIN_MM_MV * px_per_mm
     signal = _resample(trace / pulse, px_per_s)
     beats = detect_beats(signal)
+    beats = beats[beats >= LABEL_S]  # the lead's name printed over the strip's start is no beat
     strip = RhythmStrip(seconds=np.arange(signal.size) / FS, millivolts=signal, beats=beats)
     if beats.size < MIN_BEATS:
         return Measurements(
