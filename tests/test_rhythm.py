@@ -43,7 +43,9 @@ def test_rate_and_intervals_of_rendered_printouts_match_their_timings():
         m = measure(page_as_read(page))
         assert m.quality in (MEASURED, PARTIAL)
         assert m.heart_rate_bpm == pytest.approx(truth.heart_rate_bpm, abs=3)
-        assert m.strip is not None and len(m.strip.beats) >= len(truth.beats) - 2
+        drawn = truth.beats[(truth.beats > 0.2) & (truth.beats < 9.9)]
+        found = [np.abs(m.strip.beats - t).min() < 0.05 for t in drawn]
+        assert np.mean(found) >= 0.8  # premature beats (wide, against the axis) are missed more often
         if m.qt_ms is not None:
             assert (m.qtc_bazett_ms > m.qt_ms) == (m.heart_rate_bpm > 60)
         for key, values in errors.items():
