@@ -493,6 +493,6 @@ def measure(page: np.ndarray) -> Measurements:
         qtc_fridericia_ms=None if qt is None else float(qtc_fridericia(qt, rr_s)),
         qrs_axis_deg=axis,
         quality=PARTIAL if missing else MEASURED,
-        not_measured_reason=f"not measured: {'; '.join(missing)}" if missing else None,
+        not_measured_reason="; ".join(missing) or None,
         strip=strip,
     )

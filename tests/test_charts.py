@@ -148,7 +148,7 @@ def test_performance_tab_shows_the_measurements_validation(tmp_path):
     shown = performance_tab.performance_outputs(tmp_path)[-1]
     assert shown["visible"]
     assert "| as uploaded | 390/393 | 1.530" in shown["value"] and "0.952 (0.929–0.969)" in shown["value"]
-    assert "| clean | 50/60, 12.500 | 50/60, 12.500 | 50/60, 12.500 |" in shown["value"]
+    assert "| clean | 50/60, 12.500 | 50/60, 12.500 | 50/60, 12.500 | – |" in shown["value"]
 
 
 def test_performance_tab_shows_the_recipes_out_of_fold_figures_beside_the_test_splits(tmp_path):

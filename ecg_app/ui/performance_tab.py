@@ -293,14 +293,23 @@ def measurement_markdown(model_dir: Path) -> str:
         )
     lines += [
         "",
-        "Intervals against the known timings of rendered printouts:",
+        "Intervals and axis against the known timings of rendered printouts (measured, mean abs. error):",
         "",
-        "| copy | PR: measured, mean abs. error (ms) | QRS | QT |",
-        "|---|---|---|---|",
+        "| copy | PR (ms) | QRS (ms) | QT (ms) | QRS axis (deg) |",
+        "|---|---|---|---|---|",
     ]
     for name, f in (figures.get("intervals_vs_rendered") or {}).items():
-        cells = [f"{f[k]['measured']}/{f[k]['n']}, {_fmt(f[k]['mae'])}" for k in ("pr_ms", "qrs_ms", "qt_ms")]
+        keys = ("pr_ms", "qrs_ms", "qt_ms", "qrs_axis_deg")
+        cells = [f"{f[k]['measured']}/{f[k]['n']}, {_fmt(f[k]['mae'])}" if k in f else "–" for k in keys]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    axis = figures.get("qrs_axis_consistency")
+    if axis:
+        lines += [
+            "",
+            "QRS axis on the printouts (no reference exists): from I and aVF against from I, II and III, "
+            f"median gap {_fmt(axis['median_gap_deg'])} degrees, within 20 degrees on "
+            f"{_fmt(axis['within_20_deg'])} of {axis['n']} (only those are reported).",
+        ]
     return "\n".join(lines)
 
 
