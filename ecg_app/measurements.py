@@ -1,8 +1,8 @@
 """What a clinician reads first: heart rate, rhythm regularity and intervals, with their normal ranges.
 
-Why: a class and its probability say nothing of the rate or the QT. `measure` (in `ecg_app.measure`)
-reads them off the trace; this module holds the result, its JSON form (`predict --json`, the history, the
-CSV export) and the flags a reader needs beside each number. A value is None when it was not measured,
+Why: a class and its probability say nothing of the rate or the QT. `rhythm.measure` reads them off the
+trace; this module holds the result, its JSON form (`predict --json`, the history, the CSV export) and
+the flags a reader needs beside each number. A value is None when it was not measured,
 and `not_measured_reason` then says why: a number is reported only where the digitisation supports it.
 """
 
