@@ -47,14 +47,7 @@ STRIP_ROW = 3
 TEMPLATE_ASPECT = 786 / 1106  # the template page's height to width
 # neurokit2 QRS detectors voted on the strip; a beat counts where at least VOTES of them put one within
 # VOTE_TOLERANCE_S. Each alone missed or doubled beats on some printouts (docs/experiments.md).
-DETECTORS: tuple[str, ...] = (
-    "neurokit",
-    "kalidas2017",
-    "hamilton2002",
-    "pantompkins1985",
-    "rodrigues2021",
-    "elgendi2010",
-)
+DETECTORS: tuple[str, ...] = ("neurokit", "kalidas2017", "hamilton2002", "pantompkins1985", "rodrigues2021")
 VOTES = 3
 VOTE_TOLERANCE_S = 0.05
 REFRACTORY_S = 0.2  # no two beats closer (300 bpm)
@@ -82,7 +75,8 @@ def _longest_runs(mask: np.ndarray) -> np.ndarray:
 def _ink(region: np.ndarray) -> np.ndarray:
     """Dark trace pixels of an RGB region: its brightest channel against the local background, so the
     pink grid (bright in red) and uneven light drop out."""
-    bright = region.max(axis=2).astype(np.float32)
+    # Pairwise maxima: the same as region.max(axis=2), many times faster (as in preprocess.ink_map).
+    bright = np.maximum(np.maximum(region[:, :, 0], region[:, :, 1]), region[:, :, 2]).astype(np.float32)
     background = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9)))
     return 1.0 - bright / np.maximum(background, 1.0) > INK_THRESHOLD
 
@@ -157,7 +151,7 @@ def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                _, info = nk.ecg_peaks(clean, sampling_rate=FS, method=method)
+                info = nk.ecg_findpeaks(clean, sampling_rate=FS, method=method)  # ecg_peaks less its table
         except Exception:  # a detector that fails on this strip simply casts no vote
             continue
         found += [((i - pad) / FS, k) for i in info["ECG_R_Peaks"] if pad <= i < pad + signal_mv.size]
