@@ -93,8 +93,11 @@ def test_a_template_page_without_traces_is_not_measured():
     assert "rhythm strip" in m.not_measured_reason
 
 
-@pytest.mark.parametrize("condition", ["rotate +5 deg", "rotate -5 deg"])
-def test_a_printout_scanned_askew_is_turned_level_and_measured(condition):
+@pytest.mark.parametrize(
+    "condition",
+    ["rotate +5 deg", "rotate -5 deg", "perspective warp", "photographed on a desk", "JPEG quality 30"],
+)
+def test_a_printout_askew_photographed_or_compressed_is_squared_to_its_frame_and_measured(condition):
     from ecg_app.robustness import DEGRADATIONS
 
     image = DEGRADATIONS[condition](load_image((EXAMPLES_DIR / "Normal(29).jpg").read_bytes()))
