@@ -1,17 +1,21 @@
 """Read the printout's traces as signals in seconds and millivolts, and measure them.
 
 Why: the networks read the page as a picture; a clinician reads numbers off the trace. On the
-reference template (frame found by `trace_area.border_sides`) the bottom row band is a 10-second rhythm
-strip and the three rows above it print the twelve leads over the same 10 seconds, four leads of 2.5 s
-each per row. Each row is digitised column by column (the ink extreme farthest from the baseline, so
-a thin QRS spike keeps its height), the scale taken from the printed calibration pulse (1 mV = 10 mm,
-so 1 mm and at 25 mm/s 1 second follow from its height whatever the picture's size), beats found with
-neurokit2's QRS detector (Makowski et al. 2021) on the strip, and kept only when the rows above agree.
+reference template the bottom row band is a 10-second rhythm strip and the three rows above it print
+the twelve leads over the same 10 seconds, four leads of 2.5 s each per row. A page askew, in
+perspective or photographed is first squared to the template by its pink frame (`square_to_frame`).
+Each row is digitised column by column (`row_trace`); the strip's width gives the seconds (10 s on
+every printout of the template) and its calibration pulse the millivolts (1 mV = 10 mm). Beats are
+voted by several of neurokit2's QRS detectors (Makowski et al. 2021) and kept only when a lead above
+the strip shows them too; intervals are read on the median beat, the QRS axis from leads I and aVF.
+
+Example:
+    >>> m = measure(page_as_read(rgb))
+    >>> m.heart_rate_bpm, m.qtc_bazett_ms, m.not_measured_reason
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 
 import cv2
@@ -34,8 +38,6 @@ from ecg_app.measurements import (
 from ecg_app.preprocess import crop_box
 from ecg_app.trace_area import BORDER_BOX, border_sides, register
 
-log = logging.getLogger(__name__)
-
 FS = 500.0  # Hz: the rate the digitised strip is resampled to for the detector
 PAPER_SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
@@ -54,8 +56,8 @@ REFRACTORY_S = 0.2  # no two beats closer (300 bpm)
 LABEL_S = 0.15  # the strip's first seconds, where the lead's name is printed over the trace
 MIN_BEATS = 3
 CONFIRM_GAIN = 4.0  # a QRS in a lead above: its slope this many times the row's median slope
-MIN_CONFIRMED = 0.5
-AXIS_AGREEMENT_DEG = 20.0  # share of the strip's beats some row above must show
+MIN_CONFIRMED = 0.5  # share of the strip's beats some row above must show
+AXIS_AGREEMENT_DEG = 20.0  # the axis from I and aVF and the one from I, II and III agree this well
 RATE_LIMITS_BPM = (25.0, 250.0)
 # Plausible adult ranges: a value outside is a misread edge, not a finding.
 INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
@@ -85,9 +87,8 @@ def row_trace(area: np.ndarray, row: int) -> np.ndarray | None:
     """One row of the trace area as a curve: per pixel column from the strip's start to its end, the
     height (px, up positive, from the row's median level) of the line's middle, and at the tip of a
     stroke (a QRS spike, a few px wide but tens high) of its tip, so a spike keeps its height with a
-    single column at its top; None when under
-    half the columns have ink. Columns the whole band high (the template's lead separators) and
-    columns without ink are filled in from their neighbours."""
+    single column at its top; None when under half the columns have ink. Columns the whole band high
+    (the template's lead separators) and columns without ink are filled in from their neighbours."""
     height, width = area.shape[:2]
     half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
     centre = ROW_CENTRES[row] * height
@@ -475,7 +476,7 @@ def measure(page: np.ndarray) -> Measurements:
     ]
     axis = qrs_axis(leads, beats, px_per_s)
     if axis is None:
-        missing.append("QRS axis (leads I, II, III and aVF do not agree on it)")
+        missing.append("QRS axis (not read consistently from leads I, II, III and aVF)")
     qt, rr_s = checked["qt_ms"], float(np.median(rr))
     return Measurements(
         heart_rate_bpm=rate,
