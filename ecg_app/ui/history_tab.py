@@ -401,8 +401,12 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             **private,
         ).then(current_page, inputs=[*filters, offset], outputs=listing, **private)
         export_button.click(export, inputs=filters, outputs=[export_file], **private)
-        patient.submit(first_page, inputs=filters, outputs=listing, **private)
-        patient.blur(first_page, inputs=filters, outputs=listing, **private)
+        # One queue for the patient's list and the erase question, in the order they come: leaving the
+        # field for the erase button blurs it first, and that list (which withdraws any question) must
+        # not land after the question it would then withdraw.
+        in_turn: dict = dict(concurrency_id="patient-list", concurrency_limit=1)
+        patient.submit(first_page, inputs=filters, outputs=listing, **private, **in_turn)
+        patient.blur(first_page, inputs=filters, outputs=listing, **private, **in_turn)
         compare_button.click(
             show_comparison,
             inputs=[first_choice, second_choice],
@@ -410,7 +414,11 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             **private,
         )
         erase_button.click(
-            ask_erase, inputs=[patient], outputs=[erase_confirm, erase_question, erase_name], **private
+            ask_erase,
+            inputs=[patient],
+            outputs=[erase_confirm, erase_question, erase_name],
+            **private,
+            **in_turn,
         )
         erase_cancel.click(
             lambda: (gr.update(visible=False), None),
