@@ -20,6 +20,7 @@ from ecg_app.comparison import Comparison, compare
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
+from ecg_app.store.repository import patient_key
 from ecg_app.ui.analyze_tab import (
     explanation_views,
     measurements_view,
@@ -238,7 +239,7 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 measurements = gr.HTML(elem_id="history-measurements")
                 guidance = gr.HTML()
 
-        filters = [label, risk, since, until, search, patient]
+        filters = [label, risk, since, until, search, patient]  # `load`'s arguments, in its order
         listing = [table, page_info, offset, page_ids, first_choice, second_choice, erase_row, erase_confirm]
 
         def load(label, risk, since, until, search, patient, offset=0):
@@ -401,12 +402,23 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
             **private,
         ).then(current_page, inputs=[*filters, offset], outputs=listing, **private)
         export_button.click(export, inputs=filters, outputs=[export_file], **private)
-        # One queue for the patient's list and the erase question, in the order they come: leaving the
-        # field for the erase button blurs it first, and that list (which withdraws any question) must
-        # not land after the question it would then withdraw.
-        in_turn: dict = dict(concurrency_id="patient-list", concurrency_limit=1)
-        patient.submit(first_page, inputs=filters, outputs=listing, **private, **in_turn)
-        patient.blur(first_page, inputs=filters, outputs=listing, **private, **in_turn)
+
+        def patient_page(*values):
+            """The first page for the patient typed in, withdrawing an erase question only when it named
+            another patient: leaving the field for the erase button blurs it, and that list may land
+            after the question it must not then withdraw."""
+            *values, pending = values
+            listed = load(*values, offset=0)
+            typed = values[filters.index(patient)]
+            try:
+                same = pending is not None and patient_key(pending) == patient_key(typed)
+            except ValueError:  # a name too long to be one; `load` has said so
+                same = False
+            return (*listed[:-1], gr.update() if same else listed[-1])
+
+        in_turn: dict = dict(concurrency_id="patient-list", concurrency_limit=1)  # and in the order they come
+        patient.submit(patient_page, inputs=[*filters, erase_name], outputs=listing, **private, **in_turn)
+        patient.blur(patient_page, inputs=[*filters, erase_name], outputs=listing, **private, **in_turn)
         compare_button.click(
             show_comparison,
             inputs=[first_choice, second_choice],
