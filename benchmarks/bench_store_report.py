@@ -34,17 +34,19 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ecg_app.analysis import explainer_for, explanation_overlay  # noqa: E402
+from ecg_app.analysis import explainer_for, explanation_overlay, measurements_of  # noqa: E402
 from ecg_app.classifier import Prediction, get_classifier  # noqa: E402
 from ecg_app.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
 from ecg_app.explain import overlay  # noqa: E402
 from ecg_app.guidance import load_guidance  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
+from ecg_app.preprocess import page_as_read  # noqa: E402
 from ecg_app.quality import assess  # noqa: E402
 from ecg_app.report import render_report_pdf  # noqa: E402
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store  # noqa: E402
 from ecg_app.store.images import fit  # noqa: E402
 from ecg_app.store.models import PROBABILITY_COLUMNS, Analysis  # noqa: E402
+from ecg_app.synth_printout import render_printout  # noqa: E402
 
 PAGE_SIZE = 50
 
@@ -208,17 +210,19 @@ def main() -> int:
             times = timed(lambda f=filters, o=offset: store.list(f, limit=PAGE_SIZE, offset=o), 30)
             print(summary(f"list 50 of {total}: {name}", times, 100))
 
-        # 3. PDF: the full report of one analysis (thumbnail, Grad-CAM overlay and quality warnings of a
-        # slightly blurred "phone photo" of the page; metrics if model/ has them).
-        photo = cv2.GaussianBlur(page, (0, 0), 3.5)
+        # 3. PDF: the full report of one analysis: a template printout with known timings, scanned at 700 px
+        # wide (the low-resolution notice shows), its Grad-CAM overlay and its measurements read off it;
+        # metrics if model/ has them.
+        scan = cv2.resize(render_printout(7)[0], (700, 498), interpolation=cv2.INTER_AREA)
         analysis = store.add(
             prediction("MI", 0.84, version),
-            jpeg(photo),
-            photo,
-            "ecg-photo-2024-05-14.jpg",
+            jpeg(scan),
+            scan,
+            "ecg-scan-2024-05-14.jpg",
             PatientInfo("Sample Patient (synthetic)", 61, "female", "Chest pain for 2 hours; on aspirin."),
-            quality_warnings=assess(photo),
-            explanation=gradcam_overlay(photo, "MI"),
+            quality_warnings=assess(scan),
+            explanation=gradcam_overlay(scan, "MI"),
+            measurements=measurements_of(page_as_read(scan), "MI"),
         )
         render_report_pdf(analysis)  # first call loads fonts
         pdf_times = []

@@ -27,16 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from ecg_app.evaluation import bootstrap_ci  # noqa: E402
 from ecg_app.intake import load_image  # noqa: E402
-from ecg_app.preprocess import crop_box, page_as_read  # noqa: E402
-from ecg_app.rhythm import (  # noqa: E402
-    MIN_BEATS,
-    STRIP_SECONDS,
-    STRIP_SPAN,
-    axis_estimates,
-    measure,
-    row_trace,
-    square_to_frame,
-)
+from ecg_app.preprocess import page_as_read  # noqa: E402
+from ecg_app.rhythm import MIN_BEATS, axis_estimates, measure, row_trace, strip_area  # noqa: E402
 from ecg_app.robustness import DEGRADATIONS  # noqa: E402
 from ecg_app.synth_printout import render_printout  # noqa: E402
 
@@ -157,13 +149,11 @@ def axis_consistency(step: int) -> dict:
     from the one derived from I, II and III (`rhythm.axis_estimates`), before the 20-degree gate."""
     gaps = []
     for row in list(csv.DictReader(RATES.open()))[::step]:
-        page = square_to_frame(page_as_read(load_image((DATA / "mendeley-ecg" / row["file"]).read_bytes())))
-        m = None if page is None else measure(page)
-        if m is None or m.strip is None or m.strip.beats.size < MIN_BEATS:
+        page = page_as_read(load_image((DATA / "mendeley-ecg" / row["file"]).read_bytes()))
+        found, m = strip_area(page), measure(page)
+        if found is None or m.strip is None or m.strip.beats.size < MIN_BEATS:
             continue
-        top, bottom, left, right = crop_box(*page.shape[:2])
-        area = page[top:bottom, left:right]
-        px_per_s = (STRIP_SPAN[1] - STRIP_SPAN[0]) * area.shape[1] / STRIP_SECONDS
+        area, px_per_s = found
         estimates = axis_estimates([row_trace(area, r) for r in range(3)], m.strip.beats, px_per_s)
         if estimates is not None:
             gaps.append(abs((estimates[0] - estimates[1] + 180) % 360 - 180))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Protocol
 
 import numpy as np
@@ -16,7 +16,7 @@ from ecg_app.deidentify import deidentify
 from ecg_app.explain import build_explainer, heatmap_on_page, overlay
 from ecg_app.intake import IntakeLimits, load_image
 from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.measurements import FIELDS, NOT_MEASURED, Measurements, flags, not_measured
+from ecg_app.measurements import Measurements, not_measured
 from ecg_app.preprocess import ink_map, page_as_read
 from ecg_app.quality import QualityWarning, assess
 from ecg_app.rhythm import measure
@@ -35,7 +35,6 @@ EXPLANATION_CAPTION = (
     "Attention map: warmer colours show what weighed most in the prediction. It is not a diagnosis."
 )
 NOT_AN_ECG_REASON = "the picture was not recognised as an ECG"
-NOT_MEASURED_BEFORE = "Not measured (analysed before measurements were added)"
 
 
 def image_warnings(prediction: Prediction, rgb: np.ndarray) -> list[QualityWarning]:
@@ -62,45 +61,6 @@ def measurements_of(page: np.ndarray, label: str) -> Measurements:
     except Exception as exc:
         log.exception("Measuring failed; the analysis goes on without measurements")
         return not_measured(f"measuring failed: {str(exc) or type(exc).__name__}")
-
-
-@dataclass(frozen=True)
-class MeasurementRow:
-    """One line of the measurements table, worded for reading (Analyze and History tabs, PDF)."""
-
-    label: str
-    value: str  # with its unit; "—" when this value was not measured
-    normal_range: str
-    flag: str  # the out-of-range finding (`measurements.flags`), "" when in range
-
-
-def measurement_rows(measurements: Measurements | None, sex: str | None) -> list[MeasurementRow]:
-    """Every field of a measured analysis, flagged against its normal range (QTc's for the patient's
-    sex); no rows when nothing was measured (`measurements_note` says why)."""
-    if measurements is None or measurements.quality == NOT_MEASURED:
-        return []
-    found = flags(measurements, sex)
-    rows = []
-    for name, label, unit, normal_range in FIELDS:
-        value = getattr(measurements, name)
-        if value is None:
-            text = "—"
-        else:  # the RR coefficient of variation is a fraction; the rest read in whole units
-            text = f"{value:.2f}" if name == "rr_irregularity" else f"{value:.0f}"
-            text += f" {unit}" if unit else ""
-        rows.append(MeasurementRow(label, text, normal_range, found.get(name, "")))
-    return rows
-
-
-def measurements_note(measurements: Measurements | None) -> str | None:
-    """Why some or all values are missing, shown with (or instead of) the table; None when all were
-    measured."""
-    if measurements is None:
-        return NOT_MEASURED_BEFORE
-    reason = measurements.not_measured_reason
-    if measurements.quality == NOT_MEASURED:
-        return f"Not measured: {reason}" if reason else "Not measured"
-    return f"Partly measured: {reason}" if reason else None
 
 
 class Predictor(Protocol):

@@ -72,6 +72,9 @@ class Measurements:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+NOT_MEASURED_BEFORE = "Not measured (analysed before measurements were added)"
+
+
 def not_measured(reason: str) -> Measurements:
     return Measurements(quality=NOT_MEASURED, not_measured_reason=reason)
 
@@ -137,3 +140,42 @@ FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("qtc_fridericia_ms", "QTc (Fridericia)", "ms", "<= 450 men, <= 470 women"),
     ("qrs_axis_deg", "QRS axis", "deg", "-30 to 90"),
 )
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """One line of the measurements table, worded for reading (Analyze and History tabs, PDF)."""
+
+    label: str
+    value: str  # with its unit; "—" when this value was not measured
+    normal_range: str
+    flag: str  # the out-of-range finding (`flags`), "" when in range
+
+
+def measurement_rows(measurements: Measurements | None, sex: str | None) -> list[MeasurementRow]:
+    """Every field of a measured analysis, flagged against its normal range (QTc's for the patient's
+    sex); no rows when nothing was measured (`measurements_note` says why)."""
+    if measurements is None or measurements.quality == NOT_MEASURED:
+        return []
+    found = flags(measurements, sex)
+    rows = []
+    for name, label, unit, normal_range in FIELDS:
+        value = getattr(measurements, name)
+        if value is None:
+            text = "—"
+        else:  # the RR coefficient of variation is a fraction; the rest read in whole units
+            text = f"{value:.2f}" if name == "rr_irregularity" else f"{value:.0f}"
+            text += f" {unit}" if unit else ""
+        rows.append(MeasurementRow(label, text, normal_range, found.get(name, "")))
+    return rows
+
+
+def measurements_note(measurements: Measurements | None) -> str | None:
+    """Why some or all values are missing, shown with (or instead of) the table; None when all were
+    measured."""
+    if measurements is None:
+        return NOT_MEASURED_BEFORE
+    reason = measurements.not_measured_reason
+    if measurements.quality == NOT_MEASURED:
+        return f"Not measured: {reason}" if reason else "Not measured"
+    return f"Partly measured: {reason}" if reason else None

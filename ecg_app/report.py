@@ -16,16 +16,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ecg_app.analysis import (
-    EXPLANATION_CAPTION,
-    EXPLANATION_TITLE,
-    explanation_note,
-    measurement_rows,
-    measurements_note,
-)
+from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, explanation_note
 from ecg_app.config import DEFAULT_MODEL_DIR, TEMPLATES_DIR
 from ecg_app.guidance import RISK_COLORS, load_guidance
 from ecg_app.labels import CLASSES, COLORS, display_name
+from ecg_app.measurements import measurement_rows, measurements_note
 from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 from ecg_app.store import StoredAnalysis
 

@@ -83,18 +83,34 @@ def _ink(region: np.ndarray) -> np.ndarray:
     return 1.0 - bright / np.maximum(background, 1.0) > INK_THRESHOLD
 
 
+def _row_band(height: int, row: int) -> tuple[int, int]:
+    """(first, last + 1) pixel rows of a row of traces in a trace area this high: halfway to the rows
+    beside it, the strip's down to the area's bottom (its spikes reach below the band)."""
+    half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
+    centre = ROW_CENTRES[row] * height
+    last = height if row == len(ROW_CENTRES) - 1 else min(round(centre + half), height)
+    return max(round(centre - half), 0), last
+
+
+def strip_area(page: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The trace area of a page (`square_to_frame`d) and its time scale in px per second: the strip
+    spans `STRIP_SECONDS`; None when no template frame is found."""
+    page = square_to_frame(page)
+    if page is None:
+        return None
+    top, bottom, left, right = crop_box(*page.shape[:2])
+    area = page[top:bottom, left:right]
+    return area, (STRIP_SPAN[1] - STRIP_SPAN[0]) * area.shape[1] / STRIP_SECONDS
+
+
 def row_trace(area: np.ndarray, row: int) -> np.ndarray | None:
     """One row of the trace area as a curve: per pixel column from the strip's start to its end, the
     height (px, up positive, from the row's median level) of the line's middle, and at the tip of a
     stroke (a QRS spike, a few px wide but tens high) of its tip, so a spike keeps its height with a
     single column at its top; None when under half the columns have ink. Columns the whole band high
     (the template's lead separators) and columns without ink are filled in from their neighbours."""
-    height, width = area.shape[:2]
-    half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
-    centre = ROW_CENTRES[row] * height
-    first = max(round(centre - half), 0)
-    last = height if row == len(ROW_CENTRES) - 1 else min(round(centre + half), height)
-    start, end = (round(share * width) for share in STRIP_SPAN)
+    first, last = _row_band(area.shape[0], row)
+    start, end = (round(share * area.shape[1]) for share in STRIP_SPAN)
     mask = _ink(area[first:last, start : end + 1])
     mask[:, _longest_runs(mask) > 0.8 * mask.shape[0]] = False
     has = mask.any(axis=0)
@@ -119,10 +135,8 @@ def row_trace(area: np.ndarray, row: int) -> np.ndarray | None:
 def pulse_height(area: np.ndarray) -> float | None:
     """Height in px of the rhythm strip's calibration pulse (1 mV), less one trace thickness; None
     when no pulse stands before the strip."""
-    height, width = area.shape[:2]
-    centre = ROW_CENTRES[STRIP_ROW] * height
-    half = (ROW_CENTRES[1] - ROW_CENTRES[0]) / 2 * height
-    region = _ink(area[max(round(centre - half), 0) :, : round(STRIP_SPAN[0] * width) - 1])
+    first, last = _row_band(area.shape[0], STRIP_ROW)
+    region = _ink(area[first:last, : round(STRIP_SPAN[0] * area.shape[1]) - 1])
     runs = _longest_runs(region)
     if runs.max(initial=0) < 5:
         return None
@@ -425,12 +439,10 @@ def qrs_axis(traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float
 def measure(page: np.ndarray) -> Measurements:
     """Measurements of a page as the networks read it (`preprocess.page_as_read`); "not measured" with
     the reason where its layout is not the reference template or its beats cannot be found."""
-    page = square_to_frame(page)
-    if page is None:
+    found = strip_area(page)
+    if found is None:
         return not_measured("the printout's layout was not recognised (only the 12-lead template is read)")
-    top, bottom, left, right = crop_box(*page.shape[:2])
-    area = page[top:bottom, left:right]
-    px_per_s = (STRIP_SPAN[1] - STRIP_SPAN[0]) * area.shape[1] / STRIP_SECONDS
+    area, px_per_s = found
     px_per_mm = px_per_s / PAPER_SPEED_MM_S
     trace = row_trace(area, STRIP_ROW)
     if trace is None:
@@ -450,7 +462,8 @@ def measure(page: np.ndarray) -> Measurements:
             strip=strip,
         )
     rr = np.diff(beats)
-    rate = 60.0 / float(np.median(rr))
+    rr_s = float(np.median(rr))
+    rate = 60.0 / rr_s
     if not RATE_LIMITS_BPM[0] <= rate <= RATE_LIMITS_BPM[1]:
         return Measurements(
             quality=NOT_MEASURED, not_measured_reason=f"implausible heart rate ({rate:.0f} bpm)", strip=strip
@@ -463,11 +476,11 @@ def measure(page: np.ndarray) -> Measurements:
             strip=strip,
         )
     beat = median_beat(signal, beats)
-    found = intervals(beat, float(np.median(rr))) if beat is not None else {}
+    edges = intervals(beat, rr_s) if beat is not None else {}
     checked = {
         name: value if value is not None and low <= value <= high else None
         for name, (low, high) in INTERVAL_LIMITS_MS.items()
-        for value in [found.get(name)]
+        for value in [edges.get(name)]
     }
     missing = [
         f"{name.removesuffix('_ms').upper()} (no clear wave edge on the median beat)"
@@ -477,7 +490,7 @@ def measure(page: np.ndarray) -> Measurements:
     axis = qrs_axis(leads, beats, px_per_s)
     if axis is None:
         missing.append("QRS axis (not read consistently from leads I, II, III and aVF)")
-    qt, rr_s = checked["qt_ms"], float(np.median(rr))
+    qt = checked["qt_ms"]
     return Measurements(
         heart_rate_bpm=rate,
         rr_irregularity=float(np.std(rr) / np.mean(rr)),

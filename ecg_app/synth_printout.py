@@ -16,12 +16,11 @@ import numpy as np
 
 from ecg_app.lead_signals import ROW_CENTRES
 from ecg_app.preprocess import crop_box
+from ecg_app.rhythm import GAIN_MM_MV, PAPER_SPEED_MM_S, STRIP_SECONDS, STRIP_SPAN
 from ecg_app.synth_ecg import ecg_signal, make_rhythm, qrs_axis, wave_bounds
 from ecg_app.trace_area import BORDER_BOX
 
 PAGE_SIZE = (1106, 786)  # (width, height) of the dataset's printouts
-PX_PER_MM = 977 / 250  # the template's 10-second strip spans 977 px of a 1106 px page
-STRIP_START = 48 / 1054  # where the traces begin in the trace area, as a share of its width
 ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"), ("II",))
 PINK = (240, 170, 180)
 FS = 1000.0
@@ -48,11 +47,12 @@ def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndar
     rhythm = make_rhythm(rng, 10.0, heart_rate, regime="sinus")
     page = np.full((height, width, 3), 255, np.uint8)
     top, bottom, left, right = crop_box(height, width)
-    _draw_grid(page, (top, bottom, left, right))
+    px_per_s = (STRIP_SPAN[1] - STRIP_SPAN[0]) * (right - left) / STRIP_SECONDS
+    px_per_mv = GAIN_MM_MV * px_per_s / PAPER_SPEED_MM_S
+    _draw_grid(page, (top, bottom, left, right), px_per_s / PAPER_SPEED_MM_S)
     x0, y0, x1, y1 = (v * s for v, s in zip(BORDER_BOX, (width, height, width, height), strict=True))
     cv2.rectangle(page, (round(x0), round(y0)), (round(x1), round(y1)), PINK, 2)
-    px_per_s, px_per_mv = 25 * PX_PER_MM, 10 * PX_PER_MM
-    start = left + STRIP_START * (right - left)
+    start = left + STRIP_SPAN[0] * (right - left)
     leads = dict.fromkeys(sum(ROWS, ()))  # in a fixed order: each lead draws from the one generator
     signals = {lead: ecg_signal(rng, 10.0, FS, heart_rate, lead, rhythm) for lead in leads}
     for row, leads in enumerate(ROWS):
@@ -88,12 +88,12 @@ def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndar
     return page, truth
 
 
-def _draw_grid(page: np.ndarray, box: tuple[int, int, int, int]) -> None:
+def _draw_grid(page: np.ndarray, box: tuple[int, int, int, int], px_per_mm: float) -> None:
     """The template's faint dotted grid: a dot every millimetre on the 5 mm lines."""
     top, bottom, left, right = box
-    step = 5 * PX_PER_MM
-    dots = np.arange(left, right, PX_PER_MM)
+    step = 5 * px_per_mm
+    dots = np.arange(left, right, px_per_mm)
     for y in np.arange(top, bottom, step):
         page[round(y), np.round(dots).astype(int)] = PINK
     for x in np.arange(left, right, step):
-        page[np.round(np.arange(top, bottom, PX_PER_MM)).astype(int), round(x)] = PINK
+        page[np.round(np.arange(top, bottom, px_per_mm)).astype(int), round(x)] = PINK

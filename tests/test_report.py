@@ -24,12 +24,11 @@ from ecg_app.analysis import (
     NO_EXPLANATION_MISSING,
     NO_EXPLANATION_NON_ECG,
     NOT_AN_ECG_REASON,
-    NOT_MEASURED_BEFORE,
 )
 from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
-from ecg_app.measurements import PARTIAL, Measurements, not_measured
+from ecg_app.measurements import NOT_MEASURED_BEFORE, PARTIAL, Measurements, not_measured
 from ecg_app.quality import assess
 from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
 from ecg_app.store import PatientInfo

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from ecg_app.analysis import NOT_AN_ECG_REASON, NOT_MEASURED_BEFORE
+from ecg_app.analysis import NOT_AN_ECG_REASON
 from ecg_app.classifier import MI_NOT_RULED_OUT
 from ecg_app.config import Settings
-from ecg_app.measurements import PARTIAL, Measurements, RhythmStrip, not_measured
+from ecg_app.measurements import NOT_MEASURED_BEFORE, PARTIAL, Measurements, RhythmStrip, not_measured
 from ecg_app.store import Page, PatientInfo
 from ecg_app.ui import about_tab, analyze_tab, history_tab, performance_tab, widgets
 

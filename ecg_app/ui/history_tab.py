@@ -416,7 +416,8 @@ def build_history_tab(ctx: AppContext) -> gr.Tab:
                 same = False
             return (*listed[:-1], gr.update() if same else listed[-1])
 
-        in_turn: dict = dict(concurrency_id="patient-list", concurrency_limit=1)  # and in the order they come
+        # One at a time, so a list sees the question asked before it (the name it keeps it for).
+        in_turn: dict = dict(concurrency_id="patient-list", concurrency_limit=1)
         patient.submit(patient_page, inputs=[*filters, erase_name], outputs=listing, **private, **in_turn)
         patient.blur(patient_page, inputs=[*filters, erase_name], outputs=listing, **private, **in_turn)
         compare_button.click(
