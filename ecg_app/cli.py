@@ -472,6 +472,7 @@ def _history_filters(args: argparse.Namespace):
 
 
 def _cmd_history_list(args: argparse.Namespace) -> int:
+    from ecg_app.measurements import shown
     from ecg_app.store import open_store
     from ecg_app.store.repository import patient_key
 
@@ -482,13 +483,14 @@ def _cmd_history_list(args: argparse.Namespace) -> int:
         items = [item.to_dict() for item in page.items]
         print(json.dumps({"total": page.total, "limit": page.limit, "offset": page.offset, "items": items}))
         return 0
-    shown = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
+    showing = f", showing {page.offset + 1}-{page.offset + len(page.items)}" if page.items else ""
     whose = f" of patient {args.patient}, oldest first" if patient_key(filters.patient) else ""
-    print(f"{page.total} analyses{whose}{shown}")
+    print(f"{page.total} analyses{whose}{showing}")
     for item in page.items:
+        rate = shown("heart_rate_bpm", item.measurements.heart_rate_bpm if item.measurements else None)
         print(
             f"{item.created_at:%Y-%m-%d %H:%M}  {item.id}  {item.label:<6}  {item.confidence:6.1%}  "
-            f"{item.risk_level:<6}  {item.status:<12}  {item.patient.name or '-'}"
+            f"{item.risk_level:<6}  {item.status:<12}  {rate:>7}  {item.patient.name or '-'}"
         )
     return 0
 
@@ -567,6 +569,7 @@ def _cmd_history_image(args: argparse.Namespace) -> int:
 
 def _cmd_history_compare(args: argparse.Namespace) -> int:
     from ecg_app.comparison import compare
+    from ecg_app.measurements import FIELDS, shown
     from ecg_app.store import open_store
 
     with open_store() as store:
@@ -583,12 +586,19 @@ def _cmd_history_compare(args: argparse.Namespace) -> int:
     print(result.summary())
     if not result.same_patient:
         print("  note: not stored under the same patient")
-    print(f"{'':14s}{a.created_at:%Y-%m-%d %H:%M}  {b.created_at:%Y-%m-%d %H:%M}  change")
-    print(f"{'class':14s}{a.label:<18s}{b.label:<18s}")
-    print(f"{'risk':14s}{a.risk_level:<18s}{b.risk_level:<18s}")
+    rows = [
+        ("", f"{a.created_at:%Y-%m-%d %H:%M}", f"{b.created_at:%Y-%m-%d %H:%M}", "change"),
+        ("class", a.label, b.label, ""),
+        ("risk", a.risk_level, b.risk_level, ""),
+    ]
     for label, change in result.probability_changes().items():
         then, now = a.probabilities[label], b.probabilities[label]
-        print(f"{'P(' + label + ')':14s}{then:<18.1%}{now:<18.1%}{change:+.1%}")
+        rows.append((f"P({label})", f"{then:.1%}", f"{now:.1%}", f"{change:+.1%}"))
+    names = {name: label for name, label, *_ in FIELDS}
+    for name, (then, now, change) in result.measurement_changes().items():
+        rows.append((names[name], shown(name, then), shown(name, now), shown(name, change, signed=True)))
+    for row in rows:
+        print(f"{row[0]:22s}{row[1]:18s}{row[2]:18s}{row[3]}".rstrip())
     return 0
 
 

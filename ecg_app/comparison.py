@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ecg_app.labels import CLASSES, display_name
+from ecg_app.measurements import FIELDS
 from ecg_app.store import StoredAnalysis
 from ecg_app.store.repository import patient_key
 
@@ -28,6 +29,18 @@ class Comparison:
     def probability_changes(self) -> dict[str, float]:
         """Later minus earlier probability of each class, in labels.CLASSES order."""
         return {c: self.later.probabilities[c] - self.earlier.probabilities[c] for c in CLASSES}
+
+    def measurement_changes(self) -> dict[str, tuple[float | None, float | None, float | None]]:
+        """(earlier, later, later minus earlier) of each measured field, in measurements.FIELDS order;
+        a value is None where that analysis did not measure it (or was stored before measurements), and
+        the change is None unless both were measured."""
+        out = {}
+        for name, *_ in FIELDS:
+            then, now = (
+                getattr(a.measurements, name) if a.measurements else None for a in (self.earlier, self.later)
+            )
+            out[name] = (then, now, None if then is None or now is None else now - then)
+        return out
 
     def summary(self) -> str:
         """One sentence: the class and the risk, then and now."""
@@ -53,6 +66,10 @@ class Comparison:
             "label_changed": self.earlier.label != self.later.label,
             "risk_changed": self.earlier.risk_level != self.later.risk_level,
             "probability_changes": {c: round(v, 6) for c, v in self.probability_changes().items()},
+            "measurement_changes": {
+                name: None if change is None else round(change, 3)
+                for name, (_, _, change) in self.measurement_changes().items()
+            },
             "summary": self.summary(),
         }
 

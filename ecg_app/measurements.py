@@ -158,16 +158,24 @@ def measurement_rows(measurements: Measurements | None, sex: str | None) -> list
     if measurements is None or measurements.quality == NOT_MEASURED:
         return []
     found = flags(measurements, sex)
-    rows = []
-    for name, label, unit, normal_range in FIELDS:
-        value = getattr(measurements, name)
-        if value is None:
-            text = "—"
-        else:  # the RR coefficient of variation is a fraction; the rest read in whole units
-            text = f"{value:.2f}" if name == "rr_irregularity" else f"{value:.0f}"
-            text += f" {unit}" if unit else ""
-        rows.append(MeasurementRow(label, text, normal_range, found.get(name, "")))
-    return rows
+    return [
+        MeasurementRow(label, shown(name, getattr(measurements, name)), normal_range, found.get(name, ""))
+        for name, label, _, normal_range in FIELDS
+    ]
+
+
+def shown(name: str, value: float | None, signed: bool = False) -> str:
+    """One field's value as read, with its unit ("72 bpm", "0.04", "+12 ms" when `signed`); "—" for None.
+
+    The RR coefficient of variation is a fraction and keeps two decimals; the rest read in whole units.
+    """
+    if value is None:
+        return "—"
+    unit = next(u for field_name, _, u, _ in FIELDS if field_name == name)
+    digits = 2 if name == "rr_irregularity" else 0
+    value = round(value, digits) or 0.0  # no "-0"
+    text = f"{value:{'+' if signed else ''}.{digits}f}"
+    return f"{text} {unit}" if unit else text
 
 
 def measurements_note(measurements: Measurements | None) -> str | None:

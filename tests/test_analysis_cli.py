@@ -4,6 +4,7 @@
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import cv2
@@ -33,6 +34,7 @@ from ecg_app.report import render_report_pdf
 from ecg_app.rhythm import measure
 from ecg_app.store import PatientInfo, open_store
 from ecg_app.store.images import fit, make_thumbnail
+from ecg_app.synth_printout import render_printout
 from tests.conftest import database_url_for, decoded, encode, synthetic_printout
 from tests.test_measurements import MEASUREMENT_KEYS
 from tests.test_store import make_prediction, stored_files
@@ -198,12 +200,13 @@ def test_history_export_report_delete_commands(env, tmp_path, capsys):
 
 
 def test_a_patients_timeline_comparison_image_and_erasure_from_the_cli(env, tmp_path, capsys, monkeypatch):
-    """`history list --patient` (oldest first), `history compare`, `history image` and
-    `history delete --patient`, which asks first and leaves the other patients alone."""
+    """`history list --patient` (oldest first) with each heart rate, `history compare` with the change
+    of each class's probability and of each measurement, `history image` and `history delete --patient`,
+    which asks first and leaves the other patients alone."""
     with open_store(env) as store:
         stored = [
             analyze_and_store(
-                encode(synthetic_printout(seed=20 + k)),
+                encode(render_printout(20 + k, heart_rate=60 + 20 * k)[0]),
                 f"{k}.png",
                 PatientInfo(patient),
                 store,
@@ -216,12 +219,22 @@ def test_a_patients_timeline_comparison_image_and_erasure_from_the_cli(env, tmp_
     out = capsys.readouterr().out
     assert out.startswith("2 analyses of patient p-9, oldest first")
     assert out.index(str(earlier.id)) < out.index(str(later.id)) and str(other.id) not in out
+    rates = [float(rate) for rate in re.findall(r"(\d+) bpm", out)]  # as measured, one per line
+    assert rates == pytest.approx([60, 100], abs=5)
 
     assert main(["history", "compare", str(later.id), str(earlier.id), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["earlier"]["id"] == str(earlier.id) and result["later"]["id"] == str(later.id)
     assert result["same_patient"] and result["label_changed"]
     assert result["probability_changes"]["AHB"] == pytest.approx(0.7 - 0.075)
+    rate_then, rate_now = (result[k]["measurements"]["heart_rate_bpm"] for k in ("earlier", "later"))
+    assert result["measurement_changes"]["heart_rate_bpm"] == pytest.approx(rate_now - rate_then, abs=0.01)
+    assert result["measurement_changes"].keys() == MEASUREMENT_KEYS - {"quality", "not_measured_reason"}
+    assert main(["history", "compare", str(earlier.id), str(later.id)]) == 0
+    rate_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("Heart rate"))
+    change, unit = rate_row.split()[-2:]
+    assert change.startswith("+") and int(change) == pytest.approx(rate_now - rate_then, abs=0.51)
+    assert unit == "bpm"
     assert main(["history", "compare", str(earlier.id), str(other.id)]) == 0
     assert "not stored under the same patient" in capsys.readouterr().out
     assert main(["history", "compare", str(earlier.id), "nope"]) == 1

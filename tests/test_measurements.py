@@ -17,6 +17,7 @@ from ecg_app.measurements import (
     not_measured,
     qtc_bazett,
     qtc_fridericia,
+    shown,
 )
 
 MEASUREMENT_KEYS = {
@@ -89,3 +90,10 @@ def test_qt_corrections():
     assert qtc_bazett(400.0, 0.64) == pytest.approx(500.0)
     assert qtc_fridericia(400.0, 0.512) == pytest.approx(500.0)
     assert qtc_fridericia(400.0, 0.64) < qtc_bazett(400.0, 0.64)  # Bazett over-corrects at fast rates
+
+
+def test_a_value_is_shown_with_its_unit_and_a_change_with_its_sign():
+    assert shown("heart_rate_bpm", 72.4) == "72 bpm" and shown("rr_irregularity", 0.123) == "0.12"
+    assert shown("qrs_axis_deg", -12.6) == "-13 deg" and shown("pr_ms", None) == "—"
+    assert shown("qt_ms", 12.2, signed=True) == "+12 ms" and shown("qt_ms", -0.3, signed=True) == "+0 ms"
+    assert shown("rr_irregularity", -0.05, signed=True) == "-0.05"

@@ -270,6 +270,36 @@ def test_comparison_table_lists_each_class_then_and_now():
     assert "Normal ECG then, Myocardial Infarction now; risk LOW → HIGH" in result.summary()
     html = history_tab.comparison_html(result)
     assert html.count("<tr>") == 1 + 2 + 5 and "+65.0%" in html and "Not stored under the same" not in html
+    assert "Neither ECG was measured" in html
+
+
+def test_comparison_and_timeline_show_the_measurements():
+    """Each measurement then, now and its change; "—" where one ECG did not measure it; the timeline's
+    heart rate column."""
+    from ecg_app.comparison import compare
+
+    earlier = replace(
+        _stored("Normal", 0.8, days_ago=7, patient="P-1"),
+        measurements=Measurements(heart_rate_bpm=72.0, qrs_ms=96.0, qt_ms=380.0, quality=PARTIAL),
+    )
+    later = replace(
+        _stored("AHB", 0.7, days_ago=0, patient="P-1"),
+        measurements=Measurements(heart_rate_bpm=118.4, qrs_ms=96.0, quality=PARTIAL),
+    )
+    result = compare(later, earlier)
+    changes = result.measurement_changes()
+    assert changes["heart_rate_bpm"] == pytest.approx((72.0, 118.4, 46.4))
+    assert changes["qt_ms"] == (380.0, None, None) and changes["pr_ms"] == (None, None, None)
+    assert result.to_dict()["measurement_changes"]["qrs_ms"] == 0.0
+    html = history_tab.comparison_measurements_html(result)
+    assert html.count("<tr>") == 1 + 8
+    assert "<td>72 bpm</td><td>118 bpm</td><td>+46 bpm</td>" in html
+    assert "<td>380 ms</td><td>—</td><td>—</td>" in html
+    assert "<td>96 ms</td><td>96 ms</td><td>+0 ms</td>" in html
+
+    listed = Page(items=[later, _stored("MI", 0.9, 1, "Q")], total=2, limit=20, offset=0)
+    table = history_tab.table_rows(listed)
+    assert list(table.columns) == history_tab.COLUMNS and table["Heart rate"].tolist() == ["118 bpm", "—"]
 
 
 def _stored(label: str, confidence: float, days_ago: int, patient: str):

@@ -19,6 +19,7 @@ from ecg_app.analysis import EXPLANATION_TITLE
 from ecg_app.comparison import Comparison, compare
 from ecg_app.guidance import RISK_LEVELS
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
+from ecg_app.measurements import FIELDS, shown
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
 from ecg_app.store.repository import patient_key
 from ecg_app.ui.analyze_tab import (
@@ -34,7 +35,7 @@ from ecg_app.ui.widgets import placeholder
 
 PAGE_SIZE = 20
 ALL = "All"
-COLUMNS = ["Date (UTC)", "Patient", "Class", "Confidence", "Risk", "Status", "ID"]
+COLUMNS = ["Date (UTC)", "Patient", "Class", "Confidence", "Risk", "Status", "ID", "Heart rate"]
 CLASS_CHOICES = [(ALL, ALL)] + [(DISPLAY_NAMES[c], c) for c in CLASSES]
 RISK_CHOICES = [ALL, *RISK_LEVELS]
 NO_SELECTION = "Select a row to see its image, Grad-CAM map, probabilities, measurements and guidance."
@@ -83,6 +84,7 @@ def table_rows(page: Page) -> pd.DataFrame:
             a.risk_level,
             "needs review" if a.needs_review else "ok",
             str(a.id)[:8],
+            shown("heart_rate_bpm", a.measurements.heart_rate_bpm if a.measurements else None),
         ]
         for a in page.items
     ]
@@ -125,7 +127,24 @@ def comparison_html(result: Comparison) -> str:
     return (
         f'<p id="compare-summary"><b>{escape(result.summary())}</b></p>{warning}'
         f'<table class="ecg-kv" id="compare-table">{head}{"".join(rows)}</table>'
+        f"{comparison_measurements_html(result)}"
     )
+
+
+def comparison_measurements_html(result: Comparison) -> str:
+    """The measurements then and now and their change ("—" where one of them was not measured); nothing
+    when neither analysis was measured."""
+    changes = result.measurement_changes()
+    if all(then is None and now is None for then, now, _ in changes.values()):
+        return '<p class="ecg-notes" id="compare-measurements">Neither ECG was measured.</p>'
+    labels = {name: label for name, label, *_ in FIELDS}
+    rows = "".join(
+        f"<tr><th>{escape(labels[name])}</th><td>{shown(name, then)}</td><td>{shown(name, now)}</td>"
+        f"<td>{shown(name, change, signed=True)}</td></tr>"
+        for name, (then, now, change) in changes.items()
+    )
+    head = "<tr><th>Measurement</th><th>Earlier</th><th>Later</th><th>Change</th></tr>"
+    return f'<table class="ecg-kv" id="compare-measurements">{head}{rows}</table>'
 
 
 def patient_html(analysis: StoredAnalysis) -> str:

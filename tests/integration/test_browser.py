@@ -337,6 +337,8 @@ def test_a_patients_timeline_compare_and_erase(page, app_url):
     assert "analyses 1–2 of 2" in page.locator("#history-page-info").inner_text()
     shown = [page.locator(f"#history-table [data-testid=cell-{k}-6]").inner_text().strip() for k in (0, 1)]
     assert shown == [item["id"][:8] for item in made]  # oldest first
+    rates = [page.locator(f"#history-table [data-testid=cell-{k}-7]").inner_text().strip() for k in (0, 1)]
+    assert rates == [f"{item['measurements']['heart_rate_bpm']:.0f} bpm" for item in made]
 
     page.get_by_text("Compare two analyses").click()
     for which, option in (("#compare-first", 0), ("#compare-second", 1)):
@@ -346,6 +348,7 @@ def test_a_patients_timeline_compare_and_erase(page, app_url):
     summary = page.wait_for_selector("#compare-summary")
     assert "days apart" in summary.inner_text()
     assert page.locator("#compare-table").inner_text().count("%") >= 10  # two probabilities per class
+    assert page.locator("#compare-measurements").inner_text().count("bpm") == 3  # then, now, change
     for side in ("#compare-earlier img", "#compare-later img"):  # both pictures load after the table
         page.wait_for_selector(side, state="visible")
 
