@@ -11,9 +11,20 @@ import platformdirs
 from ecg_app.intake import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, IntakeLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MODEL_DIR = REPO_ROOT / "model"
-TEMPLATES_DIR = REPO_ROOT / "templates"
-MIGRATIONS_DIR = REPO_ROOT / "migrations"
+# Where an installed wheel keeps the shipped model, report templates and migrations (setup.py copies them);
+# an editable install or a checkout has no such folder and reads them from the repository.
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+
+
+def shipped(name: str) -> Path:
+    """The folder `name` (model, templates, migrations) inside the installed package, else in the
+    repository."""
+    return BUNDLED_DIR / name if (BUNDLED_DIR / name).is_dir() else REPO_ROOT / name
+
+
+DEFAULT_MODEL_DIR = shipped("model")
+TEMPLATES_DIR = shipped("templates")
+MIGRATIONS_DIR = shipped("migrations")
 
 
 def _env_int(name: str, default: int) -> int:
