@@ -14,7 +14,7 @@ PORT ?= 7860
 
 .PHONY: run test system-run system-test lint train evaluate compare-seed clean
 
-run: system-run $(VENV)/.installed
+run: system-run $(VENV)/.installed-run
 	$(VENV)/bin/ecg-app serve --host $(HOST) --port $(PORT)
 
 test: system-test $(VENV)/.installed
@@ -36,11 +36,18 @@ system-run:
 system-test:
 	$(call apt_install,$(TEST_PACKAGES))
 
+# Serving alone (no TensorFlow: the networks run as ONNX graphs), or everything training and the tests need.
+$(VENV)/.installed-run: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	$(PY) -m pip install -q -e '.[train,test]'
+	touch $@ $(VENV)/.installed-run
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
@@ -56,6 +63,7 @@ train: $(VENV)/.installed
 	$(VENV)/bin/ecg-app fit-detector --model model --members 3 --epochs 60 --renders 600 --charts 600 --seed 42
 	$(VENV)/bin/ecg-app fit-diagnosis --model model --members 3 --page-share 0.5 --seed 42
 	$(VENV)/bin/ecg-app fit-mi-flag --model model --cv-run $(RECIPE_CV)
+	$(VENV)/bin/ecg-app export-onnx --model model
 	$(VENV)/bin/ecg-app evaluate --model model --cross-validation $(RECIPE_CV)
 
 evaluate: $(VENV)/.installed

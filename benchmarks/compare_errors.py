@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from ecg_app import dataset
-from ecg_app.classifier import Classifier, ensemble_members
+from ecg_app.classifier import Classifier
 from ecg_app.evaluation import model_roots
+from ecg_app.keras_networks import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.preprocess import preprocess_batch
 

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from ecg_app import dataset
-from ecg_app.classifier import MODEL_FILE, Classifier
+from ecg_app.classifier import Classifier
 from ecg_app.evaluation import evaluate_model_dir
+from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE
 from ecg_app.training import TrainConfig, train
 
 

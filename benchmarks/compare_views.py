@@ -19,8 +19,9 @@ from sklearn.metrics import f1_score, log_loss
 
 from ecg_app import dataset
 from ecg_app.augment import homography, warp
-from ecg_app.classifier import MODEL_FILE, Classifier
+from ecg_app.classifier import Classifier
 from ecg_app.evaluation import model_roots
+from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE
 from ecg_app.labels import CLASSES
 from ecg_app.preprocess import preprocess_batch
 

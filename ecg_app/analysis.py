@@ -79,7 +79,7 @@ _explainers_lock = threading.Lock()
 
 def explainer_for(classifier: Predictor) -> Explainer | None:
     """The process-wide Grad-CAM of a classifier's network, built once on first use; None when the
-    classifier has no Keras model (a stand-in) or its network has no layer Grad-CAM can use."""
+    classifier has no networks (a stand-in) or its network has no layer Grad-CAM can use."""
     with _explainers_lock:
         try:
             return _explainers[classifier]
@@ -92,8 +92,7 @@ def explainer_for(classifier: Predictor) -> Explainer | None:
 
 
 def _build_explainer(classifier: Predictor) -> Explainer | None:
-    model = getattr(classifier, "model", None)
-    if model is None:
+    if getattr(classifier, "networks", None) is None:
         return None
     try:
         return build_explainer(classifier)

@@ -4,15 +4,15 @@
 fitted on the validation split, the "needs review" threshold), `ecg_gate.npz` (the embedding-space
 ECG gate, see `ecg_gate`) and `ecg_detector.keras` (the whole-picture ECG detector, see
 `ecg_detector`), and, when trained, `ecg_diagnosis.keras` (the lead-reading diagnosis network, see
-`lead_diagnosis`). Loading is lazy and thread-safe so an app with many request threads loads each
-network exactly once.
+`lead_diagnosis`), and the same networks exported as ONNX graphs, which serving runs
+(`network_runtime`; `ecg-app export-onnx` writes them). Loading is lazy and thread-safe so an app with
+many request threads loads each network exactly once.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +32,10 @@ from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.mi_flag import INFO_KEY as MI_FLAG_KEY
 from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 from ecg_app.mi_flag import flagged
+from ecg_app.network_runtime import Networks, OnnxNetworks, onnx_is_current
 from ecg_app.preprocess import preprocess_batch
 from ecg_app.quality import QualityWarning
 
-MODEL_FILE = "ecg_cnn.keras"
 MODEL_INFO_FILE = "model.json"
 STATUS_OK = "ok"
 STATUS_NEEDS_REVIEW = "needs_review"
@@ -170,16 +170,14 @@ def decide(
     )
 
 
-def ensemble_members(model) -> list:
-    """The networks inside an averaged ensemble (`training.average_models`), or [model] for one network."""
-    nested = [layer for layer in model.layers if layer.name.startswith("member_")]
-    return nested or [model]
-
-
 class Classifier:
-    """The shipped CNN behind a scikit-learn-like `predict_proba`, plus `predict` returning Predictions."""
+    """The shipped CNN behind a scikit-learn-like `predict_proba`, plus `predict` returning Predictions.
 
-    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR):
+    The networks run in ONNX Runtime when the directory holds a current export (`onnx_export`), else in
+    Keras (training writes `.keras` files first; serving installs bring no TensorFlow, so a model without
+    a current export cannot be served there). `backend` forces one: "onnx" or "keras"."""
+
+    def __init__(self, model_dir: str | Path = DEFAULT_MODEL_DIR, backend: str | None = None):
         self.model_dir = Path(model_dir)
         info_path = self.model_dir / MODEL_INFO_FILE
         if not info_path.is_file():
@@ -212,81 +210,65 @@ class Classifier:
             if "threshold" in flag and math.isclose(float(flag["temperature"]), self.temperature)
             else None
         )
-        self._model = None
-        self._detector = None
-        self._diagnosis = None
-        self._embedder = None
-        self._lock = threading.RLock()
+        if backend not in (None, "onnx", "keras"):
+            raise ValueError(f"backend must be onnx or keras, got {backend!r}")
+        self.backend: str = backend or ("onnx" if onnx_is_current(self.model_dir, self.info) else "keras")
+        self._networks: Networks | None = None
+        self._keras: Networks | None = None
+        self._lock = threading.Lock()
 
-    def _load_once(self, attribute: str, filename: str):
-        """The Keras model in `filename`, loaded on first use and kept in `attribute` (double-checked
-        lock: one load even when many request threads ask at once)."""
-        if getattr(self, attribute) is None:
+    @property
+    def networks(self) -> Networks:
+        """The served networks in the chosen runtime, opened on first use."""
+        if self._networks is None:
             with self._lock:
-                if getattr(self, attribute) is None:
-                    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-                    import keras
+                if self._networks is None:
+                    self._networks = (
+                        OnnxNetworks(self.model_dir, self.info)
+                        if self.backend == "onnx"
+                        else self._keras_networks()
+                    )
+        return self._networks
 
-                    # Registers the custom layers saved networks hold (`LeadSignals`, `EachCell`).
-                    import ecg_app.networks  # noqa: F401
-
-                    loaded = keras.saving.load_model(self.model_dir / filename, compile=False)
-                    setattr(self, attribute, loaded)
-        return getattr(self, attribute)
+    def _keras_networks(self):
+        if self._keras is None:
+            try:
+                from ecg_app.keras_networks import KerasNetworks
+            except ImportError as exc:  # a serving install: no TensorFlow
+                raise RuntimeError(
+                    f"{self.model_dir} has no current ONNX export and Keras is not installed: run "
+                    "`ecg-app export-onnx` where the train extra is installed"
+                ) from exc
+            self._keras = KerasNetworks(self.model_dir)
+        return self._keras
 
     @property
     def model(self):
-        """The page network (an ensemble of members averaged), loaded on first use."""
-        return self._load_once("_model", MODEL_FILE)
+        """The page network as Keras saved it (training and its checks; serving reads `networks`)."""
+        return self._keras_networks().network("page")
 
     @property
     def detector(self):
-        """The whole-picture ECG detector (a Keras model giving P(ECG)), loaded on first use."""
-        return self._load_once("_detector", DETECTOR_FILE)
+        """The whole-picture ECG detector as Keras saved it (P(ECG))."""
+        return self._keras_networks().network("detector")
 
     @property
     def diagnosis(self):
-        """The lead-reading diagnosis network (ink map -> four ECG-class probabilities), loaded on use."""
-        return self._load_once("_diagnosis", DIAGNOSIS_FILE)
-
-    @property
-    def embedder(self):
-        """One Keras model giving (embedding, probabilities[, diagnosis]) in one pass: each member's
-        embedding is what its output layer reads, concatenated; probabilities are averaged as in the
-        saved ensemble; with a diagnosis network, its four ECG-class probabilities too. The gate therefore
-        costs no extra inference, and the two networks run in one graph call (~3 ms less than two)."""
-        if self._embedder is None:
-            with self._lock:
-                if self._embedder is None:
-                    import keras
-
-                    inputs = self.model.input
-                    outputs = [
-                        keras.Model(member.input, [member.layers[-1].input, member.output])(inputs)
-                        for member in ensemble_members(self.model)
-                    ]
-                    features = [f for f, _ in outputs]
-                    probs = [p for _, p in outputs]
-                    self._embedder = keras.Model(
-                        inputs,
-                        [
-                            keras.layers.Concatenate()(features) if len(features) > 1 else features[0],
-                            keras.layers.Average()(probs) if len(probs) > 1 else probs[0],
-                            *([self.diagnosis(inputs)] if self.has_diagnosis else []),
-                        ],
-                    )
-        return self._embedder
+        """The lead-reading diagnosis network as Keras saved it (ink map -> four ECG-class probabilities)."""
+        return self._keras_networks().network("diagnosis")
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings, log-probabilities) of a preprocessed batch; with a diagnosis network the
         probabilities are the page network's combined with it (`lead_diagnosis.combine`), and with a
         decision weight its log is added (`decision_weight`; the softmax after renormalises)."""
-        features, probs, *diagnosis = self.embedder.predict_on_batch(batch)
-        probs = np.asarray(probs, dtype=np.float64)
-        if diagnosis:
-            probs = combine(probs, np.asarray(diagnosis[0], dtype=np.float64), self.page_share)
+        page = self.networks.page(batch)
+        probs = np.asarray(page.probs, dtype=np.float64)
+        if self.has_diagnosis:
+            probs = combine(
+                probs, np.asarray(self.networks.diagnose(batch), dtype=np.float64), self.page_share
+            )
         probs = np.clip(probs, 1e-12, 1.0)
-        return np.asarray(features, dtype=np.float32), np.log(probs) + self.log_weights
+        return np.asarray(page.features, dtype=np.float32), np.log(probs) + self.log_weights
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Log-probabilities of the networks for a preprocessed batch (plus any decision weight's log),
@@ -313,7 +295,7 @@ class Classifier:
         """The detector's P(ECG) for RGB uint8 images, or None when the model directory has no detector."""
         if self.detector_threshold is None:
             return None
-        return ecg_detector.ecg_probability(self.detector, images, batch_size)
+        return ecg_detector.ecg_probability(self.networks.detect, images, batch_size)
 
     def decide_batch(
         self, features: np.ndarray, probs: np.ndarray, ecg_probability: np.ndarray | None = None

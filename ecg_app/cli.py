@@ -320,6 +320,14 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from ecg_app.onnx_export import export_model_dir
+
+    record = export_model_dir(Path(args.model))
+    print(f"Exported {', '.join(entry['file'] for entry in record.values())} to {args.model}")
+    return 0
+
+
 def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.classifier import Classifier
     from ecg_app.detector_fit import (
@@ -939,6 +947,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="tune the installed (untuned) detector's networks in scenes, then choose its threshold again",
     )
     p.set_defaults(func=_cmd_fit_detector)
+
+    p = sub.add_parser(
+        "export-onnx",
+        help="write the networks as the ONNX graphs serving runs (after any fit; needs the train extra)",
+    )
+    p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
+    p.set_defaults(func=_cmd_export_onnx)
 
     _add_store_commands(sub)
     _add_serve_command(sub)

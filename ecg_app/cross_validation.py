@@ -23,10 +23,11 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from ecg_app import dataset
-from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE
+from ecg_app.classifier import MODEL_INFO_FILE
 from ecg_app.config import portable_path
 from ecg_app.diagnosis_fit import DiagnosisConfig, digitise, ecg_training_set, fit_reader, settings_of
 from ecg_app.evaluation import bootstrap_ci, compute_metrics, macro_f1, model_roots
+from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
 from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine
 from ecg_app.lead_statistics import PER_CELL, STATISTICS_SHARE, LeadStatisticsModel

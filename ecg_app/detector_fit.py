@@ -316,7 +316,7 @@ def _record_threshold(model_dir: Path, samples: list[dataset.Sample], detector, 
     """Choose the threshold on the validation split's pictures, read as served, and record it with
     `trained` in `model.json`; returns that record."""
     val, val_images = dataset.load_images([s for s in samples if s.split == "val"])
-    p_ecg = ecg_probability(detector, val_images, BATCH_SIZE)
+    p_ecg = ecg_probability(detector.predict_on_batch, val_images, BATCH_SIZE)
     is_ecg = np.array([s.label != NON_ECG for s in val])
     threshold = choose_threshold(p_ecg, is_ecg)
     record = {

@@ -16,7 +16,7 @@ charts on a desk for ECGs, the cut-out sheet alone took bright patches of other 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -51,13 +51,16 @@ def views(rgb: np.ndarray) -> list[np.ndarray]:
     return [rgb] if sheet is rgb else [rgb, sheet]
 
 
-def ecg_probability(detector, images: Sequence[np.ndarray], batch_size: int = 16) -> np.ndarray:
-    """P(ECG) of each RGB uint8 image: the lowest of `detector`'s calls on its `views`. Serving and the
-    threshold's choice on validation (`detector_fit`) both read pictures through it."""
+def ecg_probability(
+    detect: Callable[[np.ndarray], np.ndarray], images: Sequence[np.ndarray], batch_size: int = 16
+) -> np.ndarray:
+    """P(ECG) of each RGB uint8 image: the lowest of the detector's calls (`detect`: a batch of
+    `detector_batch` pictures -> (N, 1)) on its `views`. Serving and the threshold's choice on validation
+    (`detector_fit`) both read pictures through it."""
     seen = [views(image) for image in images]
     flat = [view for picture in seen for view in picture]
     calls = [
-        np.asarray(detector.predict_on_batch(detector_batch(flat[start : start + batch_size])))[:, 0]
+        np.asarray(detect(detector_batch(flat[start : start + batch_size])))[:, 0]
         for start in range(0, len(flat), batch_size)
     ]
     if not calls:

@@ -5,7 +5,9 @@ in preprocessing), so the map is zero over the printed header and footer by cons
 puts it back at the trace area's place on the full picture. A model with a lead-reading diagnosis
 network (`lead_diagnosis`) reads the ECG class from the leads' curves, which Grad-CAM of the page
 network cannot show: `build_explainer` then averages Grad-CAM with `LeadMap`, the weight each lead
-cell carried for the diagnosis network (gradient times input), painted over that lead's place.
+cell carried for the diagnosis network (occlusion), painted over that lead's place.
+
+Both need forward passes only, so they run on the ONNX graphs serving uses (`network_runtime`).
 """
 
 from __future__ import annotations
@@ -15,12 +17,10 @@ from abc import ABC, abstractmethod
 import cv2
 import numpy as np
 
-from ecg_app.classifier import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES
-from ecg_app.lead_diagnosis import curve_readers
+from ecg_app.lead_geometry import CELLS, COLUMNS, band_rows, turn
+from ecg_app.network_runtime import LAST_CONV, Networks
 from ecg_app.preprocess import crop_box, ink_map, page_as_read
-
-LAST_CONV = "s5b_relu"
 
 
 class PageExplainer(ABC):
@@ -38,70 +38,76 @@ class PageExplainer(ABC):
         return overlay(page, page_map), page_map
 
 
+def grad_cam_weights(
+    head: dict[str, np.ndarray], probs: np.ndarray, cells: np.ndarray, class_index: int
+) -> np.ndarray:
+    """Grad-CAM's channel weights (Selvaraju et al. 2017): the gradient of one member's probability of
+    the class with respect to its last conv maps A (h, w, C), averaged over positions; in closed form,
+    so that no gradient (and no TensorFlow) is needed when serving.
+
+    The page network's head (`networks._default`) reads A three ways: global average pooling, global
+    max pooling and a page-cell branch (1x1 conv, batch norm, ReLU, 2x4 average pooling), concatenated
+    into a softmax layer with kernel W. With p the member's probabilities, the gradient reaching the
+    concatenated features is g = p_c (W[:, c] - W p). Averaged over positions, the average pool gives
+    back g_avg / hw and the max pool g_max / hw (its gradient reaches one position per channel, or is
+    shared among ties); the page-cell branch spreads each cell's gradient over its 2x4 positions, keeps
+    it where the branch's pre-activation `cells` (h, w, K) is positive, and returns it through the batch
+    norm's scale and the 1x1 kernel.
+    """
+    dense = head["dense"]
+    h, w, k = cells.shape
+    channels = head["cells_kernel"].shape[0]
+    g = probs[class_index] * (dense[:, class_index] - dense @ probs)
+    g_avg, g_max, g_cells = g[:channels], g[channels : 2 * channels], g[2 * channels :]
+    grid = g_cells.reshape(h // 2, w // 4, k)
+    spread = np.zeros((h, w, k))
+    spread[: 2 * (h // 2), : 4 * (w // 4)] = np.repeat(np.repeat(grid, 2, axis=0), 4, axis=1) / 8
+    through_cells = ((spread * (cells > 0)) * head["cells_scale"]) @ head["cells_kernel"].T
+    return (g_avg + g_max) / (h * w) + through_cells.mean(axis=(0, 1))
+
+
 class GradCam(PageExplainer):
-    """Grad-CAM for a loaded model; the probe models are built once, then each map costs one pass."""
+    """Grad-CAM of the page network: each member's last conv maps weighted by `grad_cam_weights`, the
+    positive part, averaged over the members; one forward pass a map."""
 
-    def __init__(self, model):
-        import keras
-        import tensorflow as tf
-
-        self.probes = [
-            keras.Model(member.input, [member.get_layer(LAST_CONV).output, member.output])
-            for member in ensemble_members(model)
-        ]
-        # One traced graph for all members: taped eagerly, op by op, a map took ~350 ms on 2 cores.
-        self._maps = tf.function(self._member_maps)
-
-    def _member_maps(self, x, class_index):
-        import tensorflow as tf
-
-        maps = []
-        for probe in self.probes:
-            with tf.GradientTape() as tape:
-                features, probs = probe(x, training=False)
-                score = tf.gather(probs, class_index, axis=1)
-            weights = tf.reduce_mean(tape.gradient(score, features), axis=(1, 2), keepdims=True)
-            maps.append(tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))[0])
-        return tf.stack(maps)
+    def __init__(self, networks: Networks):
+        if not networks.explains():
+            raise ValueError(f"the page network has no {LAST_CONV} layer and page-cell branch to read")
+        self.networks = networks
 
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:
         """Map in [0, 1] at the last conv layer's resolution for one preprocessed input."""
-        import tensorflow as tf
-
-        maps = self._maps(tf.constant(x[None], tf.float32), tf.constant(class_index, tf.int32))
-        return _to_unit(np.mean(maps.numpy(), axis=0))
+        out = self.networks.page(x[None])
+        maps = [
+            np.maximum(
+                out.maps[0, m]
+                @ grad_cam_weights(
+                    head, out.member_probs[0, m].astype(np.float64), out.cells[0, m], class_index
+                ),
+                0,
+            )
+            for m, head in enumerate(self.networks.heads())
+        ]
+        return _to_unit(np.mean(maps, axis=0))
 
 
 class LeadMap(PageExplainer):
-    """How much each lead cell weighed in the diagnosis network's probability of an ECG class: |gradient
-    x input| over the cell's curves, summed, averaged over the members, painted over the cell's band."""
+    """How much each lead cell weighed in the diagnosis network's probability of an ECG class: by
+    occlusion (Zeiler & Fergus 2014), the change in that probability when the cell's curves are blanked
+    (read as a cell without ink), painted over the cell's band. A cell without ink weighs nothing."""
 
-    def __init__(self, diagnosis):
-        import tensorflow as tf
-
-        self.readers = curve_readers(diagnosis)
-        self._weights = tf.function(self._weights_and_angle)  # one graph, as for `GradCam`
-
-    def _weights_and_angle(self, x, class_index):
-        import tensorflow as tf
-
-        from ecg_app.lead_signals import deskew, read_bands, skew_angle
-
-        angle = skew_angle(x)  # found once: the digitiser's turn and the painted map's turn back
-        curves = read_bands(deskew(x, angle))
-        total = 0.0
-        for reader in self.readers:
-            with tf.GradientTape() as tape:
-                tape.watch(curves)
-                score = tf.gather(reader(curves, training=False), class_index, axis=1)
-            total += tf.reduce_sum(tf.abs(tape.gradient(score, curves) * curves), axis=(2, 3))[0]
-        return total, angle[0]
+    def __init__(self, networks: Networks):
+        self.networks = networks
 
     def _run(self, x: np.ndarray, class_index: int) -> tuple[np.ndarray, float]:
-        import tensorflow as tf
-
-        weights, angle = self._weights(tf.constant(x[None], tf.float32), tf.constant(class_index, tf.int32))
-        return _to_unit(weights.numpy().astype(np.float64)), float(angle)
+        angles, curves = self.networks.digitise(x[None])
+        variants = np.repeat(curves, CELLS + 1, axis=0)
+        for cell in range(CELLS):
+            variants[cell + 1, cell] = 0.0
+        probs = np.asarray(self.networks.read(variants), np.float64)[:, class_index]
+        weights = np.abs(probs[1:] - probs[0])
+        weights[~curves[0].any(axis=(1, 2))] = 0.0
+        return _to_unit(weights), float(angles[0])
 
     def cell_weights(self, x: np.ndarray, class_index: int) -> np.ndarray:
         """(CELLS,) weights in [0, 1], in `LeadSignals`' cell order (row by row, left to right)."""
@@ -110,8 +116,6 @@ class LeadMap(PageExplainer):
     def __call__(self, x: np.ndarray, class_index: int) -> np.ndarray:
         """The cells' weights painted over their bands, and turned with the page when `deskew` had to
         straighten it (the bands are cut from the straightened map)."""
-        from ecg_app.lead_signals import COLUMNS, band_rows, turn
-
         weights, angle = self._run(x, class_index)
         height, width = x.shape[:2]
         cell_width = width // COLUMNS
@@ -121,11 +125,7 @@ class LeadMap(PageExplainer):
                 painted[first:last, column * cell_width : (column + 1) * cell_width] = weights[
                     row * COLUMNS + column
                 ]
-        return (
-            np.asarray(turn(painted[None, :, :, None], np.array([-angle], np.float32)))[0, :, :, 0]
-            if angle
-            else painted
-        )
+        return turn(painted[None, :, :, None], np.array([-angle]))[0, :, :, 0] if angle else painted
 
 
 class PageAndLeads(PageExplainer):
@@ -144,11 +144,10 @@ class PageAndLeads(PageExplainer):
 
 def build_explainer(classifier) -> PageExplainer:
     """A classifier's explanation: Grad-CAM of its page network, averaged with the lead map when it has a
-    diagnosis network (its ECG classes are then read from the leads). ValueError if the page network has
-    no layer Grad-CAM can use."""
-    cam = GradCam(classifier.model)
+    diagnosis network (its ECG classes are then read from the leads)."""
+    cam = GradCam(classifier.networks)
     return (
-        PageAndLeads(cam, LeadMap(classifier.diagnosis))
+        PageAndLeads(cam, LeadMap(classifier.networks))
         if getattr(classifier, "has_diagnosis", False)
         else cam
     )

@@ -19,19 +19,12 @@ rotations of 1 degree and more would now be turned back.)
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 from keras import ops
 
-# Middle of each row's band (baseline of its traces) as a fraction of the trace area's height, and the
-# band's half height; measured on the reference printouts (rows 152 px apart on a 617 px trace area).
-ROW_CENTRES: tuple[float, ...] = (0.144, 0.384, 0.637, 0.883)
-BAND_HALF_HEIGHT = 0.115
-COLUMNS = 4
-CELLS = len(ROW_CENTRES) * COLUMNS
-CURVES = 3  # top, centre, bottom
+from ecg_app.lead_geometry import CELLS, COLUMNS, CURVES, band_rows, rotation
+
 INK_THRESHOLD = 0.3  # ink-map value above which a pixel is trace (the paper and faded grid are ~0)
 # Degrees tried by `deskew`: 0, or 1 to 8 either way. Not below 1: a tilt under 1 degree moves a trace at
 # most 5 px across its band (74 px high), and finer angles would "straighten" leads whose baselines
@@ -39,17 +32,6 @@ INK_THRESHOLD = 0.3  # ink-map value above which a pixel is trace (the paper and
 SKEW_ANGLES: tuple[float, ...] = (0.0, *(s * a / 2 for a in range(2, 17) for s in (1, -1)))
 SKEW_GAIN = 1.05  # how much sharper than unturned a turned map's row profile must be to be chosen
 SKEW_BLOCK = 16  # columns of the ink map that `_row_profiles` shifts together
-
-
-def _rotation(degrees, height: int, width: int):
-    """`keras.ops.image.affine_transform` rows (N, 8) that turn maps of this size about their centre."""
-    theta = degrees * (math.pi / 180)
-    cos, sin = ops.cos(theta), ops.sin(theta)
-    cx, cy = (width - 1) / 2, (height - 1) / 2
-    zero = ops.zeros_like(theta)
-    return ops.stack(
-        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zero, zero], axis=-1
-    )
 
 
 def _row_profiles(ink):
@@ -66,7 +48,7 @@ def _row_profiles(ink):
         ops.reshape(ink[:, : 2 * height, : blocks * SKEW_BLOCK, 0], (-1, height, 2, blocks, SKEW_BLOCK)),
         axis=(2, 4),
     )
-    # Rows of the half-height map, as in `_rotation`: output row r reads row r + sin(angle) * (x - cx).
+    # Rows of the half-height map, as in `rotation`: output row r reads row r + sin(angle) * (x - cx).
     offsets = ((np.arange(blocks) + 0.5) * SKEW_BLOCK - width / 2) / 2
     shifts = np.rint(np.sin(np.radians(SKEW_ANGLES))[:, None] * offsets[None]).astype(int)
     pad = int(np.abs(shifts).max())
@@ -83,7 +65,11 @@ def skew_angle(ink):
     0 when no angle beats 0 by `SKEW_GAIN`."""
     scores = ops.sum(ops.square(_row_profiles(ink)), axis=2)
     straight = ops.take(scores, SKEW_ANGLES.index(0.0), axis=1)
-    best = ops.take(ops.convert_to_tensor(SKEW_ANGLES, ink.dtype), ops.argmax(scores, axis=1))
+    # The first angle of the highest score, as argmax picks it; spelt out because Keras's argmax brings
+    # ops (Bitcast, BitwiseAnd) that ONNX Runtime lacks, and serving runs this as an ONNX graph.
+    top = ops.cast(scores >= ops.max(scores, axis=1, keepdims=True), ink.dtype)
+    first = top * ops.cast(ops.cumsum(top, axis=1) == 1.0, ink.dtype)
+    best = ops.sum(first * ops.convert_to_tensor(SKEW_ANGLES, ink.dtype)[None], axis=1)
     return ops.where(ops.max(scores, axis=1) <= SKEW_GAIN * straight, 0.0, best)
 
 
@@ -91,7 +77,7 @@ def turn(maps, degrees):
     """(batch, H, W, C) maps turned about their centre by (batch,) `degrees`, in `deskew`'s sense: the
     negated angle turns a deskewed map back onto the picture."""
     return ops.image.affine_transform(
-        maps, _rotation(degrees, maps.shape[1], maps.shape[2]), fill_mode="constant"
+        maps, rotation(degrees, maps.shape[1], maps.shape[2], ops), fill_mode="constant"
     )
 
 
@@ -102,12 +88,6 @@ def deskew(ink, angle=None):
     angle = skew_angle(ink) if angle is None else angle
     keep = ops.reshape(angle == 0.0, (-1, 1, 1, 1))
     return ops.cond(ops.all(keep), lambda: ink, lambda: ops.where(keep, ink, turn(ink, angle)))
-
-
-def band_rows(height: int) -> list[tuple[int, int]]:
-    """(first, last + 1) pixel rows of each row band in an ink map of this height."""
-    half = round(BAND_HALF_HEIGHT * height)
-    return [(round(c * height) - half, round(c * height) + half) for c in ROW_CENTRES]
 
 
 def read_bands(ink):
@@ -142,3 +122,14 @@ class LeadSignals(keras.layers.Layer):
 
     def call(self, ink):
         return read_bands(deskew(ink))
+
+
+class LeadCurves(keras.layers.Layer):
+    """(batch, H, W, 1) ink map -> ((batch,) `skew_angle`, curves `read_bands` reads from the map as it
+    is): `LeadSignals` without the turn, the part that exports to ONNX (`keras_networks.lead_curves`)."""
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0],), (input_shape[0], CELLS, input_shape[2] // COLUMNS, CURVES)
+
+    def call(self, ink):
+        return skew_angle(ink), read_bands(ink)

@@ -10,7 +10,8 @@ import keras
 from keras import layers
 
 from ecg_app.labels import CLASSES
-from ecg_app.lead_signals import COLUMNS, CURVES, LeadSignals
+from ecg_app.lead_geometry import COLUMNS, CURVES
+from ecg_app.lead_signals import LeadSignals
 from ecg_app.preprocess import INPUT_SHAPE
 
 ARCHITECTURES = ("default", "leads", "seed")

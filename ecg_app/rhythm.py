@@ -24,7 +24,7 @@ from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
 from ecg_app.deidentify import frame_hull
-from ecg_app.lead_signals import ROW_CENTRES
+from ecg_app.lead_geometry import ROW_CENTRES
 from ecg_app.measurements import (
     MEASURED,
     NOT_MEASURED,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ecg_app.lead_signals import ROW_CENTRES
+from ecg_app.lead_geometry import ROW_CENTRES
 from ecg_app.preprocess import crop_box
 from ecg_app.rhythm import GAIN_MM_MV, PAPER_SPEED_MM_S, STRIP_SECONDS, STRIP_SPAN
 from ecg_app.synth_ecg import ecg_signal, make_rhythm, qrs_axis, wave_bounds

@@ -28,7 +28,7 @@ from keras import ops  # noqa: E402
 from ecg_app import dataset  # noqa: E402
 from ecg_app.augment import augment, erase  # noqa: E402
 from ecg_app.calibration import choose_review_threshold, fit_temperature, softmax  # noqa: E402
-from ecg_app.classifier import MODEL_FILE, MODEL_INFO_FILE  # noqa: E402
+from ecg_app.classifier import MODEL_INFO_FILE  # noqa: E402
 from ecg_app.config import REPO_ROOT, portable_path  # noqa: E402
 from ecg_app.distribute import (  # noqa: E402
     Placement,
@@ -37,6 +37,7 @@ from ecg_app.distribute import (  # noqa: E402
     placement_from_env,
 )
 from ecg_app.gate_fit import fit_gate  # noqa: E402
+from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
 from ecg_app.networks import make_model  # noqa: E402
 from ecg_app.preprocess import INPUT_SHAPE, preprocess  # noqa: E402

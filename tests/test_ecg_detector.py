@@ -210,9 +210,11 @@ def test_ecg_probability_is_the_lowest_call_over_each_pictures_views(shipped_det
     ]
     assert [len(views(p)) for p in pictures] == [2, 1, 2]
     for batch_size in (1, 2, 16):
-        assert ecg_probability(network, pictures, batch_size) == pytest.approx(expected, abs=1e-5)
+        assert ecg_probability(network.predict_on_batch, pictures, batch_size) == pytest.approx(
+            expected, abs=1e-5
+        )
     assert shipped_detector.detect(pictures) == pytest.approx(expected, abs=1e-5)
-    assert ecg_probability(network, []).shape == (0,)
+    assert ecg_probability(network.predict_on_batch, []).shape == (0,)
 
 
 def test_no_validation_non_ecg_photographed_on_a_desk_is_taken_for_an_ecg(shipped_detector, shared_data):

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ecg_app.evaluation import bootstrap_ci, compute_metrics, heatmap_placement
+from ecg_app.keras_networks import KerasNetworks
 from ecg_app.labels import CLASSES
 from ecg_app.networks import make_model
 
@@ -54,9 +55,9 @@ def test_bootstrap_interval_narrows_with_more_data():
 
 def test_placement_check_reports_a_network_grad_cam_cannot_read_instead_of_failing(printout):
     # The reference `seed` design has no `s5b_relu`: `ecg-app evaluate` (and compare_seed.py) crashed on it.
-    seed = SimpleNamespace(model=make_model("seed"), has_diagnosis=False)
+    seed = SimpleNamespace(networks=KerasNetworks(page=make_model("seed")), has_diagnosis=False)
     report = heatmap_placement(seed, [printout], np.array([0]))
     assert report["n"] == 0 and report["share_mostly_inside_trace_area"] is None
     assert "s5b_relu" in report["note"]
-    default = SimpleNamespace(model=make_model("default"), has_diagnosis=False)
+    default = SimpleNamespace(networks=KerasNetworks(page=make_model("default")), has_diagnosis=False)
     assert heatmap_placement(default, [printout], np.array([0]))["n"] == 1

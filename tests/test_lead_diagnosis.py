@@ -33,7 +33,7 @@ def test_a_page_share_mixes_the_page_networks_own_ecg_proportions_into_the_diagn
 
 
 def test_curves_shape_is_what_lead_signals_makes_of_the_shared_input():
-    from ecg_app.lead_signals import CELLS, COLUMNS, CURVES
+    from ecg_app.lead_geometry import CELLS, COLUMNS, CURVES
     from ecg_app.preprocess import INPUT_SHAPE
 
     assert (CELLS, INPUT_SHAPE[1] // COLUMNS, CURVES) == CURVES_SHAPE

@@ -3,16 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from ecg_app.lead_signals import (
-    CELLS,
-    COLUMNS,
-    CURVES,
-    ROW_CENTRES,
-    LeadSignals,
-    band_rows,
-    deskew,
-    read_bands,
-)
+from ecg_app.lead_geometry import CELLS, COLUMNS, CURVES, ROW_CENTRES, band_rows
+from ecg_app.lead_signals import LeadSignals, deskew, read_bands
 from ecg_app.preprocess import INPUT_HEIGHT, INPUT_SHAPE, INPUT_WIDTH, preprocess
 
 CELL_WIDTH = INPUT_WIDTH // COLUMNS

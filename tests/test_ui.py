@@ -140,13 +140,16 @@ def test_app_is_built_with_the_networks_warm_and_finishes_the_warm_up_in_the_bac
     classifier = Classifier(shipped_model)
     with caplog.at_level("INFO", logger="ecg_app.ui.app"):
         build_app(settings, classifier=classifier)
-        assert classifier._model is not None  # loaded and traced before the app is returned
+        assert classifier.backend == "onnx"
+        assert {"page", "curves", "reader"} <= set(
+            classifier.networks._sessions
+        )  # opened before the app is returned
         warming = [t for t in threading.enumerate() if t.name == "ecg-app-warm-up"]
         assert len(warming) == 1 and warming[0].daemon
         warming[0].join(timeout=300)
     assert not warming[0].is_alive()
     assert "warm-up finished" in caplog.text
-    assert classifier._detector is not None
+    assert "detector" in classifier.networks._sessions
     assert explainer_for(classifier) is not None
 
 
