@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -46,9 +47,15 @@ for _ in range(int(sys.argv[2])):
     rounds.append((time.perf_counter() - start) / len(images))
 print(json.dumps({"per_image_ms": 1000 * statistics.median(rounds)}))
 """
-COLD = (
-    "import sys; sys.path.insert(0, sys.argv[1]); from ecg_app.cli import main; sys.exit(main(sys.argv[2:]))"
-)
+# The whole predict process of a checkout; it ends by printing its peak resident set.
+COLD = """
+import resource, sys
+sys.path.insert(0, sys.argv[1])
+from ecg_app.cli import main
+code = main(sys.argv[2:])
+print(f"peak_kb {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+sys.exit(code)
+"""
 
 
 def cold_start(checkout: Path, scan: Path) -> tuple[float, float]:
@@ -62,7 +69,11 @@ def cold_start(checkout: Path, scan: Path) -> tuple[float, float]:
     )
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
-    return time.perf_counter() - start, int(done.stderr.strip().splitlines()[-1]) / 1024
+    seconds = time.perf_counter() - start
+    peaks = re.findall(r"peak_kb (\d+)", done.stdout)
+    if not peaks:
+        raise RuntimeError(f"{checkout}: {done.stderr[-1500:]}")
+    return seconds, int(peaks[-1]) / 1024
 
 
 def per_image_ms(checkout: Path, scans: list[Path], repeats: int, batch_size: int) -> float:

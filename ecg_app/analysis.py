@@ -7,7 +7,7 @@ import logging
 import threading
 import weakref
 from dataclasses import replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -20,8 +20,9 @@ from ecg_app.measurements import Measurements, not_measured
 from ecg_app.preprocess import ink_map, page_as_read
 from ecg_app.quality import QualityWarning, assess
 from ecg_app.rhythm import measure
-from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
-from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is imported where an analysis is stored, not by `predict`
+    from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def explanation_overlay(explainer: Explainer, rgb: np.ndarray, label: str) -> np
 
 def _overlay_on_page(explainer: Explainer, page: np.ndarray, label: str) -> np.ndarray:
     """`explanation_overlay` of a page already read (`page_as_read`)."""
+    from ecg_app.store.images import THUMBNAIL_MAX_SIDE, fit
+
     cam = explainer(ink_map(page), CLASSES.index(label))
     preview = fit(page, THUMBNAIL_MAX_SIDE)
     return overlay(preview, heatmap_on_page(preview, cam))
