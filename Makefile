@@ -19,6 +19,7 @@ run: system-run $(VENV)/.installed-run
 
 test: system-test $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations
+	$(VENV)/bin/lint-imports
 	bash .ci/postgres.sh $(PY) -m pytest -q -ra
 
 # apt-get only what is missing, so a prepared machine starts at once ("installed" status: a removed package
@@ -58,16 +59,16 @@ DATA ?= ../shared/data
 # The shipped recipe's cross-validation kept in the repo: its out-of-fold figures go into metrics.json.
 RECIPE_CV = model/cross-validation/diagnosis-mix
 train: $(VENV)/.installed
-	$(VENV)/bin/ecg-app train --data $(DATA)/mendeley-ecg --non-ecg $(DATA)/non-ecg \
+	$(VENV)/bin/ecg-app model train --data $(DATA)/mendeley-ecg --non-ecg $(DATA)/non-ecg \
 	  --other-ecg $(DATA)/other-layout-ecg --epochs 40 --seed 42 --ensemble 3 --out model
-	$(VENV)/bin/ecg-app fit-detector --model model --members 3 --epochs 60 --renders 600 --charts 600 --seed 42
-	$(VENV)/bin/ecg-app fit-diagnosis --model model --members 3 --page-share 0.5 --seed 42
-	$(VENV)/bin/ecg-app fit-mi-flag --model model --cv-run $(RECIPE_CV)
-	$(VENV)/bin/ecg-app export-onnx --model model
-	$(VENV)/bin/ecg-app evaluate --model model --cross-validation $(RECIPE_CV)
+	$(VENV)/bin/ecg-app model fit-detector --model model --members 3 --epochs 60 --renders 600 --charts 600 --seed 42
+	$(VENV)/bin/ecg-app model fit-diagnosis --model model --members 3 --page-share 0.5 --seed 42
+	$(VENV)/bin/ecg-app model fit-mi-flag --model model --cv-run $(RECIPE_CV)
+	$(VENV)/bin/ecg-app model export-onnx --model model
+	$(VENV)/bin/ecg-app model evaluate --model model --cross-validation $(RECIPE_CV)
 
 evaluate: $(VENV)/.installed
-	$(VENV)/bin/ecg-app evaluate --model model --cross-validation $(RECIPE_CV)
+	$(VENV)/bin/ecg-app model evaluate --model model --cross-validation $(RECIPE_CV)
 
 compare-seed: $(VENV)/.installed
 	$(PY) benchmarks/compare_seed.py --data $(DATA)

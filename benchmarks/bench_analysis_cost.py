@@ -30,7 +30,7 @@ WARM_UP = 2  # first analyses of a process build Grad-CAM and warm caches: not t
 
 def pictures(data: Path, n: int) -> dict[str, list[Path]]:
     sys.path.insert(0, str(REPO))
-    from ecg_app.dataset import image_files
+    from ecg_app.serving.intake import image_files
 
     printouts = image_files(data / "mendeley-ecg")[:: max(1, 393 // (n + WARM_UP))][: n + WARM_UP]
     others = image_files(data / "other-layout-ecg")[: (n + WARM_UP) // 2]
@@ -45,9 +45,13 @@ def worker(tree: Path, files: dict[str, list[str]]) -> dict[str, list[float]]:
     from ecg_app.analysis import analyze_and_store
 
     assert Path(ecg_app.__file__).is_relative_to(tree), f"{ecg_app.__file__} is not the code of {tree}"
-    from ecg_app.classifier import get_classifier
     from ecg_app.config import Settings
     from ecg_app.store import open_store
+
+    try:  # the package laid out by concern; older commits had one flat folder
+        from ecg_app.serving.classifier import get_classifier
+    except ImportError:
+        from ecg_app.classifier import get_classifier
 
     classifier = get_classifier(REPO / "model")
     times: dict[str, list[float]] = {}

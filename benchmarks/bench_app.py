@@ -32,10 +32,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app.classifier import decide  # noqa: E402
 from ecg_app.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
+from ecg_app.serving.classifier import decide  # noqa: E402
+from ecg_app.serving.intake import load_image  # noqa: E402
 from ecg_app.store import PatientInfo, open_store  # noqa: E402
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR  # noqa: E402
 

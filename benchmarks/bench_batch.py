@@ -14,10 +14,9 @@ import time
 from pathlib import Path
 
 from ecg_app.batch import score_folder
-from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
-from ecg_app.dataset import image_files
-from ecg_app.intake import load_image
+from ecg_app.serving.classifier import Classifier
+from ecg_app.serving.intake import image_files, load_image
 
 
 def main() -> None:

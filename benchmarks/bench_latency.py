@@ -29,18 +29,17 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ecg_app import page
 from ecg_app.analysis import analyze_and_store
-from ecg_app.augment import photographed
-from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR, Settings
-from ecg_app.dataset import image_files, read_manifest
-from ecg_app.evaluation import model_roots
-from ecg_app.intake import load_image
 from ecg_app.labels import CLASSES, ECG_CLASSES
-from ecg_app.page import find_page, forget_searches
-from ecg_app.preprocess import preprocess
+from ecg_app.serving import page
+from ecg_app.serving.classifier import Classifier
+from ecg_app.serving.intake import image_files, load_image
+from ecg_app.serving.page import find_page, forget_searches
+from ecg_app.serving.preprocess import preprocess
 from ecg_app.store import open_store
+from ecg_app.training.augment import photographed
+from ecg_app.training.dataset import model_roots, read_manifest
 
 FULL_SIZE = (2213, 1572)
 

@@ -35,8 +35,12 @@ FULL_SIZE = (2213, 1572)
 PER_IMAGE = """
 import json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
-from ecg_app.classifier import Classifier
-from ecg_app.intake import load_image
+try:  # the package laid out by concern; older commits had one flat folder
+    from ecg_app.serving.classifier import Classifier
+    from ecg_app.serving.intake import load_image
+except ImportError:
+    from ecg_app.classifier import Classifier
+    from ecg_app.intake import load_image
 images = [load_image(path) for path in sys.argv[4:]]
 classifier = Classifier(sys.argv[1] + "/model")
 classifier.predict_batch(images[:2])

@@ -35,18 +35,18 @@ from sqlalchemy import insert
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ecg_app.analysis import explainer_for, explanation_overlay, measurements_of  # noqa: E402
-from ecg_app.classifier import Prediction, get_classifier  # noqa: E402
+from ecg_app.clinical.guidance import load_guidance  # noqa: E402
+from ecg_app.clinical.report import render_report_pdf  # noqa: E402
 from ecg_app.config import DEFAULT_MODEL_DIR, Settings  # noqa: E402
-from ecg_app.explain import overlay  # noqa: E402
-from ecg_app.guidance import load_guidance  # noqa: E402
 from ecg_app.labels import CLASSES  # noqa: E402
-from ecg_app.preprocess import page_as_read  # noqa: E402
-from ecg_app.quality import assess  # noqa: E402
-from ecg_app.report import render_report_pdf  # noqa: E402
+from ecg_app.serving.classifier import Prediction, get_classifier  # noqa: E402
+from ecg_app.serving.explain import overlay  # noqa: E402
+from ecg_app.serving.preprocess import page_as_read  # noqa: E402
+from ecg_app.serving.quality import assess  # noqa: E402
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store  # noqa: E402
 from ecg_app.store.images import fit  # noqa: E402
 from ecg_app.store.models import PROBABILITY_COLUMNS, Analysis  # noqa: E402
-from ecg_app.synth_printout import render_printout  # noqa: E402
+from ecg_app.training.synth_printout import render_printout  # noqa: E402
 
 PAGE_SIZE = 50
 

@@ -34,18 +34,18 @@ from pypdf import PdfReader
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app import dataset  # noqa: E402
 from ecg_app.analysis import analyze_and_store  # noqa: E402
-from ecg_app.classifier import Classifier  # noqa: E402
+from ecg_app.clinical.report import render_report_pdf  # noqa: E402
 from ecg_app.config import Settings  # noqa: E402
-from ecg_app.deidentify import TEXT, deidentify  # noqa: E402
-from ecg_app.evaluation import model_roots  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
-from ecg_app.preprocess import page_as_read  # noqa: E402
-from ecg_app.report import render_report_pdf  # noqa: E402
-from ecg_app.robustness import DEGRADATIONS  # noqa: E402
+from ecg_app.serving.classifier import Classifier  # noqa: E402
+from ecg_app.serving.deidentify import TEXT, deidentify  # noqa: E402
+from ecg_app.serving.intake import image_files, load_image  # noqa: E402
+from ecg_app.serving.preprocess import page_as_read  # noqa: E402
 from ecg_app.store import open_store  # noqa: E402
 from ecg_app.store.images import describe, encode_picture, fit  # noqa: E402
+from ecg_app.training import dataset  # noqa: E402
+from ecg_app.training.dataset import model_roots  # noqa: E402
+from ecg_app.training.robustness import DEGRADATIONS  # noqa: E402
 from tests.conftest import decoded, encode  # noqa: E402
 from tests.ocr import pdf_pages, printed_id, readings, shows_digits  # noqa: E402
 
@@ -55,7 +55,7 @@ CONDITIONS = {"as uploaded": None, "photographed on a desk": DEGRADATIONS["photo
 def check_privacy(
     classifier: Classifier, data: Path, pdf_every: int, limit: int | None, conditions: list[str]
 ) -> None:
-    files = dataset.image_files(data / "mendeley-ecg")[:limit]
+    files = image_files(data / "mendeley-ecg")[:limit]
     print(f"privacy: {len(files)} Mendeley printouts, {', '.join(conditions)}")
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder), database_url=f"sqlite:///{folder}/history.db")

@@ -26,13 +26,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app import dataset, ecg_detector, preprocess  # noqa: E402
-from ecg_app.augment import photographed  # noqa: E402
-from ecg_app.classifier import Classifier  # noqa: E402
-from ecg_app.evaluation import model_roots  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
 from ecg_app.labels import NON_ECG  # noqa: E402
-from ecg_app.page import find_page, straighten  # noqa: E402
+from ecg_app.serving.classifier import Classifier  # noqa: E402
+from ecg_app.serving.intake import load_image  # noqa: E402
+from ecg_app.serving.page import find_page, straighten  # noqa: E402
+from ecg_app.training import dataset, ecg_detector, preprocess  # noqa: E402
+from ecg_app.training.augment import photographed  # noqa: E402
+from ecg_app.training.dataset import model_roots  # noqa: E402
 
 
 def summary(classifier: Classifier, images: list[np.ndarray], labels: list[str]) -> str:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_app import dataset
-from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
-from ecg_app.evaluation import model_roots
 from ecg_app.labels import NON_ECG
-from ecg_app.synth_charts import render_chart
-from ecg_app.synth_ecg import pick_family, render_ecg
+from ecg_app.serving.classifier import Classifier
+from ecg_app.training import dataset
+from ecg_app.training.dataset import model_roots
+from ecg_app.training.synth_charts import render_chart
+from ecg_app.training.synth_ecg import pick_family, render_ecg
 
 # Printed ECGs and strips, as opposed to monitor screens and bare line plots.
 PRINTOUT_FAMILIES = {"12lead_3x4", "12lead_6x2", "12lead_column", "rhythm_strip", "closeup"}
@@ -35,7 +35,7 @@ def non_ecg_calls(
     features, probs = classifier.embed_proba(images)
     p_ecg = classifier.detect(images)
     if p_ecg is None:
-        raise SystemExit(f"{classifier.model_dir} has no ECG detector (ecg-app fit-detector)")
+        raise SystemExit(f"{classifier.model_dir} has no ECG detector (ecg-app model fit-detector)")
     gate = np.array([p.label == NON_ECG for p in classifier.decide_batch(features, probs)])
     both = np.array([p.label == NON_ECG for p in classifier.decide_batch(features, probs, p_ecg)])
     return gate, both, p_ecg

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ecg_app import dataset
-from ecg_app.classifier import Classifier
-from ecg_app.evaluation import model_roots
-from ecg_app.keras_networks import ensemble_members
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
-from ecg_app.preprocess import preprocess_batch
+from ecg_app.serving.classifier import Classifier
+from ecg_app.serving.preprocess import preprocess_batch
+from ecg_app.training import dataset
+from ecg_app.training.dataset import model_roots
+from ecg_app.training.keras_networks import ensemble_members
 
 
 def true_probability(label: str, probs: np.ndarray) -> float:

@@ -12,11 +12,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from ecg_app import dataset
-from ecg_app.classifier import Classifier
-from ecg_app.evaluation import evaluate_model_dir
-from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE
-from ecg_app.training import TrainConfig, train
+from ecg_app.serving.classifier import Classifier
+from ecg_app.training import dataset
+from ecg_app.training.evaluation import evaluate_model_dir
+from ecg_app.training.keras_networks import PAGE_FILE as MODEL_FILE
+from ecg_app.training.training import TrainConfig, train
 
 
 def single_image_latency_ms(model_dir: Path, image, repeats: int = 30) -> float:

@@ -25,13 +25,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app import dataset  # noqa: E402
-from ecg_app.augment import PAGE_COLOURS, margin_move, reprinted  # noqa: E402
-from ecg_app.classifier import Classifier  # noqa: E402
-from ecg_app.evaluation import model_roots  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
 from ecg_app.labels import ECG_CLASSES  # noqa: E402
-from ecg_app.page import find_page  # noqa: E402
+from ecg_app.serving.classifier import Classifier  # noqa: E402
+from ecg_app.serving.intake import load_image  # noqa: E402
+from ecg_app.serving.page import find_page  # noqa: E402
+from ecg_app.training import dataset  # noqa: E402
+from ecg_app.training.augment import PAGE_COLOURS, margin_move, reprinted  # noqa: E402
+from ecg_app.training.dataset import model_roots  # noqa: E402
 
 
 def moved(image: np.ndarray, rng: np.random.Generator, colour: str, margin: float) -> np.ndarray:

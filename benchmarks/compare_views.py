@@ -17,13 +17,13 @@ import keras
 import numpy as np
 from sklearn.metrics import f1_score, log_loss
 
-from ecg_app import dataset
-from ecg_app.augment import homography, warp
-from ecg_app.classifier import Classifier
-from ecg_app.evaluation import model_roots
-from ecg_app.keras_networks import PAGE_FILE as MODEL_FILE
 from ecg_app.labels import CLASSES
-from ecg_app.preprocess import preprocess_batch
+from ecg_app.serving.classifier import Classifier
+from ecg_app.serving.preprocess import preprocess_batch
+from ecg_app.training import dataset
+from ecg_app.training.augment import homography, warp
+from ecg_app.training.dataset import model_roots
+from ecg_app.training.keras_networks import PAGE_FILE as MODEL_FILE
 
 VIEWS = {
     "as uploaded": {},

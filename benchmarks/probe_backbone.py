@@ -3,7 +3,7 @@
     python benchmarks/probe_backbone.py [--input ink|gray] [--model model] [--out runs/probe-ink]
         [--baseline model/cross-validation/diagnosis-mix]
 
-EfficientNet-Lite0 with its ImageNet weights (`ecg_app.backbone`), frozen; block 10's output for a
+EfficientNet-Lite0 with its ImageNet weights (`ecg_app.training.backbone`), frozen; block 10's output for a
 384x640 picture of the trace area, averaged over the 3x4 grid of lead cells (1344 numbers); standardised;
 a class-balanced logistic regression whose C is chosen by grouped 3-fold cross-validation inside each
 training fold (macro-F1). Inputs: `ink`, the shared ink map drawn as dark ink on white paper (what the
@@ -31,8 +31,11 @@ from sklearn.preprocessing import StandardScaler
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app.backbone import pretrained_lite0  # noqa: E402
-from ecg_app.cross_validation import (  # noqa: E402
+from ecg_app.labels import CLASSES  # noqa: E402
+from ecg_app.serving.page import straighten  # noqa: E402
+from ecg_app.serving.preprocess import crop_box, preprocess  # noqa: E402
+from ecg_app.training.backbone import pretrained_lite0  # noqa: E402
+from ecg_app.training.cross_validation import (  # noqa: E402
     PREDICTIONS_FILE,
     RESULT_FILE,
     _folded_pool,
@@ -40,10 +43,7 @@ from ecg_app.cross_validation import (  # noqa: E402
     _write_predictions,
     compare_runs,
 )
-from ecg_app.evaluation import macro_f1  # noqa: E402
-from ecg_app.labels import CLASSES  # noqa: E402
-from ecg_app.page import straighten  # noqa: E402
-from ecg_app.preprocess import crop_box, preprocess  # noqa: E402
+from ecg_app.training.metrics import macro_f1  # noqa: E402
 
 SIZE = (384, 640)
 CUT = 10

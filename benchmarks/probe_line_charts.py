@@ -1,6 +1,6 @@
 """Hand-drawn line charts, bar charts and text pages through a model: how many come out Non-ECG.
 
-A probe drawn here with OpenCV, independent of `ecg_app.synth_charts` (which the detector may be trained
+A probe drawn here with OpenCV, independent of `training.synth_charts` (which the detector may be trained
 on), so it checks charts the networks have not seen the like of. Seed 7 gives the figures in the model
 card ("Line charts are not ECGs").
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ecg_app.classifier import Classifier
 from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.labels import NON_ECG
+from ecg_app.serving.classifier import Classifier
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 

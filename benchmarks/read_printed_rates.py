@@ -29,8 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ecg_app.dataset import image_files  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
+from ecg_app.serving.intake import image_files, load_image  # noqa: E402
 
 FOOTER_ROWS = (0.962, 0.992)  # the footer line, as shares of the page height
 SEARCH_COLUMNS = (0.20, 0.34)  # where the heart is sought

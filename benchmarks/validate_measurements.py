@@ -1,4 +1,4 @@
-"""Validate the measurements (`ecg_app.rhythm.measure`) and write the figures to model/measurements.json.
+"""Validate the measurements (`clinical.rhythm.measure`) and write the figures to model/measurements.json.
 
 1. Heart rate against the rate the ECG machine printed in the footer of every Mendeley printout in
    ../shared/data (tests/data/printed_heart_rates.csv), as uploaded and on degraded copies (upscaled,
@@ -25,12 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ecg_app.evaluation import bootstrap_ci  # noqa: E402
-from ecg_app.intake import load_image  # noqa: E402
-from ecg_app.preprocess import page_as_read  # noqa: E402
-from ecg_app.rhythm import MIN_BEATS, axis_estimates, measure, row_trace, strip_area  # noqa: E402
-from ecg_app.robustness import DEGRADATIONS  # noqa: E402
-from ecg_app.synth_printout import render_printout  # noqa: E402
+from ecg_app.clinical.rhythm import MIN_BEATS, axis_estimates, measure, row_trace, strip_area  # noqa: E402
+from ecg_app.serving.intake import load_image  # noqa: E402
+from ecg_app.serving.preprocess import page_as_read  # noqa: E402
+from ecg_app.training.metrics import bootstrap_ci  # noqa: E402
+from ecg_app.training.robustness import DEGRADATIONS  # noqa: E402
+from ecg_app.training.synth_printout import render_printout  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 RATES = ROOT / "tests" / "data" / "printed_heart_rates.csv"

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from ecg_app.classifier import Prediction
-from ecg_app.deidentify import deidentify
-from ecg_app.explain import build_explainer, heatmap_on_page, overlay
-from ecg_app.intake import IntakeLimits, load_image
+from ecg_app.clinical.measurements import Measurements, not_measured
+from ecg_app.clinical.rhythm import measure
 from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.measurements import Measurements, not_measured
-from ecg_app.preprocess import ink_map, page_as_read
-from ecg_app.quality import QualityWarning, assess
-from ecg_app.rhythm import measure
+from ecg_app.serving.classifier import Prediction
+from ecg_app.serving.deidentify import deidentify
+from ecg_app.serving.explain import build_explainer, heatmap_on_page, overlay
+from ecg_app.serving.intake import IntakeLimits, load_image
+from ecg_app.serving.preprocess import ink_map, page_as_read
+from ecg_app.serving.quality import QualityWarning, assess
 
 if TYPE_CHECKING:  # the store (SQLAlchemy) is imported where an analysis is stored, not by `predict`
     from ecg_app.store import AnalysisStore, PatientInfo, StoredAnalysis

@@ -12,10 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ecg_app.classifier import Classifier, Prediction
-from ecg_app.dataset import image_files
-from ecg_app.intake import IntakeError, load_image
 from ecg_app.labels import CLASSES
+from ecg_app.serving.classifier import Classifier, Prediction
+from ecg_app.serving.intake import IntakeError, image_files, load_image
 
 PREDICTION_FIELDS = (
     "label",

@@ -21,9 +21,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from ecg_app.analysis import image_warnings, measurements_of
-    from ecg_app.classifier import get_classifier
-    from ecg_app.intake import IntakeError, load_image
-    from ecg_app.preprocess import page_as_read
+    from ecg_app.serving.classifier import get_classifier
+    from ecg_app.serving.intake import IntakeError, load_image
+    from ecg_app.serving.preprocess import page_as_read
 
     classifier = get_classifier(args.model)
     if args.batch:
@@ -85,8 +85,8 @@ def _measurements_line(measurements) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from ecg_app.distribute import DistributeConfigError
-    from ecg_app.training import TrainConfig, train
+    from ecg_app.training.distribute import DistributeConfigError
+    from ecg_app.training.training import TrainConfig, train
 
     config = TrainConfig(
         data_dir=Path(args.data),
@@ -108,7 +108,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     try:
         train(config)
     except DistributeConfigError as exc:
-        print(f"ecg-app train: error: {exc}", file=sys.stderr)
+        print(f"ecg-app model train: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
@@ -119,7 +119,7 @@ def _data_root_overrides(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from ecg_app.evaluation import evaluate_model_dir
+    from ecg_app.training.evaluation import evaluate_model_dir
 
     metrics = evaluate_model_dir(
         Path(args.model),
@@ -153,9 +153,9 @@ def _figure(name: str, metric: dict) -> str:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from ecg_app.dataset import discover
-    from ecg_app.external_validation import validate
-    from ecg_app.training import write_json_atomic
+    from ecg_app.training.dataset import discover
+    from ecg_app.training.external_validation import validate
+    from ecg_app.training.model_files import write_json_atomic
 
     try:
         samples = discover(
@@ -163,7 +163,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         )
         result = validate(Path(args.model), samples, keep_copies=args.keep_copies)
     except (ValueError, FileNotFoundError) as exc:
-        print(f"ecg-app validate: error: {exc}", file=sys.stderr)
+        print(f"ecg-app model validate: error: {exc}", file=sys.stderr)
         return 2
     images, metrics = result["images"], result["metrics"]
     copies = ", ".join(f"{split} {n}" for split, n in images["copies_of_model_images"].items() if n) or "none"
@@ -214,7 +214,7 @@ def _checked(convert, kind: str, accept, requirement: str):
 
 def _architecture(text: str) -> str:
     """An argparse type: a network that `make_model` knows (networks imported only if the flag is given)."""
-    from ecg_app.networks import ARCHITECTURES
+    from ecg_app.training.networks import ARCHITECTURES
 
     if text not in ARCHITECTURES:
         known = ", ".join(ARCHITECTURES)
@@ -230,7 +230,7 @@ _FRACTION = _checked(float, "number", lambda v: 0 <= v <= 1, "a number in [0, 1]
 _POSITIVE = _checked(int, "whole number", lambda v: v >= 1, "at least 1")
 # cross-validate's flags that change the recipe recorded in model.json: TrainConfig field -> (type, help).
 _RECIPE_OVERRIDES = {
-    "arch": (_architecture, "override the recipe's network architecture (ecg_app.networks)"),
+    "arch": (_architecture, "override the recipe's network architecture (ecg_app.training.networks)"),
     "epochs": (int, "override the recipe recorded in model.json"),
     "samples_per_class": (int, "override the recipe recorded in model.json"),
     "batch_size": (int, "override the recipe recorded in model.json"),
@@ -261,8 +261,12 @@ def _print_alone(what: str, alone: dict) -> None:
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
-    from ecg_app.cross_validation import cross_validate, cross_validate_diagnosis, cross_validate_statistics
-    from ecg_app.diagnosis_fit import DiagnosisConfig
+    from ecg_app.training.cross_validation import (
+        cross_validate,
+        cross_validate_diagnosis,
+        cross_validate_statistics,
+    )
+    from ecg_app.training.diagnosis_fit import DiagnosisConfig
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
     baseline = Path(args.baseline) if args.baseline else None
@@ -305,9 +309,9 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_gate(args: argparse.Namespace) -> int:
-    from ecg_app.classifier import Classifier
-    from ecg_app.evaluation import model_roots
-    from ecg_app.gate_fit import fit_gate
+    from ecg_app.serving.classifier import Classifier
+    from ecg_app.training.dataset import model_roots
+    from ecg_app.training.gate_fit import fit_gate
 
     info = Classifier(args.model).info
     record = fit_gate(Path(args.model), model_roots(info, _data_root_overrides(args)), k=args.k)
@@ -321,7 +325,7 @@ def _cmd_fit_gate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_onnx(args: argparse.Namespace) -> int:
-    from ecg_app.onnx_export import export_model_dir
+    from ecg_app.training.onnx_export import export_model_dir
 
     record = export_model_dir(Path(args.model))
     print(f"Exported {', '.join(entry['file'] for entry in record.values())} to {args.model}")
@@ -329,15 +333,15 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_detector(args: argparse.Namespace) -> int:
-    from ecg_app.classifier import Classifier
-    from ecg_app.detector_fit import (
+    from ecg_app.serving.classifier import Classifier
+    from ecg_app.training.dataset import model_roots
+    from ecg_app.training.detector_fit import (
         DetectorConfig,
         fit_detector,
         installed_config,
         rechoose_threshold,
         tune_installed_in_scenes,
     )
-    from ecg_app.evaluation import model_roots
 
     classifier = Classifier(args.model)
     roots = model_roots(classifier.info, _data_root_overrides(args))
@@ -367,9 +371,9 @@ def _cmd_fit_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
-    from ecg_app.classifier import Classifier
-    from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
-    from ecg_app.evaluation import model_roots
+    from ecg_app.serving.classifier import Classifier
+    from ecg_app.training.dataset import model_roots
+    from ecg_app.training.diagnosis_fit import DiagnosisConfig, fit_diagnosis
 
     info = Classifier(args.model).info
     config = DiagnosisConfig(
@@ -385,7 +389,7 @@ def _cmd_fit_diagnosis(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_mi_flag(args: argparse.Namespace) -> int:
-    from ecg_app.mi_flag import record_mi_flag
+    from ecg_app.training.mi_flag_fit import record_mi_flag
 
     record = record_mi_flag(Path(args.model), Path(args.cv_run), args.false_alarm_rate)
     for name, figures in (("out of fold", record["out_of_fold"]), ("nested", record["nested"])):
@@ -402,9 +406,9 @@ def _cmd_fit_mi_flag(args: argparse.Namespace) -> int:
 
 
 def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
-    from ecg_app.classifier import Classifier
-    from ecg_app.evaluation import model_roots
-    from ecg_app.weight_fit import WEIGHT_FILE, fit_class_weight
+    from ecg_app.serving.classifier import Classifier
+    from ecg_app.training.dataset import model_roots
+    from ecg_app.training.weight_fit import WEIGHT_FILE, fit_class_weight
 
     info = Classifier(args.model).info
     record = fit_class_weight(
@@ -427,14 +431,14 @@ def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
     return 0
 
 
-# -- history: analyze, history, report, db (ecg_app.store, ecg_app.analysis, ecg_app.report) ----------
+# -- history: analyze, history, report, db (store, analysis, clinical.report) ----------
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from ecg_app.analysis import analyze_and_store
-    from ecg_app.classifier import get_classifier
     from ecg_app.config import Settings
-    from ecg_app.intake import IntakeError, read_bytes
+    from ecg_app.serving.classifier import get_classifier
+    from ecg_app.serving.intake import IntakeError, read_bytes
     from ecg_app.store import PatientInfo, open_store
 
     settings = Settings.from_env()
@@ -480,7 +484,7 @@ def _history_filters(args: argparse.Namespace):
 
 
 def _cmd_history_list(args: argparse.Namespace) -> int:
-    from ecg_app.measurements import shown
+    from ecg_app.clinical.measurements import shown
     from ecg_app.store import open_store
     from ecg_app.store.repository import patient_key
 
@@ -576,8 +580,8 @@ def _cmd_history_image(args: argparse.Namespace) -> int:
 
 
 def _cmd_history_compare(args: argparse.Namespace) -> int:
-    from ecg_app.comparison import compare
-    from ecg_app.measurements import FIELDS, shown
+    from ecg_app.clinical.comparison import compare
+    from ecg_app.clinical.measurements import FIELDS, shown
     from ecg_app.store import open_store
 
     with open_store() as store:
@@ -611,8 +615,8 @@ def _cmd_history_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from ecg_app.clinical.report import render_report_pdf
     from ecg_app.config import Settings
-    from ecg_app.report import render_report_pdf
     from ecg_app.store import open_store
 
     settings = Settings.from_env()
@@ -627,8 +631,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_db_deidentify(settings) -> int:
-    from ecg_app.history_privacy import deidentify_history
     from ecg_app.store import open_store
+    from ecg_app.store.history_privacy import deidentify_history
 
     with open_store(settings) as store:
         outcome = deidentify_history(store, settings.intake_limits, progress=sys.stderr.isatty())
@@ -764,12 +768,14 @@ def _add_serve_command(sub) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from ecg_app import __version__
     from ecg_app.config import DEFAULT_MODEL_DIR
-    from ecg_app.mi_flag import FALSE_ALARM_RATE
+    from ecg_app.serving.mi_flag import FALSE_ALARM_RATE
 
     parser = argparse.ArgumentParser(prog="ecg-app", description=__doc__)
     parser.add_argument("--version", action="version", version=f"ecg-app {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # What users run, first: the app, one picture, the history. Then the research commands, in one group.
+    _add_serve_command(sub)
     p = sub.add_parser("predict", help="classify ECG images (a line per file, its measurements below)")
     p.add_argument("files", nargs="*", metavar="FILE")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -778,7 +784,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", metavar="OUT", help="with --batch: CSV to append to (files in it are skipped)")
     p.set_defaults(func=_cmd_predict)
 
-    p = sub.add_parser("train", help="train a model on the Mendeley layout (+ non-ECG images)")
+    _add_store_commands(sub)
+    model = sub.add_parser(
+        "model",
+        help="research: train, evaluate, validate, cross-validate, fit and export the networks (train extra)",
+    )
+    research = model.add_subparsers(dest="model_command", required=True, metavar="COMMAND")
+
+    p = research.add_parser("train", help="train a model on the Mendeley layout (+ non-ECG images)")
     p.add_argument("--data", required=True, help="folder with the four class folders")
     p.add_argument("--non-ecg", help="folder tree of images that are not ECGs")
     p.add_argument("--other-ecg", help="unlabelled ECGs of other layouts (trained as 'some ECG class')")
@@ -791,7 +804,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic-ecgs",
         type=int,
         default=0,
-        help="render N ECGs of other layouts here (ecg_app.synth_ecg) and train on them as 'some ECG'",
+        help="render N ECGs of other layouts here (training.synth_ecg) and train on them as 'some ECG'",
     )
     p.add_argument("--weight-average", type=_MOMENTUM, default=0.0, help=WEIGHT_AVERAGE_HELP)
     p.add_argument("--erase-probability", type=_FRACTION, default=0.0, help=ERASE_HELP)
@@ -806,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_train)
 
-    p = sub.add_parser("evaluate", help="metrics on the held-out test split; writes metrics.json")
+    p = research.add_parser("evaluate", help="metrics on the held-out test split; writes metrics.json")
     _add_model_data_arguments(p)
     p.add_argument("--split", default="test", choices=["test", "val"])
     p.add_argument(
@@ -818,7 +831,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_evaluate)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "validate",
         help="score the model on your own labelled images (class folders); copies of the images it was "
         "built from are found and left out",
@@ -837,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the figures and one row per image as JSON")
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "cross-validate",
         help="grouped k-fold cross-validation of the model's recipe on train+val (never reads test)",
     )
@@ -878,12 +891,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_cross_validate)
 
-    p = sub.add_parser("fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)")
+    p = research.add_parser(
+        "fit-gate", help="fit the embedding-space ECG gate (train split; threshold on val)"
+    )
     _add_model_data_arguments(p)
     p.add_argument("--k", type=int, default=5, help="nearest training ECGs averaged (default 5)")
     p.set_defaults(func=_cmd_fit_gate)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "fit-diagnosis",
         help="train the lead-reading diagnosis network (train split's ECGs); recalibrate on val",
     )
@@ -894,7 +909,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-share", type=_FRACTION, default=0.0, help=PAGE_SHARE_HELP)
     p.set_defaults(func=_cmd_fit_diagnosis)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "fit-class-weight",
         help="judge a weight on P(MI) on a cross-validation run's out-of-fold predictions (nested); "
         "record it if it passes the model card's rule; recalibrate on val",
@@ -903,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cv-run", required=True, help="a cross-validate --out folder (its oof.csv)")
     p.set_defaults(func=_cmd_fit_class_weight)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "fit-mi-flag",
         help="fit the 'infarction not ruled out' flag on a cross-validation run's out-of-fold predictions "
         "(never test), with the model's temperature; record it in model.json",
@@ -919,7 +934,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_fit_mi_flag)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "fit-detector", help="train the whole-picture ECG detector (train split + renders; threshold on val)"
     )
     _add_model_data_arguments(p)
@@ -948,15 +963,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_fit_detector)
 
-    p = sub.add_parser(
+    p = research.add_parser(
         "export-onnx",
         help="write the networks as the ONNX graphs serving runs (after any fit; needs the train extra)",
     )
     p.add_argument("--model", default=str(DEFAULT_MODEL_DIR))
     p.set_defaults(func=_cmd_export_onnx)
 
-    _add_store_commands(sub)
-    _add_serve_command(sub)
     return parser
 
 
@@ -989,7 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("predict needs FILE... or --batch DIR --csv OUT")
     if args.command == "predict" and args.batch and not args.csv:
         parser.error("--batch needs --csv OUT")
-    if args.command == "cross-validate":
+    if getattr(args, "model_command", None) == "cross-validate":
         _check_cross_validate_options(parser, args)
     return args.func(args)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import platformdirs
 
-from ecg_app.intake import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, IntakeLimits
+from ecg_app.serving.intake import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, IntakeLimits
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Where an installed wheel keeps the shipped model, report templates and migrations (setup.py copies them);

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ecg_app.intake import DEFAULT_MAX_BYTES
+from ecg_app.serving.intake import DEFAULT_MAX_BYTES
 from tests.conftest import encode, synthetic_printout
 
 

@@ -22,19 +22,19 @@ from ecg_app.analysis import (
     explainer_for,
     explanation_overlay,
 )
-from ecg_app.classifier import MI_NOT_RULED_OUT, Prediction, get_classifier
 from ecg_app.cli import main
+from ecg_app.clinical.measurements import not_measured
+from ecg_app.clinical.report import render_report_pdf
+from ecg_app.clinical.rhythm import measure
 from ecg_app.config import Settings
-from ecg_app.deidentify import METHODS
-from ecg_app.intake import IntakeError, IntakeLimits, load_image
 from ecg_app.labels import NON_ECG
-from ecg_app.measurements import not_measured
-from ecg_app.preprocess import page_as_read
-from ecg_app.report import render_report_pdf
-from ecg_app.rhythm import measure
+from ecg_app.serving.classifier import MI_NOT_RULED_OUT, Prediction, get_classifier
+from ecg_app.serving.deidentify import METHODS
+from ecg_app.serving.intake import IntakeError, IntakeLimits, load_image
+from ecg_app.serving.preprocess import page_as_read
 from ecg_app.store import PatientInfo, open_store
 from ecg_app.store.images import fit, make_thumbnail
-from ecg_app.synth_printout import render_printout
+from ecg_app.training.synth_printout import render_printout
 from tests.conftest import database_url_for, decoded, encode, synthetic_printout
 from tests.test_measurements import MEASUREMENT_KEYS
 from tests.test_store import make_prediction, stored_files
@@ -352,9 +352,9 @@ def test_gradcam_overlay_with_the_shipped_model(shipped_model):
 def test_a_photo_of_a_printout_on_a_desk_is_read_and_explained_as_its_page(shipped_model):
     """The shipped model gets the photographed example right (the page is found and straightened before
     the crop), and the overlay shows that straightened page, at thumbnail size."""
-    from ecg_app.page import straighten
-    from ecg_app.preprocess import crop_box
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.serving.page import straighten
+    from ecg_app.serving.preprocess import crop_box
+    from ecg_app.training.robustness import DEGRADATIONS
 
     classifier = get_classifier(shipped_model)
     photo = DEGRADATIONS["photographed on a desk"](load_image(EXAMPLES_DIR / "MI(19).jpg"))
@@ -371,8 +371,8 @@ def test_a_photo_analysis_searches_its_page_once(env, shipped_model):
     """The networks' input, the quality check, the overlay and the de-identification all need the
     photo's page; the search (15-30 ms on a photo, depending on the machine) is done once and remembered
     for the others (the overlay and the de-identification share one reading of the page)."""
-    from ecg_app import page
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.serving import page
+    from ecg_app.training.robustness import DEGRADATIONS
 
     classifier = get_classifier(shipped_model)
     photo = encode(DEGRADATIONS["photographed on a desk"](load_image(EXAMPLES_DIR / "MI(19).jpg")), "JPEG")

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 rebuilt in Keras with the weights package's ImageNet tensors (ecg_app.backbone)."""
+"""EfficientNet-Lite0 rebuilt in Keras with the weights package's ImageNet tensors (training.backbone)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from skimage import data
 
-from ecg_app import backbone
+from ecg_app.training import backbone
 
 
 class _Storage:

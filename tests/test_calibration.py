@@ -1,6 +1,6 @@
 import numpy as np
 
-from ecg_app.calibration import choose_review_threshold, fit_temperature, reliability, softmax
+from ecg_app.serving.calibration import choose_review_threshold, fit_temperature, reliability, softmax
 
 
 def test_temperature_recovers_overconfidence():

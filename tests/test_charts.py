@@ -8,9 +8,9 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from ecg_app import charts
+from ecg_app.clinical import charts
+from ecg_app.clinical.measurements import RhythmStrip
 from ecg_app.labels import CLASSES, COLORS, DISPLAY_NAMES
-from ecg_app.measurements import RhythmStrip
 from ecg_app.ui import performance_tab
 from tests.conftest import MODEL_DIR
 

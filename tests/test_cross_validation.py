@@ -1,4 +1,4 @@
-"""Fold assignment and recipe recovery for `ecg-app cross-validate` (the training run itself is
+"""Fold assignment and recipe recovery for `ecg-app model cross-validate` (the training run itself is
 exercised end to end in test_training_cli.py)."""
 
 import json
@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_app import dataset
-from ecg_app.classifier import MODEL_INFO_FILE
 from ecg_app.cli import main
-from ecg_app.cross_validation import (
+from ecg_app.labels import CLASSES, ECG_CLASSES
+from ecg_app.serving.classifier import MODEL_INFO_FILE
+from ecg_app.serving.lead_diagnosis import combine
+from ecg_app.training import dataset
+from ecg_app.training.cross_validation import (
     HELD_OUT_FILE,
     MIN_MACRO_F1_GAIN,
     PREDICTIONS_FILE,
@@ -27,11 +29,9 @@ from ecg_app.cross_validation import (
     out_of_fold_summary,
     recipe,
 )
-from ecg_app.evaluation import compute_metrics, macro_f1
-from ecg_app.labels import CLASSES, ECG_CLASSES
-from ecg_app.lead_diagnosis import combine
-from ecg_app.lead_statistics import STATISTICS_SHARE
-from ecg_app.training import MEMBER_RECORD, finished_member, member_settings
+from ecg_app.training.lead_statistics import STATISTICS_SHARE
+from ecg_app.training.metrics import compute_metrics, macro_f1
+from ecg_app.training.training import MEMBER_RECORD, finished_member, member_settings
 from tests.conftest import MODEL_DIR
 
 # The shipped recipe's out-of-fold predictions, kept beside the model as the rule's baseline.
@@ -113,7 +113,7 @@ def test_recipe_is_the_recorded_single_network_config():
 )
 def test_settings_are_checked_before_any_work(argument, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        main(["cross-validate", *argument, "--model", "does-not-exist"])
+        main(["model", "cross-validate", *argument, "--model", "does-not-exist"])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from ecg_app import dataset
 from ecg_app.labels import class_from_folder
+from ecg_app.training import dataset
 from tests.conftest import encode, synthetic_printout
 
 

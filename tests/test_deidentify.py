@@ -20,20 +20,20 @@ from PIL import Image
 from pypdf import PdfReader
 from sqlalchemy import Uuid, column, insert, table
 
-from ecg_app import deidentify as deid
 from ecg_app.analysis import analyze_and_store
-from ecg_app.classifier import get_classifier
 from ecg_app.cli import main
+from ecg_app.clinical.report import render_report_pdf
 from ecg_app.config import Settings
-from ecg_app.intake import load_image
 from ecg_app.labels import NON_ECG
-from ecg_app.preprocess import crop_box, ink_map, page_as_read
-from ecg_app.report import render_report_pdf
-from ecg_app.robustness import DEGRADATIONS
+from ecg_app.serving import deidentify as deid
+from ecg_app.serving.classifier import get_classifier
+from ecg_app.serving.intake import load_image
+from ecg_app.serving.preprocess import crop_box, ink_map, page_as_read
 from ecg_app.store import AnalysisFilter, open_store
 from ecg_app.store.db import create_engine_for
 from ecg_app.store.images import fit, make_thumbnail
 from ecg_app.store.migrate import upgrade
+from ecg_app.training.robustness import DEGRADATIONS
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
 from tests.conftest import database_url_for, decoded, encode
 from tests.ocr import pdf_pages, printed_id, read_text, readings, shows_digits

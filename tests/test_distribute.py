@@ -6,7 +6,13 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from ecg_app.distribute import DistributeConfigError, Placement, is_chief, output_dir, parse_tf_config
+from ecg_app.training.distribute import (
+    DistributeConfigError,
+    Placement,
+    is_chief,
+    output_dir,
+    parse_tf_config,
+)
 
 TWO_WORKERS = {"worker": ["host1:2222", "host2:2222"]}
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import ecg_app
-from ecg_app import dataset
-from ecg_app.classifier import (
+from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.serving.classifier import (
     DETECTOR_DISAGREES,
     GATE_DISAGREES,
     STATUS_NEEDS_REVIEW,
@@ -17,21 +17,21 @@ from ecg_app.classifier import (
     Classifier,
     decide,
 )
-from ecg_app.detector_fit import CHART_DRAWS, DetectorBatches, DetectorConfig
-from ecg_app.ecg_detector import (
+from ecg_app.serving.ecg_detector import (
     DETECTOR_FILE,
     DETECTOR_SHAPE,
     detector_batch,
     detector_input,
     ecg_probability,
-    make_detector,
     views,
 )
-from ecg_app.evaluation import model_roots
-from ecg_app.intake import load_image
-from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.page import straighten
-from ecg_app.robustness import DEGRADATIONS
+from ecg_app.serving.intake import load_image
+from ecg_app.serving.page import straighten
+from ecg_app.training import dataset
+from ecg_app.training.dataset import model_roots
+from ecg_app.training.detector_fit import CHART_DRAWS, DetectorBatches, DetectorConfig, make_detector
+from ecg_app.training.keras_networks import KerasNetworks
+from ecg_app.training.robustness import DEGRADATIONS
 from tests.conftest import synthetic_printout
 
 ON_A_DESK = DEGRADATIONS["photographed on a desk"]
@@ -203,7 +203,7 @@ def test_ecg_probability_is_the_lowest_call_over_each_pictures_views(shipped_det
         load_image(EXAMPLES / "coffee.jpg"),
         ON_A_DESK(synthetic_printout(seed=3)),
     ]
-    network = shipped_detector.detector
+    network = KerasNetworks(shipped_detector.model_dir).network("detector")
     expected = [
         min(float(np.asarray(network.predict_on_batch(detector_batch([view])))[0, 0]) for view in views(p))
         for p in pictures
@@ -228,5 +228,6 @@ def test_no_validation_non_ecg_photographed_on_a_desk_is_taken_for_an_ecg(shippe
     photos = [ON_A_DESK(image) for image in images]
     threshold = shipped_detector.detector_threshold
     assert (shipped_detector.detect(photos) < threshold).all()
-    whole_only = np.asarray(shipped_detector.detector.predict(detector_batch(photos), verbose=0))[:, 0]
+    detector = KerasNetworks(shipped_detector.model_dir).network("detector")
+    whole_only = np.asarray(detector.predict(detector_batch(photos), verbose=0))[:, 0]
     assert (whole_only >= threshold).sum() >= 2

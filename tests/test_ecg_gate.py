@@ -5,7 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from ecg_app.classifier import (
+from ecg_app.config import REPO_ROOT
+from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.serving.classifier import (
     GATE_DISAGREES,
     STATUS_NEEDS_REVIEW,
     STATUS_OK,
@@ -13,10 +15,8 @@ from ecg_app.classifier import (
     Classifier,
     decide,
 )
-from ecg_app.config import REPO_ROOT
-from ecg_app.ecg_gate import GATE_FILE, EcgGate, best_threshold
-from ecg_app.intake import load_image
-from ecg_app.labels import CLASSES, NON_ECG
+from ecg_app.serving.ecg_gate import GATE_FILE, EcgGate, best_threshold
+from ecg_app.serving.intake import load_image
 
 EXAMPLES = REPO_ROOT / "ecg_app" / "examples"
 
@@ -112,14 +112,16 @@ def test_shipped_gate_accepts_example_ecgs_and_rejects_a_photo(shipped_model):
 def test_one_pass_gives_the_saved_models_probabilities(shipped_model):
     """The per-member heads reproduce the saved ensemble's own output (its Average layer), combined with
     the shipped diagnosis networks' own output as `combine` says: one pass, the saved networks' numbers."""
-    from ecg_app.lead_diagnosis import combine
-    from ecg_app.preprocess import preprocess_batch
+    from ecg_app.serving.lead_diagnosis import combine
+    from ecg_app.serving.preprocess import preprocess_batch
+    from ecg_app.training.keras_networks import KerasNetworks
 
     classifier = Classifier(shipped_model)
     assert classifier.has_diagnosis and classifier.page_share == 0.5
     batch = preprocess_batch([load_image(path) for path in sorted(EXAMPLES.glob("*.jpg"))])
     features, log_probs = classifier.embed(batch)
-    saved = np.asarray(classifier.model.predict_on_batch(batch), dtype=np.float64)
-    diagnosis = np.asarray(classifier.diagnosis.predict_on_batch(batch), dtype=np.float64)
+    keras_networks = KerasNetworks(shipped_model)
+    saved = np.asarray(keras_networks.network("page").predict_on_batch(batch), dtype=np.float64)
+    diagnosis = np.asarray(keras_networks.network("diagnosis").predict_on_batch(batch), dtype=np.float64)
     np.testing.assert_allclose(np.exp(log_probs), combine(saved, diagnosis, 0.5), atol=1e-6)
     assert features.shape[0] == len(batch) and features.shape[1] == classifier.gate.mean_.shape[0]

@@ -3,10 +3,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from ecg_app.evaluation import bootstrap_ci, compute_metrics, heatmap_placement
-from ecg_app.keras_networks import KerasNetworks
 from ecg_app.labels import CLASSES
-from ecg_app.networks import make_model
+from ecg_app.training.evaluation import heatmap_placement
+from ecg_app.training.keras_networks import KerasNetworks
+from ecg_app.training.metrics import bootstrap_ci, compute_metrics
+from ecg_app.training.networks import make_model
 
 
 def _probs_for(pred: list[int], confidence: float = 0.8) -> np.ndarray:
@@ -54,7 +55,8 @@ def test_bootstrap_interval_narrows_with_more_data():
 
 
 def test_placement_check_reports_a_network_grad_cam_cannot_read_instead_of_failing(printout):
-    # The reference `seed` design has no `s5b_relu`: `ecg-app evaluate` (and compare_seed.py) crashed on it.
+    # The reference `seed` design has no `s5b_relu`: `ecg-app model evaluate` (and compare_seed.py) crashed
+    # on it.
     seed = SimpleNamespace(networks=KerasNetworks(page=make_model("seed")), has_diagnosis=False)
     report = heatmap_placement(seed, [printout], np.array([0]))
     assert report["n"] == 0 and report["share_mostly_inside_trace_area"] is None

@@ -2,11 +2,11 @@ import cv2
 import numpy as np
 import pytest
 
-from ecg_app.explain import GradCam, LeadMap, mass_inside
-from ecg_app.keras_networks import LAST_CONV, KerasNetworks, ensemble_members
 from ecg_app.labels import CLASSES, NON_ECG
-from ecg_app.networks import make_model
-from ecg_app.preprocess import crop_box
+from ecg_app.serving.explain import GradCam, LeadMap, mass_inside
+from ecg_app.serving.preprocess import crop_box
+from ecg_app.training.keras_networks import LAST_CONV, KerasNetworks, ensemble_members
+from ecg_app.training.networks import make_model
 
 
 def page_cam(model) -> GradCam:
@@ -30,7 +30,7 @@ def test_map_lies_inside_the_trace_area_and_overlay_keeps_the_picture(printout):
 
 
 def test_ensemble_maps_average_members():
-    from ecg_app.training import average_models
+    from ecg_app.training.training import average_models
 
     members = [make_model("default") for _ in range(2)]
     ensemble = average_models(members)
@@ -48,8 +48,8 @@ def test_grad_cam_in_closed_form_is_the_gradient_tapes(class_index):
     import keras
     import tensorflow as tf
 
-    from ecg_app.explain import _to_unit
-    from ecg_app.training import average_models
+    from ecg_app.serving.explain import _to_unit
+    from ecg_app.training.training import average_models
 
     keras.utils.set_random_seed(1)
     rng = np.random.default_rng(1)
@@ -94,7 +94,7 @@ def test_mass_inside():
 
 def _ink_with_one_lead(row: int, column: int) -> np.ndarray:
     """An ink map (320x544) with a trace drawn in one lead cell only."""
-    from ecg_app.lead_geometry import COLUMNS, band_rows
+    from ecg_app.serving.lead_geometry import COLUMNS, band_rows
 
     x = np.zeros((320, 544, 1), np.float32)
     first, last = band_rows(320)[row]
@@ -109,8 +109,8 @@ def _ink_with_one_lead(row: int, column: int) -> np.ndarray:
 def test_lead_map_lights_the_lead_that_carries_ink_and_nothing_else():
     import keras
 
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
-    from ecg_app.lead_geometry import COLUMNS, band_rows
+    from ecg_app.serving.lead_geometry import COLUMNS, band_rows
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
 
     keras.utils.set_random_seed(0)
     leads = lead_map_of(with_lead_signals(make_curve_reader(), make_curve_reader()))
@@ -128,8 +128,8 @@ def test_a_diagnosis_network_saved_in_the_older_layout_is_refused_with_what_to_d
     """Before the members shared one digitiser, each had its own in front of its reader; such a file
     has no curve reader at its top level, and the lead map says how to rebuild it instead of failing
     on the first explanation."""
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
-    from ecg_app.training import average_models
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
+    from ecg_app.training.training import average_models
 
     older = average_models([with_lead_signals(make_curve_reader()) for _ in range(2)])
     with pytest.raises(ValueError, match="fit-diagnosis"):
@@ -143,7 +143,7 @@ def test_the_lead_map_of_a_page_photographed_askew_is_turned_with_the_page(degre
     band: at 5 degrees the bands' ends move by about 24 px, a third of a band's height."""
     import keras
 
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
     from tests.test_lead_signals import baselines_page, turned
 
     keras.utils.set_random_seed(0)
@@ -162,8 +162,8 @@ def test_the_lead_map_of_a_page_photographed_askew_is_turned_with_the_page(degre
 
 
 def test_page_and_leads_averages_grad_cam_with_the_lead_map():
-    from ecg_app.explain import PageAndLeads
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
+    from ecg_app.serving.explain import PageAndLeads
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
 
     cam, leads = page_cam(make_model("default")), lead_map_of(with_lead_signals(make_curve_reader()))
     x = _ink_with_one_lead(row=0, column=0)
@@ -181,8 +181,8 @@ def test_page_and_leads_averages_grad_cam_with_the_lead_map():
 def test_a_photographed_page_is_explained_on_the_page_as_the_network_read_it(printout):
     """The map belongs to the straightened page (`page.straighten`), not to the photo around it: it is
     laid over that page, and its mass stays inside that page's trace area."""
-    from ecg_app.page import straighten
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.serving.page import straighten
+    from ecg_app.training.robustness import DEGRADATIONS
 
     photo = DEGRADATIONS["photographed on a desk"](printout)
     page = straighten(photo)

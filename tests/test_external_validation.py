@@ -1,5 +1,5 @@
-"""`ecg-app validate`: the shipped model scored on a labelled collection, copies of its own images found
-(identical bytes or near-identical pictures) and left out (`ecg_app/external_validation.py`)."""
+"""`ecg-app model validate`: the shipped model scored on a labelled collection, copies of its own images found
+(identical bytes or near-identical pictures) and left out (`ecg_app/training/external_validation.py`)."""
 
 import json
 import shutil
@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from ecg_app.classifier import Classifier
 from ecg_app.cli import main
-from ecg_app.dataset import discover, load_rgb
-from ecg_app.external_validation import validate
+from ecg_app.serving.classifier import Classifier
+from ecg_app.training.dataset import discover, load_rgb
+from ecg_app.training.external_validation import validate
 from tests.conftest import encode, synthetic_printout
 
 MENDELEY = {
@@ -75,7 +75,7 @@ def test_the_whole_dataset_scores_as_the_test_split_once_the_models_own_images_a
     shared_data, shipped_model
 ):
     """Given every image of the project's data, `validate` finds the 756 train and validation images
-    as copies and scores what is left: the test split, with the figures `ecg-app evaluate` wrote."""
+    as copies and scores what is left: the test split, with the figures `ecg-app model evaluate` wrote."""
     samples = discover(
         shared_data / "mendeley-ecg", shared_data / "non-ecg", shared_data / "other-layout-ecg"
     )
@@ -94,7 +94,7 @@ def test_the_cli_prints_the_figures_writes_the_json_and_refuses_what_it_cannot_s
     collection, shipped_model, tmp_path, capsys
 ):
     out = tmp_path / "validation.json"
-    args = ["validate", "--data", str(collection), "--non-ecg", str(collection / "not-ecg")]
+    args = ["model", "validate", "--data", str(collection), "--non-ecg", str(collection / "not-ecg")]
     assert main([*args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "6 images; copies of the model's images: train 1, val 1, test 3" in printed
@@ -107,7 +107,7 @@ def test_the_cli_prints_the_figures_writes_the_json_and_refuses_what_it_cannot_s
     copies_only = tmp_path / "copies"
     (copies_only / "MI").mkdir(parents=True)
     shutil.copy(collection / "MI" / "copy.jpg", copies_only / "MI")
-    assert main(["validate", "--data", str(copies_only)]) == 2
+    assert main(["model", "validate", "--data", str(copies_only)]) == 2
     assert "nothing to score: 1 images found, 1 of them copies" in capsys.readouterr().err
-    assert main(["validate", "--data", str(tmp_path / "missing")]) == 2
-    assert "ecg-app validate: error:" in capsys.readouterr().err
+    assert main(["model", "validate", "--data", str(tmp_path / "missing")]) == 2
+    assert "ecg-app model validate: error:" in capsys.readouterr().err

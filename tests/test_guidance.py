@@ -1,4 +1,4 @@
-from ecg_app.guidance import load_guidance
+from ecg_app.clinical.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 
 

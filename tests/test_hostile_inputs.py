@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from ecg_app.cli import main
-from ecg_app.intake import DEFAULT_MAX_BYTES, IntakeError, load_image
+from ecg_app.serving.intake import DEFAULT_MAX_BYTES, IntakeError, load_image
 from tests.hostile_inputs import ACCEPTED, CASES, REJECTED, HostileCase
 
 INTAKE_CODES = {

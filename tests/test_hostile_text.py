@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from ecg_app.cli import main
-from ecg_app.report import render_report_html, render_report_pdf
+from ecg_app.clinical.report import render_report_html, render_report_pdf
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store
 from ecg_app.store.models import Analysis
 from ecg_app.store.repository import MAX_FILENAME_CHARS

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ecg_app.intake import DEFAULT_LIMITS, IntakeError, IntakeLimits, load_image
-from ecg_app.preprocess import preprocess
+from ecg_app.serving.intake import DEFAULT_LIMITS, IntakeError, IntakeLimits, load_image
+from ecg_app.serving.preprocess import preprocess
 from tests.conftest import encode, synthetic_printout
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG
-from ecg_app.lead_diagnosis import CURVES_SHAPE, combine
+from ecg_app.serving.lead_diagnosis import CURVES_SHAPE, combine
 from tests.conftest import synthetic_printout
 
 
@@ -33,8 +33,8 @@ def test_a_page_share_mixes_the_page_networks_own_ecg_proportions_into_the_diagn
 
 
 def test_curves_shape_is_what_lead_signals_makes_of_the_shared_input():
-    from ecg_app.lead_geometry import CELLS, COLUMNS, CURVES
-    from ecg_app.preprocess import INPUT_SHAPE
+    from ecg_app.serving.lead_geometry import CELLS, COLUMNS, CURVES
+    from ecg_app.serving.preprocess import INPUT_SHAPE
 
     assert (CELLS, INPUT_SHAPE[1] // COLUMNS, CURVES) == CURVES_SHAPE
 
@@ -42,9 +42,9 @@ def test_curves_shape_is_what_lead_signals_makes_of_the_shared_input():
 def test_digitise_gives_the_served_networks_own_curves():
     """Training reads `digitise`'s curves; serving puts `LeadSignals` in front of the same reader. Both
     must see the same numbers, or the network is trained on one input and served another."""
-    from ecg_app.diagnosis_fit import digitise
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
-    from ecg_app.preprocess import preprocess
+    from ecg_app.serving.preprocess import preprocess
+    from ecg_app.training.diagnosis_fit import digitise
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
 
     pages = [synthetic_printout(seed=s) for s in range(3)]
     curves = digitise(pages)
@@ -62,9 +62,8 @@ def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_reader
     form saves and loads."""
     import keras
 
-    from ecg_app.diagnosis_fit import served_reader
-    from ecg_app.lead_diagnosis import make_curve_reader, with_lead_signals
-    from ecg_app.networks import EachCell
+    from ecg_app.training.diagnosis_fit import served_reader
+    from ecg_app.training.networks import EachCell, make_curve_reader, with_lead_signals
 
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
@@ -87,7 +86,7 @@ def test_the_served_reader_reads_every_cell_in_one_batch_with_the_trained_reader
 
 
 def test_jitter_scales_shifts_and_adds_noise_within_the_configured_bounds():
-    from ecg_app.diagnosis_fit import DiagnosisConfig, jitter
+    from ecg_app.training.diagnosis_fit import DiagnosisConfig, jitter
 
     curves = np.zeros(CURVES_SHAPE, np.float32)
     curves[:, 40, :] = 1.0  # one spike per cell
@@ -106,7 +105,7 @@ def test_jitter_scales_shifts_and_adds_noise_within_the_configured_bounds():
 
 
 def test_curve_batches_draw_every_ecg_class_equally_and_refuse_a_missing_one():
-    from ecg_app.diagnosis_fit import CurveBatches, DiagnosisConfig
+    from ecg_app.training.diagnosis_fit import CurveBatches, DiagnosisConfig
 
     curves = np.zeros((7, *CURVES_SHAPE), np.float32)
     labels = np.array([0, 1, 1, 2, 2, 2, 3])

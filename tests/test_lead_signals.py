@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
-from ecg_app.lead_geometry import CELLS, COLUMNS, CURVES, ROW_CENTRES, band_rows
-from ecg_app.lead_signals import LeadSignals, deskew, read_bands
-from ecg_app.preprocess import INPUT_HEIGHT, INPUT_SHAPE, INPUT_WIDTH, preprocess
+from ecg_app.serving.lead_geometry import CELLS, COLUMNS, CURVES, ROW_CENTRES, band_rows
+from ecg_app.serving.preprocess import INPUT_HEIGHT, INPUT_SHAPE, INPUT_WIDTH, preprocess
+from ecg_app.training.lead_signals import LeadSignals, deskew, read_bands
 
 CELL_WIDTH = INPUT_WIDTH // COLUMNS
 
@@ -110,9 +110,9 @@ def test_every_labelled_printout_of_the_split_reads_as_straight(shared_data, shi
     """`deskew` leaves all 393 labelled ECG printouts of train, validation and test exactly as they
     were: the diagnosis networks trained on them and the cross-validation kept in the repo, made before
     `deskew` existed, read the same curves as the digitiser does now."""
-    from ecg_app import dataset
-    from ecg_app.evaluation import model_roots
     from ecg_app.labels import ECG_CLASSES
+    from ecg_app.training import dataset
+    from ecg_app.training.dataset import model_roots
 
     info = json.loads((shipped_model / "model.json").read_text())
     samples = dataset.read_manifest(
@@ -130,7 +130,7 @@ def test_printouts_photographed_askew_are_turned_back(shared_data):
     back to nearly the straight page's curves: at least twice as close as the bands read unturned."""
     import cv2
 
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.training.robustness import DEGRADATIONS
 
     for folder in sorted((shared_data / "mendeley-ecg").iterdir()):
         rgb = cv2.cvtColor(cv2.imread(str(sorted(folder.glob("*.jpg"))[1])), cv2.COLOR_BGR2RGB)

@@ -1,11 +1,11 @@
-"""The seventh candidate's per-lead statistics and linear model (`ecg_app/lead_statistics.py`)."""
+"""The seventh candidate's per-lead statistics and linear model (`ecg_app/training/lead_statistics.py`)."""
 
 import numpy as np
 import pytest
 from keras import ops
 
-from ecg_app.lead_diagnosis import CURVES_SHAPE
-from ecg_app.lead_statistics import PENALTIES, PER_CELL, PERCENTILES, LeadStatisticsModel, statistics
+from ecg_app.serving.lead_diagnosis import CURVES_SHAPE
+from ecg_app.training.lead_statistics import PENALTIES, PER_CELL, PERCENTILES, LeadStatisticsModel, statistics
 
 CELLS, COLUMNS, _ = CURVES_SHAPE
 

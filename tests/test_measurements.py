@@ -7,7 +7,7 @@ from dataclasses import fields, replace
 import numpy as np
 import pytest
 
-from ecg_app.measurements import (
+from ecg_app.clinical.measurements import (
     FIELDS,
     MEASURED,
     NOT_MEASURED,

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from ecg_app.classifier import (
+from ecg_app.labels import CLASSES
+from ecg_app.serving.classifier import (
     GATE_DISAGREES,
     MI_NOT_RULED_OUT,
     MODEL_INFO_FILE,
@@ -16,9 +17,9 @@ from ecg_app.classifier import (
     Classifier,
     decide,
 )
-from ecg_app.labels import CLASSES
-from ecg_app.mi_flag import fit_mi_flag, fit_threshold, flagged, not_ruled_out, record_mi_flag
-from ecg_app.quality import QualityWarning
+from ecg_app.serving.mi_flag import flagged, not_ruled_out
+from ecg_app.serving.quality import QualityWarning
+from ecg_app.training.mi_flag_fit import fit_mi_flag, fit_threshold, record_mi_flag
 from tests.conftest import MODEL_DIR, encode, synthetic_printout
 
 MI, HMI, AHB, NORMAL, NON_ECG = range(5)

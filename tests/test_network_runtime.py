@@ -9,12 +9,12 @@ import shutil
 import numpy as np
 import pytest
 
-from ecg_app import dataset
-from ecg_app.classifier import Classifier
-from ecg_app.evaluation import model_roots
-from ecg_app.keras_networks import KerasNetworks
-from ecg_app.lead_geometry import turn
-from ecg_app.network_runtime import ONNX_KEY, OnnxNetworks, onnx_is_current
+from ecg_app.serving.classifier import Classifier
+from ecg_app.serving.lead_geometry import turn
+from ecg_app.serving.network_runtime import ONNX_KEY, OnnxNetworks, onnx_is_current
+from ecg_app.training import dataset
+from ecg_app.training.dataset import model_roots
+from ecg_app.training.keras_networks import KerasNetworks, fitted_classifier
 from tests.test_lead_signals import baselines_page, turned
 
 
@@ -22,30 +22,32 @@ def test_the_shipped_model_is_served_from_its_current_onnx_export(shipped_model)
     info = json.loads((shipped_model / "model.json").read_text())
     assert set(info[ONNX_KEY]) == {"page", "heads", "curves", "reader", "detector"}
     assert onnx_is_current(shipped_model, info)
-    assert Classifier(shipped_model).backend == "onnx"
+    assert isinstance(Classifier(shipped_model).networks, OnnxNetworks)
 
 
-def test_a_network_fitted_after_the_export_is_read_from_its_keras_file(shipped_model, tmp_path):
-    """A `.keras` file that is no longer the one exported leaves the export stale: the classifier reads
-    the Keras networks (what training wants after a fit) until `export-onnx` runs again."""
+def test_a_network_fitted_after_the_export_is_not_served_until_exported_again(shipped_model, tmp_path):
+    """A `.keras` file that is no longer the one exported leaves the export stale: serving refuses the
+    model with what to run, and training reads its Keras networks (`fitted_classifier`)."""
     model_dir = tmp_path / "model"
     shutil.copytree(shipped_model, model_dir, ignore=shutil.ignore_patterns("cross-validation"))
+    assert isinstance(fitted_classifier(model_dir).networks, OnnxNetworks)
     with (model_dir / "ecg_detector.keras").open("ab") as handle:
         handle.write(b"\0")
-    assert Classifier(model_dir).backend == "keras"
+    with pytest.raises(RuntimeError, match="export-onnx"):
+        Classifier(model_dir).predict(
+            baselines_page()[:, :, 0].astype("uint8").repeat(3).reshape(320, 544, 3)
+        )
+    assert isinstance(fitted_classifier(model_dir).networks, KerasNetworks)
     (model_dir / "ecg_page.onnx").unlink()
-    info = json.loads((model_dir / "model.json").read_text())
-    assert not onnx_is_current(model_dir, info)
-    with pytest.raises(ValueError, match="onnx or keras"):
-        Classifier(model_dir, backend="tensorflow")
+    assert not onnx_is_current(model_dir, json.loads((model_dir / "model.json").read_text()))
 
 
 @pytest.mark.parametrize("degrees", [4.0, -6.5])
 def test_a_page_photographed_askew_is_turned_and_read_as_keras_reads_it(shipped_model, degrees):
     """The turn ONNX cannot run is done in numpy (`lead_geometry.turn`): it matches TensorFlow's
     `affine_transform` and the digitised curves match the `LeadSignals` layer's."""
-    from ecg_app.lead_signals import LeadSignals
-    from ecg_app.lead_signals import turn as keras_turn
+    from ecg_app.training.lead_signals import LeadSignals
+    from ecg_app.training.lead_signals import turn as keras_turn
 
     page = turned(baselines_page(), degrees)[None]
     angle = np.array([3.5], np.float32)
@@ -59,7 +61,7 @@ def test_a_page_photographed_askew_is_turned_and_read_as_keras_reads_it(shipped_
 
 @pytest.mark.slow
 def test_onnx_and_keras_make_the_same_decisions_on_the_validation_and_test_splits(shipped_model, shared_data):
-    onnx, keras = Classifier(shipped_model), Classifier(shipped_model, backend="keras")
+    onnx, keras = Classifier(shipped_model), Classifier(shipped_model, networks=KerasNetworks(shipped_model))
     assert isinstance(onnx.networks, OnnxNetworks) and isinstance(keras.networks, KerasNetworks)
     samples = [
         s

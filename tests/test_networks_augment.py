@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from ecg_app.augment import PAGE_COLOURS, augment, erase, photographed, reprinted
 from ecg_app.labels import CLASSES
-from ecg_app.networks import make_model
-from ecg_app.preprocess import INPUT_SHAPE, crop_box
+from ecg_app.serving.preprocess import INPUT_SHAPE, crop_box
+from ecg_app.training.augment import PAGE_COLOURS, augment, erase, photographed, reprinted
+from ecg_app.training.networks import make_model
 
 
 @pytest.mark.parametrize("name", ["default", "leads", "seed"])
@@ -37,7 +37,7 @@ def test_leads_reads_every_cell_with_one_encoder_and_survives_a_save(tmp_path):
     assert np.allclose(loaded(x), model(x), atol=1e-6)
 
 
-def test_the_app_loads_a_leads_network_in_a_fresh_process(tmp_path):
+def test_a_saved_leads_network_loads_in_a_fresh_process(tmp_path):
     """The custom layer must be registered before loading, also where nothing imported the networks."""
     import json
     import subprocess
@@ -45,8 +45,8 @@ def test_the_app_loads_a_leads_network_in_a_fresh_process(tmp_path):
 
     make_model("leads").save(tmp_path / "ecg_cnn.keras")
     (tmp_path / "model.json").write_text(json.dumps({"version": "leads-test"}))
-    code = "import sys; from ecg_app.classifier import Classifier; print(Classifier(sys.argv[1]).model.name)"
-    command = [sys.executable, "-c", code, str(tmp_path)]
+    code = "import sys; from ecg_app.training.keras_networks import load; print(load(sys.argv[1]).name)"
+    command = [sys.executable, "-c", code, str(tmp_path / "ecg_cnn.keras")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().endswith("ecg_leads")

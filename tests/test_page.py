@@ -1,14 +1,14 @@
-"""Finding and straightening the sheet in a photo of a printout (`ecg_app.page`)."""
+"""Finding and straightening the sheet in a photo of a printout (`ecg_app.serving.page`)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from ecg_app import page as page_module
-from ecg_app.augment import reprinted
-from ecg_app.page import find_page, forget_searches, straighten
-from ecg_app.preprocess import ink_map, preprocess
-from ecg_app.robustness import DEGRADATIONS
+from ecg_app.serving import page as page_module
+from ecg_app.serving.page import find_page, forget_searches, straighten
+from ecg_app.serving.preprocess import ink_map, preprocess
+from ecg_app.training.augment import reprinted
+from ecg_app.training.robustness import DEGRADATIONS
 from tests.conftest import synthetic_printout
 
 ON_A_DESK = DEGRADATIONS["photographed on a desk"]
@@ -130,8 +130,7 @@ def test_pictures_without_a_sheet_are_left_alone(kind):
 def test_no_printout_or_other_layout_ecg_of_the_data_is_changed(shared_data):
     """What the networks were trained and scored on stays as it was: every printout of the dataset and
     every other-layout ECG is all page (or no clear sheet) and passes unchanged."""
-    from ecg_app.dataset import image_files
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import image_files, load_image
 
     files = [*image_files(shared_data / "mendeley-ecg"), *image_files(shared_data / "other-layout-ecg")]
     assert len(files) > 400
@@ -144,8 +143,7 @@ def test_printouts_of_the_data_on_other_templates_are_not_taken_for_photographed
     darker border: a sheet-like rectangle, but a level one in one plain colour, so the page stays whole.
     Before that check, 7 of these 20 printouts on grey were straightened to their trace area and the crop
     then cut into the traces. Photographed on a desk, the same pages are still found."""
-    from ecg_app.dataset import image_files
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import image_files, load_image
 
     files = sorted(image_files(shared_data / "mendeley-ecg"))[::20][:20]
     for k, colour in enumerate(["grey", "yellow", "pink"]):

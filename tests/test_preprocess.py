@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from ecg_app.preprocess import INPUT_SHAPE, crop_box, preprocess, preprocess_batch
+from ecg_app.serving.preprocess import INPUT_SHAPE, crop_box, preprocess, preprocess_batch
 from tests.conftest import synthetic_printout
 
 

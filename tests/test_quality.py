@@ -1,6 +1,6 @@
 import cv2
 
-from ecg_app.quality import assess
+from ecg_app.serving.quality import assess
 
 
 def codes(image) -> set[str]:
@@ -30,7 +30,7 @@ def test_messages_are_sentences(printout):
 
 
 def test_a_photographed_page_that_was_straightened_is_said_so(printout):
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.training.robustness import DEGRADATIONS
 
     assert "page_straightened" in codes(DEGRADATIONS["photographed on a desk"](printout))
     assert "page_straightened" not in codes(printout)

@@ -3,7 +3,7 @@
 import csv
 from pathlib import Path
 
-from ecg_app.dataset import image_files
+from ecg_app.serving.intake import image_files
 
 RATES = Path(__file__).parent / "data" / "printed_heart_rates.csv"
 

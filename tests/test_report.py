@@ -25,12 +25,17 @@ from ecg_app.analysis import (
     NO_EXPLANATION_NON_ECG,
     NOT_AN_ECG_REASON,
 )
-from ecg_app.classifier import MI_NOT_RULED_OUT
-from ecg_app.guidance import load_guidance
+from ecg_app.clinical.guidance import load_guidance
+from ecg_app.clinical.measurements import NOT_MEASURED_BEFORE, PARTIAL, Measurements, not_measured
+from ecg_app.clinical.report import (
+    NOT_AN_ECG_TITLE,
+    model_metrics_summary,
+    render_report_html,
+    render_report_pdf,
+)
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
-from ecg_app.measurements import NOT_MEASURED_BEFORE, PARTIAL, Measurements, not_measured
-from ecg_app.quality import assess
-from ecg_app.report import NOT_AN_ECG_TITLE, model_metrics_summary, render_report_html, render_report_pdf
+from ecg_app.serving.classifier import MI_NOT_RULED_OUT
+from ecg_app.serving.quality import assess
 from ecg_app.store import PatientInfo
 from tests.conftest import encode, synthetic_printout
 from tests.test_store import heat_overlay, make_prediction

@@ -1,4 +1,4 @@
-"""Measurements read off the trace (`ecg_app.rhythm`): against known timings of rendered printouts, the
+"""Measurements read off the trace (`clinical.rhythm`): against known timings of rendered printouts, the
 rate the ECG machine printed on the bundled printouts, and pictures that must not be measured."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 import ecg_app
-from ecg_app.intake import load_image
-from ecg_app.measurements import MEASURED, NOT_MEASURED, PARTIAL
-from ecg_app.preprocess import crop_box, page_as_read
-from ecg_app.rhythm import FS, detect_beats, measure
-from ecg_app.synth_ecg import ecg_signal, make_rhythm
-from ecg_app.synth_printout import render_printout
+from ecg_app.clinical.measurements import MEASURED, NOT_MEASURED, PARTIAL
+from ecg_app.clinical.rhythm import FS, detect_beats, measure
+from ecg_app.serving.intake import load_image
+from ecg_app.serving.preprocess import crop_box, page_as_read
+from ecg_app.training.synth_ecg import ecg_signal, make_rhythm
+from ecg_app.training.synth_printout import render_printout
 
 EXAMPLES_DIR = Path(ecg_app.__file__).parent / "examples"
 PRINTED = {
@@ -98,7 +98,7 @@ def test_a_template_page_without_traces_is_not_measured():
     ["rotate +5 deg", "rotate -5 deg", "perspective warp", "photographed on a desk", "JPEG quality 30"],
 )
 def test_a_printout_askew_photographed_or_compressed_is_squared_to_its_frame_and_measured(condition):
-    from ecg_app.robustness import DEGRADATIONS
+    from ecg_app.training.robustness import DEGRADATIONS
 
     image = DEGRADATIONS[condition](load_image((EXAMPLES_DIR / "Normal(29).jpg").read_bytes()))
     assert measure(page_as_read(image)).heart_rate_bpm == pytest.approx(PRINTED["Normal(29).jpg"], abs=5)

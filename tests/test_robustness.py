@@ -1,8 +1,8 @@
 import numpy as np
 
-from ecg_app.classifier import decide
-from ecg_app.preprocess import preprocess
-from ecg_app.robustness import DEGRADATIONS, robustness_table
+from ecg_app.serving.classifier import decide
+from ecg_app.serving.preprocess import preprocess
+from ecg_app.training.robustness import DEGRADATIONS, robustness_table
 
 
 def test_every_degradation_keeps_an_rgb_picture_and_changes_it(printout):

@@ -17,11 +17,11 @@ from PIL import Image
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
-from ecg_app.classifier import Prediction
-from ecg_app.explain import overlay
+from ecg_app.clinical.measurements import PARTIAL, Measurements, RhythmStrip
 from ecg_app.labels import CLASSES
-from ecg_app.measurements import PARTIAL, Measurements, RhythmStrip
-from ecg_app.quality import assess
+from ecg_app.serving.classifier import Prediction
+from ecg_app.serving.explain import overlay
+from ecg_app.serving.quality import assess
 from ecg_app.store import AnalysisFilter, PatientInfo, open_store
 from ecg_app.store.images import TEMP_PREFIX, TRASH_PREFIX, ImageStore, fit
 from ecg_app.store.models import StoredImage

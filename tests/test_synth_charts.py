@@ -1,10 +1,10 @@
-"""Rendered line charts, the ECG detector's chart negatives (`ecg_app/synth_charts.py`)."""
+"""Rendered line charts, the ECG detector's chart negatives (`ecg_app/training/synth_charts.py`)."""
 
 import numpy as np
 import pytest
 
-from ecg_app.synth_charts import CHART_KINDS, _series, chart_seeds, render_chart
-from ecg_app.synth_ecg import synthetic_seeds
+from ecg_app.training.synth_charts import CHART_KINDS, _series, chart_seeds, render_chart
+from ecg_app.training.synth_ecg import synthetic_seeds
 
 
 def test_a_seed_always_draws_the_same_chart_and_seeds_differ():

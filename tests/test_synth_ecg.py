@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_app.synth_ecg import FAMILIES, LEADS, ecg_signal, make_rhythm, pick_family, render_ecg
+from ecg_app.training.synth_ecg import FAMILIES, LEADS, ecg_signal, make_rhythm, pick_family, render_ecg
 
 
 def count_r_peaks(signal: np.ndarray, fs: float) -> int:

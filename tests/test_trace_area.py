@@ -1,12 +1,12 @@
-"""Finding the trace area by its printed frame (`ecg_app.trace_area`)."""
+"""Finding the trace area by its printed frame (`ecg_app.serving.trace_area`)."""
 
 import cv2
 import numpy as np
 import pytest
 
-from ecg_app import trace_area
-from ecg_app.augment import PAGE_COLOURS, margin_move, reprinted
-from ecg_app.preprocess import ink_map, preprocess
+from ecg_app.serving import trace_area
+from ecg_app.serving.preprocess import ink_map, preprocess
+from ecg_app.training.augment import PAGE_COLOURS, margin_move, reprinted
 from tests.conftest import synthetic_printout
 
 FRAME_PINK = (217, 164, 170)  # the frame's colour on the dataset's scans
@@ -68,8 +68,7 @@ def test_the_datasets_printouts_are_not_moved_and_reprinted_ones_are_moved_back(
     """On the scans themselves the frame is where `BORDER_BOX` says (all 393 within 0.25 px when it was
     measured; a sample here, and upscaled x2 as users upload them), so no network input changes. On
     another page template with other margins the move the composite made is found back."""
-    from ecg_app.dataset import image_files
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import image_files, load_image
 
     files = sorted(image_files(shared_data / "mendeley-ecg"))[::25]
     for i, f in enumerate(files):
@@ -90,8 +89,7 @@ def test_the_datasets_printouts_are_not_moved_and_reprinted_ones_are_moved_back(
 
 def test_pictures_that_are_not_printouts_of_the_template_are_not_moved(shared_data):
     """Other layouts (page-wide grids among them) and non-ECG pictures: no frame found, no move."""
-    from ecg_app.dataset import image_files
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import image_files, load_image
 
     files = (
         sorted(image_files(shared_data / "other-layout-ecg"))

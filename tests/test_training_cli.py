@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_app import dataset
 from ecg_app.cli import main
 from ecg_app.labels import CLASSES
-from ecg_app.training import TrainConfig, train
+from ecg_app.training import dataset
+from ecg_app.training.training import TrainConfig, train
 from tests.conftest import MODEL_DIR, encode, synthetic_printout
 
 pytestmark = pytest.mark.slow
@@ -37,9 +37,20 @@ CLI = [sys.executable, "-m", "ecg_app.cli"]
 
 
 def train_args(root: Path, out: Path, *extra: str) -> list[str]:
-    """`ecg-app train` arguments for the tiny data set (4 draws per class and epoch)."""
+    """`ecg-app model train` arguments for the tiny data set (4 draws per class and epoch)."""
     data = ["--data", str(root / "ecg"), "--non-ecg", str(root / "other")]
-    return ["train", *data, "--batch-size", "4", "--samples-per-class", "4", "--out", str(out), *extra]
+    return [
+        "model",
+        "train",
+        *data,
+        "--batch-size",
+        "4",
+        "--samples-per-class",
+        "4",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +89,7 @@ def test_training_writes_a_loadable_model_and_manifest(tiny_run):
 
 
 def test_evaluate_writes_metrics(tiny_run, capsys):
-    assert main(["evaluate", "--model", str(tiny_run / "model")]) == 0
+    assert main(["model", "evaluate", "--model", str(tiny_run / "model")]) == 0
     metrics = json.loads((tiny_run / "model" / "metrics.json").read_text())
     assert metrics["test"]["n"] == sum(
         1 for line in (tiny_run / "model" / "split.csv").read_text().splitlines() if line.endswith(",test")
@@ -94,7 +105,7 @@ def test_evaluate_writes_metrics(tiny_run, capsys):
 
 def test_evaluate_puts_a_kept_cross_validation_beside_the_test_split(tiny_run, capsys):
     run = MODEL_DIR / "cross-validation" / "default"
-    args = ["evaluate", "--model", str(tiny_run / "model"), "--cross-validation", str(run)]
+    args = ["model", "evaluate", "--model", str(tiny_run / "model"), "--cross-validation", str(run)]
     assert main(args) == 0
     metrics = json.loads((tiny_run / "model" / "metrics.json").read_text())
     pooled = json.loads((run / "cv.json").read_text())["out_of_fold"]
@@ -147,19 +158,20 @@ def test_predict_plain_text(tiny_run, tmp_path, capsys):
 def test_classifier_loads_once_under_concurrency(tiny_run):
     from concurrent.futures import ThreadPoolExecutor
 
-    from ecg_app.classifier import Classifier, get_classifier
+    from ecg_app.serving.classifier import get_classifier
+    from ecg_app.training.keras_networks import fitted_classifier
 
-    classifier = Classifier(tiny_run / "model")
+    classifier = fitted_classifier(tiny_run / "model")
     with ThreadPoolExecutor(8) as pool:
-        models = list(pool.map(lambda _: id(classifier.model), range(16)))
+        models = list(pool.map(lambda _: id(classifier.networks.network("page")), range(16)))
     assert len(set(models)) == 1
     assert get_classifier(tiny_run / "model") is get_classifier(str(tiny_run / "model"))
 
 
 def test_batch_prediction_matches_single(tiny_run):
-    from ecg_app.classifier import Classifier
+    from ecg_app.training.keras_networks import fitted_classifier
 
-    classifier = Classifier(tiny_run / "model")
+    classifier = fitted_classifier(tiny_run / "model")
     images = [synthetic_printout(seed=s) for s in (1, 2, 3)]
     batch = classifier.predict_batch(images, batch_size=2)
     for image, from_batch in zip(images, batch, strict=True):
@@ -196,9 +208,9 @@ def test_ctrl_c_leaves_a_complete_model(tiny_run, tmp_path, monkeypatch, distrib
     assert process.returncode == 0, log[-2000:]
     assert "interrupted" in log
     assert not list(out.glob("*.partial*")) and not list(out.glob("*.tmp"))
-    from ecg_app.classifier import Classifier
+    from ecg_app.training.keras_networks import fitted_classifier
 
-    prediction = Classifier(out).predict(synthetic_printout(seed=5))
+    prediction = fitted_classifier(out).predict(synthetic_printout(seed=5))
     assert prediction.label in CLASSES
 
 
@@ -207,7 +219,7 @@ def test_ensemble_averages_members_and_resumes(tiny_run, capsys):
 
     import keras
 
-    from ecg_app.preprocess import preprocess
+    from ecg_app.serving.preprocess import preprocess
 
     config = tiny_config(tiny_run, "ensemble", ensemble=2)
     info = train(config)
@@ -231,7 +243,7 @@ def test_cross_validate_predicts_every_train_and_val_image_once_and_resumes(tiny
     import shutil
 
     model_dir, out = tiny_run / "model", tmp_path / "cv"
-    args = ["cross-validate", "--model", str(model_dir), "--folds", "2", "--out", str(out)]
+    args = ["model", "cross-validate", "--model", str(model_dir), "--folds", "2", "--out", str(out)]
     args += ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"]
     assert main(args) == 0
     assert "out of fold (2 folds)" in capsys.readouterr().out
@@ -284,7 +296,7 @@ def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_r
             rows = list(csv.DictReader(handle))
         return {r["path"]: np.array([float(r[f"p_{c}"]) for c in CLASSES]) for r in rows}
 
-    args = ["cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
+    args = ["model", "cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
     args += ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"]
     base, pair = tmp_path / "base", tmp_path / "pair"
     assert main([*args, "--out", str(base)]) == 0
@@ -308,7 +320,7 @@ def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_r
 
 
 def test_rendered_ecgs_train_as_some_ecg(tiny_run):
-    from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
+    from ecg_app.training.training import BalancedAugmentedBatches, synthetic_samples
 
     config = tiny_config(tiny_run, "synthetic", synthetic_ecgs=6)
     samples = synthetic_samples(6)
@@ -326,7 +338,7 @@ def test_rendered_ecgs_train_as_some_ecg(tiny_run):
 
 
 def test_erase_probability_blanks_a_rectangle_of_every_training_image(tiny_run):
-    from ecg_app.training import BalancedAugmentedBatches, synthetic_samples
+    from ecg_app.training.training import BalancedAugmentedBatches, synthetic_samples
 
     noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # ink nearly everywhere
     samples, images = synthetic_samples(4), [noise] * 4
@@ -344,13 +356,24 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
 
     import keras
 
-    from ecg_app.classifier import Classifier
-    from ecg_app.detector_fit import installed_config, tune_installed_in_scenes
-    from ecg_app.ecg_detector import detector_batch
+    from ecg_app.serving.ecg_detector import detector_batch
+    from ecg_app.training.detector_fit import installed_config, tune_installed_in_scenes
+    from ecg_app.training.keras_networks import KerasNetworks, fitted_classifier
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model_dir)
-    args = ["fit-detector", "--model", str(model_dir), "--members", "2", "--epochs", "1", "--renders", "3"]
+    args = [
+        "model",
+        "fit-detector",
+        "--model",
+        str(model_dir),
+        "--members",
+        "2",
+        "--epochs",
+        "1",
+        "--renders",
+        "3",
+    ]
     args += ["--charts", "2", "--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
     args += ["--scene-epochs", "0"]  # no tuning in scenes (the default): tuned below, as the candidate was
     assert main(args) == 0
@@ -365,7 +388,7 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     ]
     x = detector_batch([synthetic_printout(seed=5)])
     expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in members], axis=0)
-    classifier = Classifier(model_dir)
+    classifier = fitted_classifier(model_dir)
     assert classifier.detector_threshold == record["threshold"]
     assert classifier.detect([synthetic_printout(seed=5)]) == pytest.approx(expected[:, 0], abs=1e-5)
     image = synthetic_printout(seed=5)
@@ -389,8 +412,8 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     # Tuning the installed detector in scenes (what `--scenes-only` runs, the candidate's command): its
     # members are taken out of the averaged model, tuned, averaged again, and the threshold is chosen
     # again. Fewer draws an epoch than the recipe's, to keep the test short.
-    untuned_classifier = Classifier(model_dir)
-    untuned = np.asarray(untuned_classifier.detector.predict_on_batch(x))
+    untuned_classifier = fitted_classifier(model_dir)
+    untuned = np.asarray(KerasNetworks(model_dir).network("detector").predict_on_batch(x))
     small = (("template", 16), ("non_ecg", 16))
     config = installed_config(untuned_classifier, scene_epochs=1, draws=small)
     roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
@@ -412,7 +435,7 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
         for s in (42, 43)
     ]
     expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in tuned], axis=0)
-    served = Classifier(model_dir).detector.predict_on_batch(x)
+    served = KerasNetworks(model_dir).network("detector").predict_on_batch(x)
     assert np.asarray(served) == pytest.approx(expected, abs=1e-5) and not np.allclose(
         expected, untuned, atol=1e-4
     )
@@ -460,7 +483,7 @@ def test_distribute_on_one_machine_records_the_strategy(tiny_run, tmp_path, monk
     """No TF_CONFIG: MirroredStrategy over the local GPUs, or the CPU as its one replica."""
     import tensorflow as tf
 
-    from ecg_app.classifier import Classifier
+    from ecg_app.training.keras_networks import fitted_classifier
 
     monkeypatch.delenv("TF_CONFIG", raising=False)
     out = tmp_path / "mirrored"
@@ -470,7 +493,7 @@ def test_distribute_on_one_machine_records_the_strategy(tiny_run, tmp_path, monk
     replicas = max(1, len(tf.config.list_physical_devices("GPU")))
     assert info["distribution"] == dict(strategy="MirroredStrategy", replicas=replicas, workers=1, task=None)
     assert info["config"]["distribute"] is True and info["config"]["batch_size"] == 4
-    assert Classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
+    assert fitted_classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
 
 
 def _cluster_env(workers: int, index: int, ports: list[int]) -> dict[str, str]:
@@ -483,7 +506,7 @@ def _cluster_env(workers: int, index: int, ports: list[int]) -> dict[str, str]:
 
 def test_distribute_with_a_one_worker_tf_config(tiny_run, tmp_path):
     """TF_CONFIG naming one worker: MultiWorkerMirroredStrategy; that worker is the chief and saves."""
-    from ecg_app.classifier import Classifier
+    from ecg_app.training.keras_networks import fitted_classifier
     from tests.integration.app_server import free_port
 
     out = tmp_path / "one-worker"
@@ -504,7 +527,7 @@ def test_distribute_with_a_one_worker_tf_config(tiny_run, tmp_path):
         "task": {"type": "worker", "index": 0},
     }
     assert not list(out.glob("*.partial*"))
-    assert Classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
+    assert fitted_classifier(out).predict(synthetic_printout(seed=5)).label in CLASSES
 
 
 def test_distribute_with_two_workers_only_the_chief_writes(tiny_run, tmp_path):
@@ -551,7 +574,7 @@ def test_distribute_with_two_workers_only_the_chief_writes(tiny_run, tmp_path):
 def test_distribute_rejects_a_malformed_tf_config(tmp_path, monkeypatch, capsys, tf_config, message):
     monkeypatch.setenv("TF_CONFIG", tf_config)
     out = tmp_path / "never"
-    argv = ["train", "--data", str(tmp_path / "missing"), "--out", str(out), "--distribute"]
+    argv = ["model", "train", "--data", str(tmp_path / "missing"), "--out", str(out), "--distribute"]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()  # rejected before any data was read or anything written
@@ -562,9 +585,9 @@ def test_weight_average_validates_and_keeps_the_averaged_weights(tiny_run, tmp_p
 
     import keras
 
-    from ecg_app.networks import make_model
-    from ecg_app.preprocess import INPUT_SHAPE
-    from ecg_app.training import fit_member, labelled_arrays, prepare_split
+    from ecg_app.serving.preprocess import INPUT_SHAPE
+    from ecg_app.training.networks import make_model
+    from ecg_app.training.training import fit_member, labelled_arrays, prepare_split
 
     config = tiny_config(tiny_run, "unused", samples_per_class=16)  # 21 steps in the one epoch
     samples, images = prepare_split(config)
@@ -589,7 +612,7 @@ def test_weight_average_validates_and_keeps_the_averaged_weights(tiny_run, tmp_p
 def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsys):
     import keras
 
-    from ecg_app.training import fit_or_reuse_members
+    from ecg_app.training.training import fit_or_reuse_members
 
     path, fitted = tmp_path / "seed-1" / "ecg_cnn.keras", []
 
@@ -620,16 +643,17 @@ def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsy
 def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_recalibrates(tiny_run, tmp_path):
     import shutil
 
-    from ecg_app.classifier import Classifier
-    from ecg_app.diagnosis_fit import DiagnosisConfig, fit_diagnosis
-    from ecg_app.explain import GradCam, PageAndLeads, build_explainer
-    from ecg_app.lead_diagnosis import DIAGNOSIS_FILE, combine, curve_readers
-    from ecg_app.lead_signals import LeadSignals
-    from ecg_app.preprocess import preprocess
+    from ecg_app.serving.explain import GradCam, PageAndLeads, build_explainer
+    from ecg_app.serving.lead_diagnosis import DIAGNOSIS_FILE, combine
+    from ecg_app.serving.preprocess import preprocess
+    from ecg_app.training.diagnosis_fit import DiagnosisConfig, fit_diagnosis
+    from ecg_app.training.keras_networks import KerasNetworks, fitted_classifier
+    from ecg_app.training.lead_signals import LeadSignals
+    from ecg_app.training.networks import curve_readers
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model_dir)
-    before = Classifier(model_dir)
+    before = fitted_classifier(model_dir)
     pages = [synthetic_printout(seed=s) for s in (1, 2)]
     batch = np.stack([preprocess(p) for p in pages])
     page_log_p = before.logits(batch)
@@ -644,13 +668,14 @@ def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_reca
     info = json.loads((model_dir / "model.json").read_text())
     assert info["version"].startswith(before.version + "+leads2-")
     assert info["temperature"] == record["temperature"] and info["ecg_diagnosis"]["config"]["epochs"] == 1
-    after = Classifier(model_dir)
+    after = fitted_classifier(model_dir)
     assert after.has_diagnosis
     # Both readers behind one digitiser, served without their optimizer state (which would triple the file).
-    readers = curve_readers(after.diagnosis)
+    saved = KerasNetworks(model_dir).network("diagnosis")
+    readers = curve_readers(saved)
     assert len(readers) == 2 and not any(getattr(r, "optimizer", None) for r in readers)
-    assert sum(isinstance(layer, LeadSignals) for layer in after.diagnosis.layers) == 1
-    diagnosis = after.diagnosis.predict(batch, verbose=0)
+    assert sum(isinstance(layer, LeadSignals) for layer in saved.layers) == 1
+    diagnosis = saved.predict(batch, verbose=0)
     # Served probabilities: the page network's P(Non-ECG), the rest shared as the recorded mix says.
     expected = combine(np.exp(page_log_p), diagnosis, 0.25)
     np.testing.assert_allclose(np.exp(after.logits(batch)), expected, atol=1e-5)
@@ -674,7 +699,7 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
                 r["path"]: np.array([float(r[f"p_{c}"]) for c in CLASSES]) for r in csv.DictReader(handle)
             }
 
-    args = ["cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
+    args = ["model", "cross-validate", "--model", str(tiny_run / "model"), "--folds", "2"]
     page, judged = tmp_path / "page", tmp_path / "diagnosis"
     assert (
         main([*args, "--out", str(page), "--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"])
@@ -728,31 +753,31 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
 ):
     import shutil
 
-    from ecg_app.classifier import Classifier
-    from ecg_app.preprocess import preprocess
+    from ecg_app.serving.preprocess import preprocess
+    from ecg_app.training.keras_networks import fitted_classifier
     from tests.test_weight_fit import AHB, MI, probabilities, write_oof
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model_dir)
-    before = Classifier(model_dir)
+    before = fitted_classifier(model_dir)
     batch = np.stack([preprocess(synthetic_printout(seed=s)) for s in (1, 2)])
     # Out-of-fold infarctions at P(MI) 0.35 against AHB 0.65, AHB printouts sure: a weight of 2 recalls
     # them without a false call in every fold, so the rule adopts it.
     y = np.array([MI, AHB] * 6)
     oof = probabilities(y.tolist(), [0.35, 0.95] * 6)
     under = write_oof(tmp_path / "under", y, np.tile([1, 2, 3], 4), oof)
-    args = ["fit-class-weight", "--model", str(model_dir)]
+    args = ["model", "fit-class-weight", "--model", str(model_dir)]
     assert main([*args, "--cv-run", str(under)]) == 0
     assert "adopted: weight 2" in capsys.readouterr().out
     info = json.loads((model_dir / "model.json").read_text())
     assert info["decision_weight"]["weight"] == 2.0 and info["version"] == before.version + "+wMI2"
-    weighted = Classifier(model_dir)
+    weighted = fitted_classifier(model_dir)
     shift = weighted.logits(batch) - before.logits(batch)
     np.testing.assert_allclose(shift[:, CLASSES.index("MI")], np.log(2.0), atol=1e-9)
     np.testing.assert_allclose(np.delete(shift, CLASSES.index("MI"), axis=1), 0.0, atol=1e-9)
     # Recalibrated for the weighted scores: T is the one that fits the shifted validation log-probabilities.
-    from ecg_app.calibration import fit_temperature
-    from ecg_app.training import labelled_arrays
+    from ecg_app.serving.calibration import fit_temperature
+    from ecg_app.training.training import labelled_arrays
 
     roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
     manifest = dataset.read_manifest(model_dir / "split.csv", roots)
@@ -762,7 +787,7 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     # Reported with the calibration, in metrics.json and on the Model Performance tab.
     from ecg_app.ui.performance_tab import extra_markdown
 
-    assert main(["evaluate", "--model", str(model_dir)]) == 0
+    assert main(["model", "evaluate", "--model", str(model_dir)]) == 0
     metrics = json.loads((model_dir / "metrics.json").read_text())
     assert metrics["calibration"]["mi_weight"] == 2.0 and metrics["model_version"] == info["version"]
     assert "| MI weight | 2.000 |" in extra_markdown(metrics)
@@ -772,7 +797,7 @@ def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_bef
     assert "not adopted (no weight); recalibrated" in capsys.readouterr().out
     info = json.loads((model_dir / "model.json").read_text())
     assert "decision_weight" not in info and info["version"] == before.version
-    np.testing.assert_allclose(Classifier(model_dir).logits(batch), before.logits(batch), atol=1e-9)
+    np.testing.assert_allclose(fitted_classifier(model_dir).logits(batch), before.logits(batch), atol=1e-9)
     assert info["temperature"] == pytest.approx(before.temperature, rel=1e-6)
     # Each judgement is kept beside its run; one that changes nothing served leaves the model alone.
     assert json.loads((under / "class-weight.json").read_text())["adopted"] is True

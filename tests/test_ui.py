@@ -9,9 +9,15 @@ import numpy as np
 import pytest
 
 from ecg_app.analysis import NOT_AN_ECG_REASON
-from ecg_app.classifier import MI_NOT_RULED_OUT
+from ecg_app.clinical.measurements import (
+    NOT_MEASURED_BEFORE,
+    PARTIAL,
+    Measurements,
+    RhythmStrip,
+    not_measured,
+)
 from ecg_app.config import Settings
-from ecg_app.measurements import NOT_MEASURED_BEFORE, PARTIAL, Measurements, RhythmStrip, not_measured
+from ecg_app.serving.classifier import MI_NOT_RULED_OUT
 from ecg_app.store import Page, PatientInfo
 from ecg_app.ui import about_tab, analyze_tab, history_tab, performance_tab, widgets
 
@@ -133,7 +139,7 @@ def test_app_is_built_with_the_networks_warm_and_finishes_the_warm_up_in_the_bac
     import threading
 
     from ecg_app.analysis import explainer_for
-    from ecg_app.classifier import Classifier
+    from ecg_app.serving.classifier import Classifier
     from ecg_app.ui import build_app
 
     settings = Settings(data_dir=tmp_path, database_url=f"sqlite:///{tmp_path / 'db.sqlite3'}")
@@ -263,7 +269,7 @@ def test_about_says_what_is_kept_of_an_upload(tmp_path):
 
 
 def test_comparison_table_lists_each_class_then_and_now():
-    from ecg_app.comparison import compare
+    from ecg_app.clinical.comparison import compare
 
     later = _stored("MI", 0.7, days_ago=0, patient="P-1")
     earlier = _stored("Normal", 0.8, days_ago=30, patient="p-1")
@@ -279,7 +285,7 @@ def test_comparison_table_lists_each_class_then_and_now():
 def test_comparison_and_timeline_show_the_measurements():
     """Each measurement then, now and its change; "—" where one ECG did not measure it; the timeline's
     heart rate column."""
-    from ecg_app.comparison import compare
+    from ecg_app.clinical.comparison import compare
 
     earlier = replace(
         _stored("Normal", 0.8, days_ago=7, patient="P-1"),

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecg_app.decision_weight import log_weights, version_tag
-from ecg_app.evaluation import macro_f1
 from ecg_app.labels import CLASSES
-from ecg_app.weight_fit import choose_weight, judge_weight, nested_predictions, weighted_predictions
+from ecg_app.serving.decision_weight import log_weights, version_tag
+from ecg_app.training.metrics import macro_f1
+from ecg_app.training.weight_fit import choose_weight, judge_weight, nested_predictions, weighted_predictions
 
 MI, HMI, AHB = (CLASSES.index(c) for c in ("MI", "HMI", "AHB"))
 
@@ -25,7 +25,7 @@ def probabilities(true: list[int], p_true: list[float], rival: int = AHB) -> np.
 
 
 def write_oof(run: Path, y: np.ndarray, fold: np.ndarray, probs: np.ndarray) -> Path:
-    """An `ecg-app cross-validate` oof.csv (plus one other-layout ECG, which is never scored)."""
+    """An `ecg-app model cross-validate` oof.csv (plus one other-layout ECG, which is never scored)."""
     run.mkdir(parents=True)
     with (run / "oof.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -121,8 +121,8 @@ def test_a_recorded_weight_is_a_log_shift_on_its_class_and_tags_the_version(weig
 
 
 def test_the_sixth_candidates_kept_judgement_is_what_its_predictions_give():
-    """`class-weight.json` beside the four-seed run (written by `ecg-app fit-class-weight`, quoted in the
-    model card) is `judge_weight` of that run's `oof.csv`: the weight was not adopted, and the shipped
+    """`class-weight.json` beside the four-seed run (written by `ecg-app model fit-class-weight`, quoted in
+    the model card) is `judge_weight` of that run's `oof.csv`: the weight was not adopted, and the shipped
     model records none."""
     import json
 

@@ -49,7 +49,7 @@ class Base(DeclarativeBase):
 
 class StoredImage(Base):
     """An uploaded picture, keyed by the SHA-256 of the upload's bytes (so a re-upload is recognised);
-    paths are relative to the image dir. `image_ref` is the de-identified picture (`ecg_app.deidentify`);
+    paths are relative to the image dir. `image_ref` is the de-identified picture (`serving.deidentify`);
     the upload itself is kept (`original_ref`) only where the deployment opts in."""
 
     __tablename__ = "images"

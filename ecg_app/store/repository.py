@@ -26,10 +26,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
-from ecg_app.classifier import PREDICTION_WARNING_CODES, STATUS_NEEDS_REVIEW, Prediction
+from ecg_app.clinical.measurements import FIELDS, Measurements
 from ecg_app.labels import CLASSES, NON_ECG, display_name
-from ecg_app.measurements import FIELDS, Measurements
-from ecg_app.quality import QualityWarning
+from ecg_app.serving.classifier import PREDICTION_WARNING_CODES, STATUS_NEEDS_REVIEW, Prediction
+from ecg_app.serving.quality import QualityWarning
 from ecg_app.store.db import session_factory
 from ecg_app.store.images import (
     DEFAULT_SWEEP_GRACE_S,

@@ -10,7 +10,7 @@ from pathlib import Path
 import gradio as gr
 
 from ecg_app import __version__
-from ecg_app.guidance import load_guidance
+from ecg_app.clinical.guidance import load_guidance
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import disclaimer_html, risk_badge

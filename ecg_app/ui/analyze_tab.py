@@ -12,11 +12,11 @@ from typing import Any
 
 import gradio as gr
 
-from ecg_app import charts
 from ecg_app.analysis import EXPLANATION_CAPTION, EXPLANATION_TITLE, analyze_and_store, explanation_note
-from ecg_app.intake import IntakeError, read_bytes
-from ecg_app.measurements import RhythmStrip
-from ecg_app.report import render_report_pdf
+from ecg_app.clinical import charts
+from ecg_app.clinical.measurements import RhythmStrip
+from ecg_app.clinical.report import render_report_pdf
+from ecg_app.serving.intake import IntakeError, read_bytes
 from ecg_app.store import PatientInfo, StoredAnalysis, warnings_to_json
 from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
 from ecg_app.ui.widgets import (

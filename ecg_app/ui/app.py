@@ -23,7 +23,7 @@ import gradio as gr
 
 from ecg_app import __version__
 from ecg_app.config import Settings
-from ecg_app.intake import load_image
+from ecg_app.serving.intake import load_image
 from ecg_app.ui.about_tab import build_about_tab
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR, build_analyze_tab
 from ecg_app.ui.context import ANALYSIS_CONCURRENCY, AppContext
@@ -31,7 +31,7 @@ from ecg_app.ui.history_tab import build_history_tab
 from ecg_app.ui.performance_tab import build_performance_tab
 
 if TYPE_CHECKING:
-    from ecg_app.classifier import Prediction
+    from ecg_app.serving.classifier import Prediction
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,7 @@ class App:
 
 def load_classifier(settings: Settings):
     """The shared classifier, or None (with a warning) when no trained model is installed."""
-    from ecg_app.classifier import get_classifier
+    from ecg_app.serving.classifier import get_classifier
 
     try:
         return get_classifier(settings.model_dir)
@@ -95,8 +95,8 @@ def finish_warm_up(context: AppContext, prediction: Prediction) -> None:
     real request needs them, from `warm_up`'s prediction of the example. Safe beside requests: each
     part is built once under its own lock."""
     from ecg_app.analysis import explainer_for, explanation_overlay
+    from ecg_app.clinical.report import render_report_pdf
     from ecg_app.labels import NON_ECG
-    from ecg_app.report import render_report_pdf
     from ecg_app.store import StoredAnalysis
 
     rgb = load_image(WARM_UP_EXAMPLE)

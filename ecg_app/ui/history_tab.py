@@ -16,10 +16,10 @@ import gradio as gr
 import pandas as pd
 
 from ecg_app.analysis import EXPLANATION_TITLE
-from ecg_app.comparison import Comparison, compare
-from ecg_app.guidance import RISK_LEVELS
+from ecg_app.clinical.comparison import Comparison, compare
+from ecg_app.clinical.guidance import RISK_LEVELS
+from ecg_app.clinical.measurements import FIELDS, shown
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
-from ecg_app.measurements import FIELDS, shown
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
 from ecg_app.store.repository import patient_key
 from ecg_app.ui.analyze_tab import (

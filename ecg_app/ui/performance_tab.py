@@ -15,7 +15,7 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ecg_app import charts
+from ecg_app.clinical import charts
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.ui.context import AppContext
 from ecg_app.ui.widgets import placeholder, stat_card, stat_row
@@ -319,7 +319,8 @@ def performance_outputs(model_dir: Path) -> tuple:
     hidden = gr.update(visible=False)
     if metrics is None:
         message = placeholder(
-            "No evaluation results yet: model/metrics.json is missing. Run `ecg-app evaluate` after training."
+            "No evaluation results yet: model/metrics.json is missing. "
+            "Run `ecg-app model evaluate` after training."
         )
         return (message, *[hidden] * 9, None, hidden, hidden)
     test = metrics.get("test") or {}

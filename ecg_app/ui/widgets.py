@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from html import escape
 
-from ecg_app.guidance import RISK_COLORS, load_guidance
+from ecg_app.clinical.guidance import RISK_COLORS, load_guidance
+from ecg_app.clinical.measurements import Measurements, measurement_rows, measurements_note
 from ecg_app.labels import COLORS, DISPLAY_NAMES, NON_ECG
-from ecg_app.measurements import Measurements, measurement_rows, measurements_note
-from ecg_app.mi_flag import WARNING_CODE as MI_FLAG_WARNING
+from ecg_app.serving.mi_flag import WARNING_CODE as MI_FLAG_WARNING
 
 RISK_WORDS = {
     "NONE": "Not assessed",

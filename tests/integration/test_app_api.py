@@ -13,8 +13,8 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from ecg_app.classifier import DETECTOR_DISAGREES, GATE_DISAGREES
 from ecg_app.labels import CLASSES, DISPLAY_NAMES, ECG_CLASSES, NON_ECG
+from ecg_app.serving.classifier import DETECTOR_DISAGREES, GATE_DISAGREES
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
 
 pytestmark = [
@@ -149,7 +149,7 @@ def test_blurred_ecg_gets_a_blurry_warning_in_the_result_history_and_pdf(client,
     from pypdf import PdfReader
 
     from ecg_app.analysis import EXPLANATION_TITLE
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import load_image
 
     blurred = tmp_path / "blurred.jpg"
     Image.fromarray(cv2.GaussianBlur(load_image(ECG_IMAGE), (0, 0), 4)).save(blurred, quality=92)

@@ -24,7 +24,7 @@ from app_server import has_model, running_app
 from gradio_client import Client, handle_file
 
 from ecg_app.config import REPO_ROOT
-from ecg_app.intake import DEFAULT_MAX_BYTES
+from ecg_app.serving.intake import DEFAULT_MAX_BYTES
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
 from tests.hostile_text import CASES
 from tests.test_hostile_text import FIELDS, LIMIT_MESSAGE, as_typed, expected

@@ -133,7 +133,7 @@ def blurred_copy(image: Path, folder: Path) -> Path:
     import cv2
     from PIL import Image
 
-    from ecg_app.intake import load_image
+    from ecg_app.serving.intake import load_image
 
     out = folder / f"blurred-{image.stem}.jpg"
     Image.fromarray(cv2.GaussianBlur(load_image(image), (0, 0), 4)).save(out, quality=92)

@@ -22,7 +22,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 from store_audit import audit_store, images_dir
 
-from ecg_app.intake import load_image
+from ecg_app.serving.intake import load_image
 from ecg_app.store.images import DEFAULT_SWEEP_GRACE_S, TEMP_PREFIX, TRASH_PREFIX, describe
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
 

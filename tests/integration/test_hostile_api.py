@@ -16,7 +16,7 @@ from app_server import has_model, running_app
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from ecg_app.intake import IntakeError, load_image
+from ecg_app.serving.intake import IntakeError, load_image
 from tests.conftest import encode, synthetic_printout
 from tests.hostile_inputs import CASES
 

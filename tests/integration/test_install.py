@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from ecg_app.classifier import get_classifier
 from ecg_app.config import REPO_ROOT
-from ecg_app.intake import load_image
+from ecg_app.serving.classifier import get_classifier
+from ecg_app.serving.intake import load_image
 from ecg_app.ui.analyze_tab import EXAMPLES_DIR
 
 pytestmark = pytest.mark.slow
