@@ -146,7 +146,6 @@ def test_app_is_built_with_the_networks_warm_and_finishes_the_warm_up_in_the_bac
     classifier = Classifier(shipped_model)
     with caplog.at_level("INFO", logger="ecg_app.ui.app"):
         build_app(settings, classifier=classifier)
-        assert classifier.backend == "onnx"
         assert {"page", "curves", "reader"} <= set(
             classifier.networks._sessions
         )  # opened before the app is returned
