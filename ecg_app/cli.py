@@ -261,11 +261,7 @@ def _print_alone(what: str, alone: dict) -> None:
 
 
 def _cmd_cross_validate(args: argparse.Namespace) -> int:
-    from ecg_app.training.cross_validation import (
-        cross_validate,
-        cross_validate_diagnosis,
-        cross_validate_statistics,
-    )
+    from ecg_app.training.cross_validation import cross_validate, cross_validate_diagnosis
     from ecg_app.training.diagnosis_fit import DiagnosisConfig
 
     overrides = {key: getattr(args, key) for key in _RECIPE_OVERRIDES if getattr(args, key) is not None}
@@ -280,10 +276,6 @@ def _cmd_cross_validate(args: argparse.Namespace) -> int:
             model, out, Path(args.diagnosis_with), args.folds, roots, baseline, config
         )
         _print_alone("diagnosis network", result["diagnosis_alone"])
-    elif args.statistics_with:
-        mix_run = Path(args.statistics_with)
-        result = cross_validate_statistics(model, out, mix_run, args.folds, roots, baseline)
-        _print_alone("statistics model", result["statistics_alone"])
     else:
         result = cross_validate(model, out, args.folds, roots, baseline, partner, **overrides)
     pooled = result["out_of_fold"]
@@ -403,35 +395,6 @@ def _cmd_fit_mi_flag(args: argparse.Namespace) -> int:
         f"{record['false_alarm_rate']:.0%} of out-of-fold ECGs without one) recorded in {args.model}"
     )
     return 0
-
-
-def _cmd_fit_class_weight(args: argparse.Namespace) -> int:
-    from ecg_app.serving.classifier import Classifier
-    from ecg_app.training.dataset import model_roots
-    from ecg_app.training.weight_fit import WEIGHT_FILE, fit_class_weight
-
-    info = Classifier(args.model).info
-    record = fit_class_weight(
-        Path(args.model), Path(args.cv_run), model_roots(info, _data_root_overrides(args))
-    )
-    label, before, nested = record["class"], record["unweighted"], record["nested"]
-    print(
-        f"{label} weight on {record['n']} out-of-fold predictions ({args.cv_run}): unweighted macro-F1 "
-        f"{before['macro_f1']:.3f}, {label} {before['recalled']}/{before['of']}; nested (weight chosen "
-        f"on the other folds: {nested['fold_weights']}) macro-F1 {nested['macro_f1']:.3f}, {label} "
-        f"{nested['recalled']}/{nested['of']}, {nested['wrongly_called']} wrongly called {label}"
-    )
-    verdict = f"adopted: weight {record['weight']:g}" if record["adopted"] else "not adopted (no weight)"
-    if "temperature" in record:
-        verdict += (
-            f"; recalibrated on validation: T={record['temperature']:.2f}, "
-            f"review threshold {record['review_threshold']:.2f}"
-        )
-    print(f"{verdict}; judgement kept in {Path(args.cv_run) / WEIGHT_FILE}")
-    return 0
-
-
-# -- history: analyze, history, report, db (store, analysis, clinical.report) ----------
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
@@ -795,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="folder with the four class folders")
     p.add_argument("--non-ecg", help="folder tree of images that are not ECGs")
     p.add_argument("--other-ecg", help="unlabelled ECGs of other layouts (trained as 'some ECG class')")
-    p.add_argument("--arch", type=_architecture, default="default", help="network: default, leads or seed")
+    p.add_argument("--arch", type=_architecture, default="default", help="network: default or seed")
     p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--batch-size", type=int, default=16, help="global (split across --distribute replicas)")
     p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
@@ -882,13 +845,6 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             f"--diagnosis-{key.replace('_', '-')}", type=kind, help=f"with --diagnosis-with: {help_text}"
         )
-    p.add_argument(
-        "--statistics-with",
-        metavar="RUN",
-        help="instead of the recipe: cross-validate the per-lead statistics model (lead_statistics) as a "
-        "third voice in the ECG-class proportions of RUN, an earlier --diagnosis-with output on the "
-        "same folds",
-    )
     p.set_defaults(func=_cmd_cross_validate)
 
     p = research.add_parser(
@@ -908,15 +864,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--page-share", type=_FRACTION, default=0.0, help=PAGE_SHARE_HELP)
     p.set_defaults(func=_cmd_fit_diagnosis)
-
-    p = research.add_parser(
-        "fit-class-weight",
-        help="judge a weight on P(MI) on a cross-validation run's out-of-fold predictions (nested); "
-        "record it if it passes the model card's rule; recalibrate on val",
-    )
-    _add_model_data_arguments(p)
-    p.add_argument("--cv-run", required=True, help="a cross-validate --out folder (its oof.csv)")
-    p.set_defaults(func=_cmd_fit_class_weight)
 
     p = research.add_parser(
         "fit-mi-flag",
@@ -986,13 +933,12 @@ def _check_cross_validate_options(parser: argparse.ArgumentParser, args: argpars
     given = [k for k in _DIAGNOSIS_OPTIONS if getattr(args, f"diagnosis_{k}") is not None]
     if given and not args.diagnosis_with:
         parser.error(f"--diagnosis-{given[0].replace('_', '-')} needs --diagnosis-with")
-    recipes = [flag for flag in ("diagnosis_with", "statistics_with") if getattr(args, flag)]
-    if not recipes:
+    if not args.diagnosis_with:
         return
-    clashing = [k for k in (*_RECIPE_OVERRIDES, "average_with", *recipes[1:]) if getattr(args, k) is not None]
+    clashing = [k for k in (*_RECIPE_OVERRIDES, "average_with") if getattr(args, k) is not None]
     if clashing:
         drop = ", ".join(f"--{k.replace('_', '-')}" for k in clashing)
-        parser.error(f"--{recipes[0].replace('_', '-')} judges its own recipe: drop {drop}")
+        parser.error(f"--diagnosis-with judges its own recipe: drop {drop}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,18 +18,15 @@ from ecg_app.training.cross_validation import (
     MIN_MACRO_F1_GAIN,
     PREDICTIONS_FILE,
     RESULT_FILE,
-    STATISTICS_PREDICTIONS_FILE,
     _fold_predictions,
     _probabilities,
     _read_rows,
     assign_folds,
     compare_runs,
-    cross_validate_statistics,
     fold_settings,
     out_of_fold_summary,
     recipe,
 )
-from ecg_app.training.lead_statistics import STATISTICS_SHARE
 from ecg_app.training.metrics import compute_metrics, macro_f1
 from ecg_app.training.training import MEMBER_RECORD, finished_member, member_settings
 from tests.conftest import MODEL_DIR
@@ -108,7 +105,7 @@ def test_recipe_is_the_recorded_single_network_config():
         (["--weight-average", "-0.5"], "a momentum in (0, 1)"),
         (["--weight-average", "x"], "not a number"),
         (["--erase-probability", "1.5"], "a number in [0, 1]"),
-        (["--arch", "resnet"], "unknown network 'resnet'; choose one of default, leads, seed"),
+        (["--arch", "resnet"], "unknown network 'resnet'; choose one of default, seed"),
     ],
 )
 def test_settings_are_checked_before_any_work(argument, message, capsys):
@@ -264,46 +261,6 @@ def test_the_pretrained_backbones_kept_runs_give_their_verdicts():
         assert result["against_baseline"] == {"baseline": "model/cross-validation/diagnosis-mix", **verdict}
         assert verdict["macro_f1"]["gain"] == pytest.approx(gain, abs=5e-4)
         assert verdict["replaces_baseline"] is False
-
-
-def test_the_statistics_candidate_is_rerun_from_the_data_to_its_kept_verdict(shared_data, tmp_path):
-    """The seventh candidate (per-lead statistics and a linear model, a third of the ECG-class
-    proportions; did not pass the rule, see docs/experiments.md) is rerun from the data in about 30 s: the
-    same out-of-fold probabilities and the same verdict as kept, and `oof.csv` is the kept fifth
-    candidate's mix combined with the linear model's own probabilities. "The same": the decided class of
-    every image, and each probability within 0.02, since the digitised curves' floating point differs
-    between CPUs (on one machine the rerun moved 307 of the mix's probabilities by up to 1.3e-3); every
-    figure built on the decided classes must not change. The linear model's own ECG-class proportions
-    are compared on the printouts only: read from the "curves" of a photo they are arbitrary (there the
-    rerun moved a book jacket's by 0.0097 and turned a notebook's top class), and the mix gives them
-    almost no weight."""
-    kept = MODEL_DIR / "cross-validation" / "statistics"
-    mix = MODEL_DIR / "cross-validation" / "diagnosis-mix"
-    result = cross_validate_statistics(MODEL_DIR, tmp_path / "rerun", mix, baseline=mix)
-    for name in (PREDICTIONS_FILE, STATISTICS_PREDICTIONS_FILE):
-        before, after = _read_rows(kept / name), _read_rows(tmp_path / "rerun" / name)
-        assert sorted(after) == sorted(before)
-        mixed = name == PREDICTIONS_FILE
-        classes = CLASSES if mixed else ECG_CLASSES
-        paths = sorted(path for path, row in before.items() if mixed or row["label"] in ECG_CLASSES)
-        rerun, stored = _probabilities(after, paths, classes), _probabilities(before, paths, classes)
-        np.testing.assert_array_equal(rerun.argmax(axis=1), stored.argmax(axis=1))
-        np.testing.assert_allclose(rerun, stored, atol=0.02)
-    judged, alone = _read_rows(kept / PREDICTIONS_FILE), _read_rows(kept / STATISTICS_PREDICTIONS_FILE)
-    paths = sorted(judged)
-    expected = combine(
-        _probabilities(_read_rows(mix / PREDICTIONS_FILE), paths),
-        _probabilities(alone, paths, ECG_CLASSES),
-        1 - STATISTICS_SHARE,
-    )
-    np.testing.assert_allclose(_probabilities(judged, paths), expected, atol=1.5e-6)
-    stored = json.loads((kept / RESULT_FILE).read_text())
-    assert result["against_baseline"]["replaces_baseline"] is False
-    assert {k: v for k, v in result["against_baseline"].items() if k != "baseline"} == {
-        k: v for k, v in stored["against_baseline"].items() if k != "baseline"
-    }
-    assert result["statistics_alone"] == stored["statistics_alone"]
-    assert result["out_of_fold"]["confusion_matrix"] == stored["out_of_fold"]["confusion_matrix"]
 
 
 def test_the_dashboards_out_of_fold_figures_are_the_shipped_recipes_kept_run():

@@ -7,7 +7,7 @@ from ecg_app.training.augment import PAGE_COLOURS, augment, erase, photographed,
 from ecg_app.training.networks import make_model
 
 
-@pytest.mark.parametrize("name", ["default", "leads", "seed"])
+@pytest.mark.parametrize("name", ["default", "seed"])
 def test_architectures_map_input_to_five_probabilities(name):
     model = make_model(name)
     assert tuple(model.input_shape[1:]) == INPUT_SHAPE
@@ -24,32 +24,21 @@ def test_seed_keeps_the_reference_design():
     assert [layer.units for layer in model.layers if layer.__class__.__name__ == "Dense"] == [256, 5]
 
 
-def test_leads_reads_every_cell_with_one_encoder_and_survives_a_save(tmp_path):
-    import keras
-
-    model = make_model("leads")
-    assert model.get_layer("per_lead").output.shape[1:] == (16, 32)  # one vector per lead cell
-    # Shared weights: the encoder's parameters are counted once, not once per cell.
-    assert model.get_layer("per_lead").count_params() < model.count_params() < 200_000
-    x = np.random.default_rng(1).random((2, *INPUT_SHAPE), dtype=np.float32)
-    model.save(tmp_path / "leads.keras")
-    loaded = keras.saving.load_model(tmp_path / "leads.keras", compile=False)  # safe mode: no lambdas
-    assert np.allclose(loaded(x), model(x), atol=1e-6)
-
-
-def test_a_saved_leads_network_loads_in_a_fresh_process(tmp_path):
-    """The custom layer must be registered before loading, also where nothing imported the networks."""
-    import json
+def test_a_saved_diagnosis_network_loads_in_a_fresh_process(tmp_path):
+    """Its custom layers (`LeadSignals`, `EachCell`) must be registered before loading, also where
+    nothing imported the networks; and it survives the save (safe mode: no lambdas)."""
     import subprocess
     import sys
 
-    make_model("leads").save(tmp_path / "ecg_cnn.keras")
-    (tmp_path / "model.json").write_text(json.dumps({"version": "leads-test"}))
+    from ecg_app.training.networks import make_curve_reader, with_lead_signals
+
+    network = with_lead_signals(make_curve_reader(serving=True))
+    network.save(tmp_path / "ecg_diagnosis.keras")
     code = "import sys; from ecg_app.training.keras_networks import load; print(load(sys.argv[1]).name)"
-    command = [sys.executable, "-c", code, str(tmp_path / "ecg_cnn.keras")]
+    command = [sys.executable, "-c", code, str(tmp_path / "ecg_diagnosis.keras")]
     run = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert run.stdout.strip().endswith("ecg_leads")
+    assert run.stdout.strip().endswith("lead_diagnosis")
 
 
 def test_default_model_is_small_enough_to_ship():

@@ -300,14 +300,14 @@ def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_r
     args += ["--epochs", "1", "--samples-per-class", "4", "--batch-size", "4"]
     base, pair = tmp_path / "base", tmp_path / "pair"
     assert main([*args, "--out", str(base)]) == 0
-    assert main([*args, "--out", str(pair), "--arch", "leads", "--average-with", str(base)]) == 0
+    assert main([*args, "--out", str(pair), "--arch", "seed", "--average-with", str(base)]) == 0
     earlier, alone, judged = read(base / "oof.csv"), read(pair / "oof-network.csv"), read(pair / "oof.csv")
     assert sorted(judged) == sorted(earlier) == sorted(alone)
     for path, probs in judged.items():
         assert probs == pytest.approx((earlier[path] + alone[path]) / 2, abs=2e-6)
     assert any(not np.allclose(alone[p], earlier[p], atol=1e-3) for p in judged)  # two different networks
     result = json.loads((pair / "cv.json").read_text())
-    assert result["recipe"]["arch"] == "leads" and result["averaged_with"] == str(base)
+    assert result["recipe"]["arch"] == "seed" and result["averaged_with"] == str(base)
     assert result["network_alone"]["n"] == result["out_of_fold"]["n"]
     capsys.readouterr()
     # A run on other folds cannot be averaged with: refused before any network is trained.
@@ -315,7 +315,7 @@ def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_r
     header, rows = text[0], [r.replace(",1,", ",9,", 1) for r in text[1:]]
     (base / "oof.csv").write_text("\n".join([header, *rows]) + "\n")
     with pytest.raises(ValueError, match="same images in the same folds"):
-        main([*args, "--out", str(tmp_path / "refused"), "--arch", "leads", "--average-with", str(base)])
+        main([*args, "--out", str(tmp_path / "refused"), "--arch", "seed", "--average-with", str(base)])
     assert not (tmp_path / "refused").exists()
 
 
@@ -732,77 +732,8 @@ def test_cross_validate_judges_the_lead_diagnosis_combined_with_an_earlier_runs_
     assert sorted(p.name for p in judged.iterdir()) == ["cv.json", "fold-1", "fold-2", "oof.csv"]
     # Options that change the page recipe make no sense here: refused before any work.
     with pytest.raises(SystemExit):
-        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-with", str(page), "--arch", "leads"])
+        main([*args, "--out", str(tmp_path / "x"), "--diagnosis-with", str(page), "--arch", "seed"])
     assert "judges its own recipe" in capsys.readouterr().err and not (tmp_path / "x").exists()
     with pytest.raises(SystemExit):
         main([*args, "--out", str(tmp_path / "x"), "--diagnosis-page-share", "0.5"])
     assert "--diagnosis-page-share needs --diagnosis-with" in capsys.readouterr().err
-    # The statistics candidate is a recipe of its own too, and takes no diagnosis options.
-    for extra, message in (
-        (["--diagnosis-with", str(page)], "--diagnosis-with judges its own recipe: drop --statistics-with"),
-        (["--average-with", str(page)], "--statistics-with judges its own recipe: drop --average-with"),
-        (["--diagnosis-members", "2"], "--diagnosis-members needs --diagnosis-with"),
-    ):
-        with pytest.raises(SystemExit):
-            main([*args, "--out", str(tmp_path / "x"), "--statistics-with", str(judged), *extra])
-        assert message in capsys.readouterr().err and not (tmp_path / "x").exists()
-
-
-def test_fit_class_weight_records_an_adopted_weight_that_the_classifier_adds_before_the_temperature(
-    tiny_run, tmp_path, capsys
-):
-    import shutil
-
-    from ecg_app.serving.preprocess import preprocess
-    from ecg_app.training.keras_networks import fitted_classifier
-    from tests.test_weight_fit import AHB, MI, probabilities, write_oof
-
-    model_dir = tmp_path / "model"
-    shutil.copytree(tiny_run / "model", model_dir)
-    before = fitted_classifier(model_dir)
-    batch = np.stack([preprocess(synthetic_printout(seed=s)) for s in (1, 2)])
-    # Out-of-fold infarctions at P(MI) 0.35 against AHB 0.65, AHB printouts sure: a weight of 2 recalls
-    # them without a false call in every fold, so the rule adopts it.
-    y = np.array([MI, AHB] * 6)
-    oof = probabilities(y.tolist(), [0.35, 0.95] * 6)
-    under = write_oof(tmp_path / "under", y, np.tile([1, 2, 3], 4), oof)
-    args = ["model", "fit-class-weight", "--model", str(model_dir)]
-    assert main([*args, "--cv-run", str(under)]) == 0
-    assert "adopted: weight 2" in capsys.readouterr().out
-    info = json.loads((model_dir / "model.json").read_text())
-    assert info["decision_weight"]["weight"] == 2.0 and info["version"] == before.version + "+wMI2"
-    weighted = fitted_classifier(model_dir)
-    shift = weighted.logits(batch) - before.logits(batch)
-    np.testing.assert_allclose(shift[:, CLASSES.index("MI")], np.log(2.0), atol=1e-9)
-    np.testing.assert_allclose(np.delete(shift, CLASSES.index("MI"), axis=1), 0.0, atol=1e-9)
-    # Recalibrated for the weighted scores: T is the one that fits the shifted validation log-probabilities.
-    from ecg_app.serving.calibration import fit_temperature
-    from ecg_app.training.training import labelled_arrays
-
-    roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
-    manifest = dataset.read_manifest(model_dir / "split.csv", roots)
-    x_val, y_val = labelled_arrays(*dataset.load_images([s for s in manifest if s.split == "val"]))
-    assert info["temperature"] == pytest.approx(fit_temperature(weighted.logits(x_val), y_val), rel=1e-6)
-    assert 0 < info["review_threshold"] < 1
-    # Reported with the calibration, in metrics.json and on the Model Performance tab.
-    from ecg_app.ui.performance_tab import extra_markdown
-
-    assert main(["model", "evaluate", "--model", str(model_dir)]) == 0
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert metrics["calibration"]["mi_weight"] == 2.0 and metrics["model_version"] == info["version"]
-    assert "| MI weight | 2.000 |" in extra_markdown(metrics)
-    # Refitted on predictions that need no weight: the weight and its version tag go again.
-    right = write_oof(tmp_path / "right", y, np.tile([1, 2, 3], 4), probabilities(y.tolist(), [0.9] * 12))
-    assert main([*args, "--cv-run", str(right)]) == 0
-    assert "not adopted (no weight); recalibrated" in capsys.readouterr().out
-    info = json.loads((model_dir / "model.json").read_text())
-    assert "decision_weight" not in info and info["version"] == before.version
-    np.testing.assert_allclose(fitted_classifier(model_dir).logits(batch), before.logits(batch), atol=1e-9)
-    assert info["temperature"] == pytest.approx(before.temperature, rel=1e-6)
-    # Each judgement is kept beside its run; one that changes nothing served leaves the model alone.
-    assert json.loads((under / "class-weight.json").read_text())["adopted"] is True
-    assert json.loads((right / "class-weight.json").read_text())["adopted"] is False
-    unchanged = (model_dir / "model.json").read_bytes()
-    assert main([*args, "--cv-run", str(right)]) == 0
-    assert "recalibrated" not in capsys.readouterr().out
-    assert (model_dir / "model.json").read_bytes() == unchanged

@@ -25,7 +25,6 @@ from ecg_app.config import DEFAULT_MODEL_DIR
 from ecg_app.labels import CLASSES, ECG_CLASSES, NON_ECG, display_name
 from ecg_app.serving import ecg_detector
 from ecg_app.serving.calibration import softmax
-from ecg_app.serving.decision_weight import log_weights
 from ecg_app.serving.ecg_detector import DETECTOR_FILE
 from ecg_app.serving.ecg_gate import GATE_FILE, EcgGate
 from ecg_app.serving.lead_diagnosis import DIAGNOSIS_FILE, combine
@@ -201,8 +200,6 @@ class Classifier:
         self.page_share: float = float(
             (self.info.get("ecg_diagnosis") or {}).get("config", {}).get("page_share", 0.0)
         )
-        # A prior shift on the costliest miss (infarction), added before the temperature.
-        self.log_weights: np.ndarray = log_weights(self.info)
         # The infarction flag's threshold on the served P(MI); fitted for one temperature, so a model
         # recalibrated since (e.g. `fit-diagnosis` again) serves no flag until it is fitted anew.
         flag = self.info.get(MI_FLAG_KEY) or {}
@@ -230,8 +227,7 @@ class Classifier:
 
     def embed(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(embeddings, log-probabilities) of a preprocessed batch; with a diagnosis network the
-        probabilities are the page network's combined with it (`lead_diagnosis.combine`), and with a
-        decision weight its log is added (`decision_weight`; the softmax after renormalises)."""
+        probabilities are the page network's combined with it (`lead_diagnosis.combine`)."""
         page = self.networks.page(batch)
         probs = np.asarray(page.probs, dtype=np.float64)
         if self.has_diagnosis:
@@ -239,11 +235,10 @@ class Classifier:
                 probs, np.asarray(self.networks.diagnose(batch), dtype=np.float64), self.page_share
             )
         probs = np.clip(probs, 1e-12, 1.0)
-        return np.asarray(page.features, dtype=np.float32), np.log(probs) + self.log_weights
+        return np.asarray(page.features, dtype=np.float32), np.log(probs)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Log-probabilities of the networks for a preprocessed batch (plus any decision weight's log),
-        what the temperature divides."""
+        """Log-probabilities of the networks for a preprocessed batch, what the temperature divides."""
         return self.embed(batch)[1]
 
     def embed_proba(

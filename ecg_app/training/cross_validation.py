@@ -31,13 +31,11 @@ from ecg_app.training import dataset
 from ecg_app.training.dataset import model_roots
 from ecg_app.training.diagnosis_fit import (
     DiagnosisConfig,
-    digitise,
     ecg_training_set,
     fit_reader,
     settings_of,
 )
 from ecg_app.training.keras_networks import PAGE_FILE as MODEL_FILE
-from ecg_app.training.lead_statistics import PER_CELL, STATISTICS_SHARE, LeadStatisticsModel
 from ecg_app.training.metrics import bootstrap_ci, compute_metrics, macro_f1
 from ecg_app.training.model_files import write_json_atomic
 from ecg_app.training.training import (
@@ -55,7 +53,6 @@ from ecg_app.training.training import (
 RESULT_FILE = "cv.json"
 PREDICTIONS_FILE = "oof.csv"
 NETWORK_PREDICTIONS_FILE = "oof-network.csv"  # with average_with: this run's network alone
-STATISTICS_PREDICTIONS_FILE = "oof-statistics.csv"  # with --statistics-with: the linear model alone
 HELD_OUT_FILE = "held-out.csv"  # beside each fold network: its probabilities for the held-out fold
 
 
@@ -303,51 +300,6 @@ def cross_validate_diagnosis(
     }
     result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
     result["diagnosis_alone"] = _ecg_figures(y, diagnosis)
-    if baseline is not None:
-        result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
-    write_json_atomic(result, out_dir / RESULT_FILE)
-    return result
-
-
-def cross_validate_statistics(
-    model_dir: Path,
-    out_dir: Path,
-    mix_run: Path,
-    n_folds: int = 5,
-    roots: dict[str, Path] | None = None,
-    baseline: Path | None = None,
-) -> dict:
-    """Cross-validate the per-lead statistics model (`lead_statistics`, the seventh candidate of
-    docs/experiments.md) as a third voice beside `mix_run`'s page and diagnosis networks, an earlier run on
-    the same folds: each fold's linear model is fitted on the other folds' ECG printouts, and the held-out
-    images' ECG-class proportions become `mix_run`'s and the linear model's, weighted 1 - STATISTICS_SHARE
-    and STATISTICS_SHARE (P(Non-ECG) stays the page network's). Writes `oof.csv` and `cv.json` like
-    `cross_validate`, and the linear model's own probabilities to `oof-statistics.csv`; its 4-class figures
-    go under "statistics_alone", with the penalty each fold chose."""
-    info, data_roots, pool, images, fold, y = _folded_pool(model_dir, roots, n_folds)
-    mix = _run_probabilities(Path(mix_run), pool, fold, data_roots)
-    curves = digitise(images)
-    ecg = np.array([s.label in ECG_CLASSES for s in pool])
-    groups = np.array([s.group for s in pool])
-    own = np.full((len(pool), len(ECG_CLASSES)), np.nan)
-    per_fold, penalties = [], []
-    for k in range(n_folds):
-        held, rest = np.flatnonzero(fold == k), np.flatnonzero((fold != k) & ecg)
-        labels = np.array([ECG_CLASSES.index(pool[i].label) for i in rest])
-        model = LeadStatisticsModel(int(info["config"]["seed"])).fit(curves[rest], labels, groups[rest])
-        own[held] = model.predict_proba(curves[held])
-        penalties.append(model.penalty_)
-        scored = held[y[held] >= 0]
-        fold_f1 = macro_f1(y[scored], combine(mix[scored], own[scored], 1 - STATISTICS_SHARE).argmax(axis=1))
-        per_fold.append({"fold": k + 1, "n": len(scored), "macro_f1": fold_f1})
-        print(f"fold {k + 1}/{n_folds}: n={len(scored)} macro-F1 {fold_f1:.3f} (C={model.penalty_:.3g})")
-    probs = combine(mix, own, 1 - STATISTICS_SHARE)
-    out_dir = Path(out_dir)
-    _write_predictions(pool, fold, probs, out_dir / PREDICTIONS_FILE, data_roots)
-    _write_predictions(pool, fold, own, out_dir / STATISTICS_PREDICTIONS_FILE, data_roots, ECG_CLASSES)
-    recipe = {"statistics_share": STATISTICS_SHARE, "mix_run": str(mix_run), "features": PER_CELL}
-    result = _summarise(pool, fold, y, probs, per_fold, recipe, model_dir)
-    result["statistics_alone"] = {**_ecg_figures(y, own), "penalty_per_fold": penalties}
     if baseline is not None:
         result["against_baseline"] = {"baseline": str(baseline), **compare_runs(Path(baseline), out_dir)}
     write_json_atomic(result, out_dir / RESULT_FILE)

@@ -26,7 +26,6 @@ import keras  # noqa: E402
 
 from ecg_app.labels import ECG_CLASSES  # noqa: E402
 from ecg_app.serving.classifier import MODEL_INFO_FILE  # noqa: E402
-from ecg_app.serving.decision_weight import version_tag  # noqa: E402
 from ecg_app.serving.lead_diagnosis import CURVES_SHAPE, DIAGNOSIS_FILE  # noqa: E402
 from ecg_app.serving.preprocess import preprocess  # noqa: E402
 from ecg_app.training import dataset  # noqa: E402
@@ -194,7 +193,7 @@ def fit_diagnosis(
     info = json.loads(info_path.read_text(encoding="utf-8"))
     page_version = info["version"].split("+")[0]
     digest = dataset.file_md5(model_dir / DIAGNOSIS_FILE)[:10]
-    info["version"] = f"{page_version}+leads{config.members}-{digest}{version_tag(info)}"
+    info["version"] = f"{page_version}+leads{config.members}-{digest}"
     write_json_atomic(info, info_path)
     # The combined probabilities are what the classifier now serves: calibrate those on validation.
     calibration = recalibrate(model_dir, roots)

@@ -14,7 +14,6 @@ import numpy as np
 
 from ecg_app.labels import CLASSES, NON_ECG
 from ecg_app.serving.classifier import STATUS_OK, UNFAMILIAR_IMAGE, Classifier
-from ecg_app.serving.decision_weight import INFO_KEY
 from ecg_app.serving.explain import build_explainer, mass_inside
 from ecg_app.serving.mi_flag import INFO_KEY as MI_FLAG_KEY
 from ecg_app.serving.preprocess import crop_box
@@ -186,8 +185,6 @@ def evaluate_model_dir(
         "dataset": info.get("dataset", {}),
         "calibration": {
             "temperature": classifier.temperature,
-            # The weight on P(MI) before the temperature, when one was adopted (`decision_weight`).
-            **({"mi_weight": info[INFO_KEY]["weight"]} if INFO_KEY in info else {}),
             "ece": metrics["ece"],
             "reliability": metrics["reliability"],
         },

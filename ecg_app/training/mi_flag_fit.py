@@ -26,7 +26,6 @@ import numpy as np
 from ecg_app.config import portable_path
 from ecg_app.serving.calibration import softmax
 from ecg_app.serving.classifier import MODEL_INFO_FILE
-from ecg_app.serving.decision_weight import log_weights
 from ecg_app.serving.mi_flag import FALSE_ALARM_RATE, INFO_KEY, MI, OTHER_ECG, flagged
 from ecg_app.training.cross_validation import labelled_out_of_fold
 
@@ -64,7 +63,7 @@ def fit_mi_flag(run_dir: Path, info: dict, false_alarm_rate: float = FALSE_ALARM
     _, y, fold, raw = labelled_out_of_fold(Path(run_dir))
     temperature = float(info.get("temperature", 1.0))
     # As `Classifier.embed_proba` serves them: log-probabilities plus any decision weight's, over T.
-    probs = softmax((np.log(np.clip(raw, 1e-12, 1.0)) + log_weights(info)) / temperature)
+    probs = softmax(np.log(np.clip(raw, 1e-12, 1.0)) / temperature)
     threshold = fit_threshold(probs, y, false_alarm_rate)
     nested = np.zeros(len(y), dtype=bool)
     fold_thresholds = {}

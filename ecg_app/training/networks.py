@@ -1,4 +1,5 @@
-"""Network architectures, selectable by name: `make_model("default")`, `"leads"` or `"seed"`.
+"""Network architectures, selectable by name: `make_model("default")` or `"seed"`; the curve readers of
+the lead-reading diagnosis network.
 
 All take the shared preprocessing's output (an ink map of the trace area) and end in a 5-way softmax
 in CLASSES order.
@@ -11,15 +12,15 @@ from keras import layers
 
 from ecg_app.labels import CLASSES, ECG_CLASSES
 from ecg_app.serving.lead_diagnosis import CURVES_SHAPE
-from ecg_app.serving.lead_geometry import COLUMNS, CURVES
+from ecg_app.serving.lead_geometry import CURVES
 from ecg_app.serving.preprocess import INPUT_SHAPE
 from ecg_app.training.lead_signals import LeadSignals
 
-ARCHITECTURES = ("default", "leads", "seed")
+ARCHITECTURES = ("default", "seed")
 
 
 def make_model(name: str = "default", input_shape: tuple[int, int, int] = INPUT_SHAPE) -> keras.Model:
-    builders = {"default": _default, "leads": _leads, "seed": _seed}
+    builders = {"default": _default, "seed": _seed}
     if name not in builders:
         raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return builders[name](input_shape)
@@ -135,16 +136,6 @@ def lead_features(cells, column_width: int, serving: bool = False):
         ]
     )
     return layers.Dropout(0.4, name="dropout")(x)
-
-
-def _leads(input_shape: tuple[int, int, int]) -> keras.Model:
-    """Digitised leads (`LeadSignals`) read by one shared 1-D encoder, so each printout teaches one lead
-    reader 16 times instead of a page reader once (cross-validated in docs/experiments.md; not shipped)."""
-    inputs = keras.Input(input_shape, name="ink")
-    cells = LeadSignals(name="lead_signals")(inputs)
-    x = lead_features(cells, input_shape[1] // COLUMNS)
-    outputs = layers.Dense(len(CLASSES), activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="ecg_leads")
 
 
 def make_curve_reader(serving: bool = False):
