@@ -11,12 +11,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-WEIGHT_AVERAGE_HELP = (
-    "momentum per step of a moving average of the weights, which is validated and kept (0: raw weights)"
-)
-ERASE_HELP = "chance per training image that one lead-sized rectangle is blanked (random erasing; 0: off)"
-
-
 def _cmd_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -101,9 +95,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ensemble=args.ensemble,
         limit_per_class=args.limit_per_class,
         distribute=args.distribute,
-        synthetic_ecgs=args.synthetic_ecgs,
-        weight_average=args.weight_average,
-        erase_probability=args.erase_probability,
     )
     try:
         train(config)
@@ -222,9 +213,8 @@ def _architecture(text: str) -> str:
     return text
 
 
-# One fold would leave nothing to train on; a momentum of 1 would never move the average.
+# One fold would leave nothing to train on.
 _FOLDS = _checked(int, "whole number", lambda v: v >= 2, "at least 2 folds")
-_MOMENTUM = _checked(float, "number", lambda v: 0 <= v < 1, "0 (off) or a momentum in (0, 1)")
 # A probability, or a share of one thing mixed into another.
 _FRACTION = _checked(float, "number", lambda v: 0 <= v <= 1, "a number in [0, 1]")
 _POSITIVE = _checked(int, "whole number", lambda v: v >= 1, "at least 1")
@@ -234,8 +224,6 @@ _RECIPE_OVERRIDES = {
     "epochs": (int, "override the recipe recorded in model.json"),
     "samples_per_class": (int, "override the recipe recorded in model.json"),
     "batch_size": (int, "override the recipe recorded in model.json"),
-    "weight_average": (_MOMENTUM, f"override the recipe: {WEIGHT_AVERAGE_HELP}"),
-    "erase_probability": (_FRACTION, f"override the recipe: {ERASE_HELP}"),
 }
 
 
@@ -327,21 +315,12 @@ def _cmd_export_onnx(args: argparse.Namespace) -> int:
 def _cmd_fit_detector(args: argparse.Namespace) -> int:
     from ecg_app.serving.classifier import Classifier
     from ecg_app.training.dataset import model_roots
-    from ecg_app.training.detector_fit import (
-        DetectorConfig,
-        fit_detector,
-        installed_config,
-        rechoose_threshold,
-        tune_installed_in_scenes,
-    )
+    from ecg_app.training.detector_fit import DetectorConfig, fit_detector, rechoose_threshold
 
     classifier = Classifier(args.model)
     roots = model_roots(classifier.info, _data_root_overrides(args))
     if args.threshold_only:
         record = rechoose_threshold(classifier, roots)
-    elif args.scenes_only:
-        config = installed_config(classifier, scene_epochs=args.scene_epochs)
-        record = tune_installed_in_scenes(classifier, roots, config)
     else:
         config = DetectorConfig(
             members=args.members,
@@ -349,7 +328,6 @@ def _cmd_fit_detector(args: argparse.Namespace) -> int:
             renders=args.renders,
             charts=args.charts,
             seed=args.seed,
-            scene_epochs=args.scene_epochs,
         )
         record = fit_detector(Path(args.model), roots, config)
     val = record["validation"]
@@ -763,14 +741,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=16, help="global (split across --distribute replicas)")
     p.add_argument("--samples-per-class", type=int, default=96, help="images drawn per class each epoch")
     p.add_argument("--ensemble", type=int, default=1, help="average N networks (seeds SEED..SEED+N-1)")
-    p.add_argument(
-        "--synthetic-ecgs",
-        type=int,
-        default=0,
-        help="render N ECGs of other layouts here (training.synth_ecg) and train on them as 'some ECG'",
-    )
-    p.add_argument("--weight-average", type=_MOMENTUM, default=0.0, help=WEIGHT_AVERAGE_HELP)
-    p.add_argument("--erase-probability", type=_FRACTION, default=0.0, help=ERASE_HELP)
     p.add_argument("--out", default=str(DEFAULT_MODEL_DIR), help="where the model and split go")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--limit-per-class", type=int, default=None, help=argparse.SUPPRESS)
@@ -891,22 +861,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--charts", type=int, default=600, help="rendered line charts added as non-ECGs")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument(
-        "--scene-epochs",
-        type=int,
-        default=0,
-        help="then tune each network this many epochs with pictures pasted into photos (a candidate not "
-        "adopted; docs/experiments.md)",
-    )
-    only = p.add_mutually_exclusive_group()
-    only.add_argument(
         "--threshold-only",
         action="store_true",
         help="no training: choose the shipped detector's threshold again on validation",
-    )
-    only.add_argument(
-        "--scenes-only",
-        action="store_true",
-        help="tune the installed (untuned) detector's networks in scenes, then choose its threshold again",
     )
     p.set_defaults(func=_cmd_fit_detector)
 

@@ -91,9 +91,7 @@ def test_recipe_is_the_recorded_single_network_config():
     assert config.data_dir == Path("/data/m") and config.non_ecg_dir == Path("/data/n")
     assert config.other_ecg_dir is None
     assert (config.epochs, config.seed, config.batch_size, config.ensemble) == (2, 42, 16, 1)
-    # Not recorded: trained without.
-    assert (config.synthetic_ecgs, config.weight_average, config.erase_probability) == (0, 0.0, 0.0)
-    assert recipe(info, roots, weight_average=0.99).weight_average == 0.99  # a candidate recipe
+    assert recipe(info, roots, samples_per_class=48).samples_per_class == 48  # a candidate recipe
 
 
 @pytest.mark.parametrize(
@@ -101,10 +99,8 @@ def test_recipe_is_the_recorded_single_network_config():
     [
         (["--folds", "1"], "needs at least 2 folds"),
         (["--folds", "x"], "not a whole number"),
-        (["--weight-average", "1"], "a momentum in (0, 1)"),
-        (["--weight-average", "-0.5"], "a momentum in (0, 1)"),
-        (["--weight-average", "x"], "not a number"),
-        (["--erase-probability", "1.5"], "a number in [0, 1]"),
+        (["--diagnosis-page-share", "1.5"], "a number in [0, 1]"),
+        (["--diagnosis-page-share", "x"], "not a number"),
         (["--arch", "resnet"], "unknown network 'resnet'; choose one of default, seed"),
     ],
 )

@@ -129,24 +129,6 @@ def test_charts_are_drawn_as_non_ecgs_when_there_are_any():
     )  # charts alone are negatives
 
 
-def test_batches_paste_a_share_of_their_draws_into_scenes_only_when_given_scenes():
-    """Tuning in scenes: about `scene_share` of the draws, ECGs and non-ECGs alike, are pasted into a
-    scene (a dark frame around them here); without scenes the draws are exactly the untuned recipe's."""
-    config = DetectorConfig(draws=(("template", 40), ("non_ecg", 40)), scene_share=0.5)
-    sources = ["template"] * 3 + ["non_ecg"] * 3
-    images = [np.full((60, 80, 3), 250, np.uint8) for _ in sources]
-    plain = DetectorBatches(images, sources, config, seed=5)
-    assert not plain.in_scene.any()
-    baseline = DetectorBatches(images, sources, DetectorConfig(draws=config.draws), seed=5)
-    assert np.array_equal(plain.picks, baseline.picks) and np.array_equal(plain.seeds, baseline.seeds)
-    tuned = DetectorBatches(images, sources, config, seed=5, scenes=[np.zeros((50, 50, 3), np.uint8)])
-    assert 0.3 < tuned.in_scene.mean() < 0.7
-    assert {bool(t) for t in tuned.targets[tuned.in_scene]} == {True, False}
-    x, _ = tuned[0]
-    corner_dark = x[:, :8, :8].mean(axis=(1, 2, 3)) < 0.3
-    assert np.array_equal(corner_dark, tuned.in_scene[: len(x)])  # pasted draws show the scene around them
-
-
 @pytest.fixture
 def shipped_detector(shipped_model) -> Classifier:
     classifier = Classifier(shipped_model)

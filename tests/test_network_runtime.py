@@ -42,6 +42,17 @@ def test_a_network_fitted_after_the_export_is_not_served_until_exported_again(sh
     assert not onnx_is_current(model_dir, json.loads((model_dir / "model.json").read_text()))
 
 
+def test_a_network_added_after_the_export_makes_it_stale(shipped_model, tmp_path):
+    """An export made before the detector (or the diagnosis network) was fitted does not cover it."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(shipped_model, model_dir, ignore=shutil.ignore_patterns("cross-validation"))
+    info = json.loads((model_dir / "model.json").read_text())
+    assert onnx_is_current(model_dir, info)
+    for name in ("detector", "reader"):
+        fewer = {**info, ONNX_KEY: {k: v for k, v in info[ONNX_KEY].items() if k != name}}
+        assert not onnx_is_current(model_dir, fewer)
+
+
 @pytest.mark.parametrize("degrees", [4.0, -6.5])
 def test_a_page_photographed_askew_is_turned_and_read_as_keras_reads_it(shipped_model, degrees):
     """The turn ONNX cannot run is done in numpy (`lead_geometry.turn`): it matches TensorFlow's

@@ -3,7 +3,7 @@ import pytest
 
 from ecg_app.labels import CLASSES
 from ecg_app.serving.preprocess import INPUT_SHAPE, crop_box
-from ecg_app.training.augment import PAGE_COLOURS, augment, erase, photographed, reprinted
+from ecg_app.training.augment import PAGE_COLOURS, augment, photographed, reprinted
 from ecg_app.training.networks import make_model
 
 
@@ -66,24 +66,6 @@ def test_augment_never_mirrors(printout):
     out = augment(marked, np.random.default_rng(0), strength=1.0)
     left, right = out[:, : out.shape[1] // 2].mean(), out[:, out.shape[1] // 2 :].mean()
     assert left < right
-
-
-def test_erase_blanks_one_lead_sized_rectangle_or_nothing():
-    ink = np.full(INPUT_SHAPE, 0.5, np.float32)
-    blanked = [erase(ink, np.random.default_rng(seed), 1.0) for seed in range(20)]
-    for out in blanked:
-        rows, cols = np.nonzero(out[:, :, 0] == 0)
-        height, width = rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
-        assert len(rows) == height * width  # one solid rectangle, the rest untouched
-        assert 0.1 * INPUT_SHAPE[0] - 1 <= height <= 0.3 * INPUT_SHAPE[0] + 1
-        assert 0.1 * INPUT_SHAPE[1] - 1 <= width <= 0.3 * INPUT_SHAPE[1] + 1
-        assert np.all(out[out != 0] == 0.5)
-    assert len({out.tobytes() for out in blanked}) == 20  # placed at random
-    assert np.array_equal(erase(ink, np.random.default_rng(3), 1.0), blanked[3])  # reproducible by seed
-    assert np.all(ink == 0.5)  # the input is not changed in place
-    assert erase(ink, np.random.default_rng(0), 0.0) is ink  # off
-    kept = sum(erase(ink, np.random.default_rng(seed), 0.5) is ink for seed in range(400))
-    assert 150 < kept < 250  # about half of the images are left whole
 
 
 def test_photographed_puts_the_whole_page_inside_the_scene():

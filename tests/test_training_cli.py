@@ -69,6 +69,7 @@ def tiny_run(tmp_path_factory) -> Path:
     # A byte-identical copy, as in the published dataset: must share its original's split.
     (root / "ecg" / "MI" / "MI(9).png").write_bytes((root / "ecg" / "MI" / "MI(0).png").read_bytes())
     train(tiny_config(root, "model"))
+    assert main(["model", "export-onnx", "--model", str(root / "model")]) == 0  # served as `make train` does
     return root
 
 
@@ -156,15 +157,24 @@ def test_predict_plain_text(tiny_run, tmp_path, capsys):
 
 
 def test_classifier_loads_once_under_concurrency(tiny_run):
+    """Many request threads at once open one set of networks and one session per graph."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from ecg_app.serving.classifier import get_classifier
-    from ecg_app.training.keras_networks import fitted_classifier
+    from ecg_app.serving.classifier import Classifier, get_classifier
+    from ecg_app.serving.preprocess import preprocess
 
-    classifier = fitted_classifier(tiny_run / "model")
+    classifier = Classifier(tiny_run / "model")
+    x = preprocess(synthetic_printout(seed=4))[None]
+
+    def first_use(_):
+        networks = classifier.networks
+        return id(networks), networks.page(x).probs
+
     with ThreadPoolExecutor(8) as pool:
-        models = list(pool.map(lambda _: id(classifier.networks.network("page")), range(16)))
-    assert len(set(models)) == 1
+        used = list(pool.map(first_use, range(16)))
+    assert len({identity for identity, _ in used}) == 1
+    assert all(np.array_equal(probs, used[0][1]) for _, probs in used)
+    assert list(classifier.networks._sessions) == ["page"]
     assert get_classifier(tiny_run / "model") is get_classifier(str(tiny_run / "model"))
 
 
@@ -319,46 +329,13 @@ def test_cross_validate_judges_a_new_network_averaged_with_an_earlier_run(tiny_r
     assert not (tmp_path / "refused").exists()
 
 
-def test_rendered_ecgs_train_as_some_ecg(tiny_run):
-    from ecg_app.training.training import BalancedAugmentedBatches, synthetic_samples
-
-    config = tiny_config(tiny_run, "synthetic", synthetic_ecgs=6)
-    samples = synthetic_samples(6)
-    assert all(s.label == dataset.OTHER_ECG and s.split == "train" for s in samples)
-    batches = BalancedAugmentedBatches(samples, [np.zeros((8, 8, 3), np.uint8)] * 6, config)
-    assert len(batches.order) == config.samples_per_class // 4  # their own group, drawn like other layouts
-    info = train(config)
-    manifest = (tiny_run / "synthetic" / "split.csv").read_text()
-    assert "synthetic" not in manifest  # training-only: validation and test stay real images
-    assert info["config"]["synthetic_ecgs"] == 6
-    # The gate's references are real training ECGs only.
-    assert info["ecg_gate"]["references"] == sum(
-        1 for line in manifest.splitlines()[1:] if line.endswith(",train") and ",NonECG," not in line
-    )
-
-
-def test_erase_probability_blanks_a_rectangle_of_every_training_image(tiny_run):
-    from ecg_app.training.training import BalancedAugmentedBatches, synthetic_samples
-
-    noise = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)  # ink nearly everywhere
-    samples, images = synthetic_samples(4), [noise] * 4
-    whole, erased = (
-        BalancedAugmentedBatches(samples, images, tiny_config(tiny_run, "x", erase_probability=p))[0][0]
-        for p in (0.0, 1.0)
-    )
-    # The same draws and augmentation; only a blank rectangle is added to each image.
-    assert np.all((erased == whole) | (erased == 0))
-    assert all(np.sum(e == 0) > np.sum(w == 0) + 0.01 * w.size for e, w in zip(erased, whole, strict=True))
-
-
 def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, tmp_path, capsys):
     import shutil
 
     import keras
 
     from ecg_app.serving.ecg_detector import detector_batch
-    from ecg_app.training.detector_fit import installed_config, tune_installed_in_scenes
-    from ecg_app.training.keras_networks import KerasNetworks, fitted_classifier
+    from ecg_app.training.keras_networks import fitted_classifier
 
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model_dir)
@@ -375,7 +352,6 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
         "3",
     ]
     args += ["--charts", "2", "--data", str(tiny_run / "ecg"), "--non-ecg", str(tiny_run / "other")]
-    args += ["--scene-epochs", "0"]  # no tuning in scenes (the default): tuned below, as the candidate was
     assert main(args) == 0
     assert "ECG detector: threshold" in capsys.readouterr().out
     record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
@@ -409,38 +385,6 @@ def test_fit_detector_trains_averages_chooses_a_threshold_and_resumes(tiny_run, 
     assert main([*args, "--threshold-only"]) == 0
     assert "member" not in capsys.readouterr().out
     assert json.loads((model_dir / "model.json").read_text())["ecg_detector"] == record
-    # Tuning the installed detector in scenes (what `--scenes-only` runs, the candidate's command): its
-    # members are taken out of the averaged model, tuned, averaged again, and the threshold is chosen
-    # again. Fewer draws an epoch than the recipe's, to keep the test short.
-    untuned_classifier = fitted_classifier(model_dir)
-    untuned = np.asarray(KerasNetworks(model_dir).network("detector").predict_on_batch(x))
-    small = (("template", 16), ("non_ecg", 16))
-    config = installed_config(untuned_classifier, scene_epochs=1, draws=small)
-    roots = {"mendeley": tiny_run / "ecg", "non_ecg": tiny_run / "other"}
-    threshold = tune_installed_in_scenes(untuned_classifier, roots, config)["threshold"]
-    assert capsys.readouterr().out.count("tuned in scenes") == 2
-    tuned_record = json.loads((model_dir / "model.json").read_text())["ecg_detector"]
-    assert tuned_record["threshold"] == threshold
-    assert tuned_record["config"] == {
-        **record["config"],
-        "scene_epochs": 1,
-        "draws": [list(d) for d in small],
-    }
-    assert (
-        tuned_record["train_seconds"] == record["train_seconds"]
-        and len(tuned_record["scene_train_seconds"]) == 2
-    )
-    tuned = [
-        keras.saving.load_model(model_dir / "members" / f"detector-seed-{s}-scenes" / "ecg_detector.keras")
-        for s in (42, 43)
-    ]
-    expected = np.mean([np.asarray(m.predict_on_batch(x)) for m in tuned], axis=0)
-    served = KerasNetworks(model_dir).network("detector").predict_on_batch(x)
-    assert np.asarray(served) == pytest.approx(expected, abs=1e-5) and not np.allclose(
-        expected, untuned, atol=1e-4
-    )
-    with pytest.raises(ValueError, match="tuned in scenes already"):
-        main([*args, "--scenes-only", "--scene-epochs", "1"])
 
 
 def test_batch_scoring_is_resumable(tiny_run, tmp_path, capsys):
@@ -580,35 +524,6 @@ def test_distribute_rejects_a_malformed_tf_config(tmp_path, monkeypatch, capsys,
     assert not out.exists()  # rejected before any data was read or anything written
 
 
-def test_weight_average_validates_and_keeps_the_averaged_weights(tiny_run, tmp_path):
-    from dataclasses import replace
-
-    import keras
-
-    from ecg_app.serving.preprocess import INPUT_SHAPE
-    from ecg_app.training.networks import make_model
-    from ecg_app.training.training import fit_member, labelled_arrays, prepare_split
-
-    config = tiny_config(tiny_run, "unused", samples_per_class=16)  # 21 steps in the one epoch
-    samples, images = prepare_split(config)
-    fit = [i for i, s in enumerate(samples) if s.split == "train"]
-    train_samples, train_images = [samples[i] for i in fit], [images[i] for i in fit]
-    val = [i for i, s in enumerate(samples) if s.split == "val"]
-    x_val, y_val = labelled_arrays([samples[i] for i in val], [images[i] for i in val])
-    keras.utils.set_random_seed(config.seed)  # as fit_member does: the same initial weights
-    initial = [w.numpy() for w in make_model(config.arch, INPUT_SHAPE).trainable_weights]
-    moved = {}
-    for momentum in (0.0, 0.999):
-        path = tmp_path / str(momentum) / "ecg_cnn.keras"
-        fit_member(replace(config, weight_average=momentum), train_samples, train_images, x_val, y_val, path)
-        saved = keras.saving.load_model(path, compile=False).trainable_weights
-        moved[momentum] = sum(
-            float(np.abs(w.numpy() - w0).sum()) for w, w0 in zip(saved, initial, strict=True)
-        )
-    # An average with momentum 0.999 barely leaves the first step's weights; the raw weights took 21 steps.
-    assert 0 < moved[0.999] < 0.5 * moved[0.0]
-
-
 def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsys):
     import keras
 
@@ -626,18 +541,30 @@ def test_finished_members_are_reused_only_with_the_same_settings(tmp_path, capsy
     def run(settings: dict) -> None:
         fit_or_reuse_members([1], lambda seed: path, lambda seed: settings, fit)
 
-    before = {"arch": "default", "epochs": 1}  # as recorded before weight_average existed (or a detector's)
+    before = {"arch": "default", "epochs": 1}  # as recorded before `charts` existed (a detector's)
     run(before)
     run(before)
     assert fitted == [1]
-    run({**before, "weight_average": 0.0})  # the default that older members were trained with
+    run({**before, "charts": 0})  # the default that older members were trained with
     assert fitted == [1] and capsys.readouterr().out.count("reusing") == 2
-    run({**before, "weight_average": 0.99})  # a different recipe: trained again
+    run({**before, "charts": 600})  # a different recipe: trained again
     assert fitted == [1, 1]
-    run({**before, "weight_average": 0.99, "erase_probability": 0.0})
-    assert fitted == [1, 1]
-    run({**before, "weight_average": 0.99, "erase_probability": 0.5})
+    run({**before, "epochs": 2, "charts": 600})
     assert fitted == [1, 1, 1]
+
+
+def test_a_member_recorded_with_a_retired_candidate_setting_off_is_reused(tmp_path):
+    """Members recorded while a candidate's setting existed (`weight_average`, ...) carry it at its off
+    value; with the candidate gone from the package they were trained as without it, and are reused.
+    Recorded on, they are not."""
+    from ecg_app.training.training import MEMBER_RECORD, finished_member
+
+    record = tmp_path / MEMBER_RECORD
+    settings = {"arch": "default", "epochs": 1}
+    record.write_text(json.dumps({"settings": {**settings, "weight_average": 0.0, "synthetic_ecgs": 0}}))
+    assert finished_member(record, settings)
+    record.write_text(json.dumps({"settings": {**settings, "weight_average": 0.99}}))
+    assert finished_member(record, settings) is None
 
 
 def test_fit_diagnosis_adds_a_lead_network_that_the_classifier_combines_and_recalibrates(tiny_run, tmp_path):

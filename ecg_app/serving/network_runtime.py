@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecg_app.serving.ecg_detector import DETECTOR_FILE
+from ecg_app.serving.lead_diagnosis import DIAGNOSIS_FILE
 from ecg_app.serving.lead_geometry import turn
 
 # What `onnx_export` writes into the model directory, by network; model.json's "onnx" lists them.
@@ -96,10 +98,15 @@ def sha256(path: Path) -> str:
 
 def onnx_is_current(model_dir: Path, info: dict) -> bool:
     """Whether model.json records an ONNX export whose every graph is present and was made from the
-    `.keras` file now in the directory (a network fitted again since leaves it stale)."""
+    `.keras` file now in the directory, and that covers every network there (a network fitted since,
+    or added since, leaves it stale)."""
     graphs = info.get(ONNX_KEY) or {}
     if not graphs:
         return False
+    # A network fitted after the export (a detector, a diagnosis network) has no graph yet.
+    for name, source in (("reader", DIAGNOSIS_FILE), ("detector", DETECTOR_FILE)):
+        if (model_dir / source).is_file() and name not in graphs:
+            return False
     for entry in graphs.values():
         if not (model_dir / entry["file"]).is_file():
             return False

@@ -2,12 +2,11 @@
 
 The primitives (warp, lighting gradient, blur, downscale, JPEG) are shared by training augmentation
 (`augment`, random strengths) and the robustness evaluation (fixed strengths); `photographed` (a sheet
-in a photo of something else) by `benchmarks/compare_desk_photos.py` and the detector's tuning candidate;
+in a photo of something else) by `benchmarks/compare_desk_photos.py`;
 `reprinted` (the trace area on another hospital's page template) by the robustness evaluation and
 `benchmarks/compare_templates.py`.
 No flips: they would move leads. Applied to the RGB picture before the shared preprocessing, so the
-network sees augmented pictures exactly as it sees uploads. The exception is `erase` (training only),
-made to the ink map.
+network sees augmented pictures exactly as it sees uploads.
 """
 
 from __future__ import annotations
@@ -199,17 +198,3 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, strength: float = 1.0) ->
     if rng.random() < 0.35:
         image = jpeg(image, int(rng.integers(25, 85)))
     return image
-
-
-def erase(ink: np.ndarray, rng: np.random.Generator, probability: float) -> np.ndarray:
-    """With `probability`, blank one random rectangle of 10-30% of each side, about one lead's cell
-    (random erasing, Zhong et al. 2017). An infarction shows in several neighbouring leads, so a network
-    that cannot count on any one lead has to read all of them rather than memorise a few dozen printouts."""
-    if probability <= 0 or rng.random() >= probability:
-        return ink
-    height, width = ink.shape[:2]
-    h, w = round(height * rng.uniform(0.1, 0.3)), round(width * rng.uniform(0.1, 0.3))
-    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
-    erased = ink.copy()
-    erased[top : top + h, left : left + w] = 0  # 0 is blank paper in the ink map
-    return erased

@@ -46,8 +46,6 @@ from ecg_app.training.training import (
     fit_or_reuse_members,
     labelled_arrays,
     member_settings,
-    synthetic_ecgs,
-    synthetic_samples,
 )
 
 RESULT_FILE = "cv.json"
@@ -140,8 +138,8 @@ def _fold_network(config: TrainConfig, pool, images, fold: np.ndarray, k: int, o
         inner_val = _inner_validation([pool[i] for i in rest], config.val_fraction, config.seed)
         fit_idx, val_idx = rest[~inner_val], rest[inner_val]
         x_val, y_val = labelled_arrays([pool[i] for i in val_idx], [images[i] for i in val_idx])
-        train_samples = [pool[i] for i in fit_idx] + synthetic_samples(config.synthetic_ecgs)
-        train_images = [images[i] for i in fit_idx] + synthetic_ecgs(config.synthetic_ecgs)
+        train_samples = [pool[i] for i in fit_idx]
+        train_images = [images[i] for i in fit_idx]
         return fit_member(config, train_samples, train_images, x_val, y_val, path)
 
     return _fold_predictions(

@@ -3,18 +3,14 @@
 Training images are the model's own train split (`split.csv`): ECGs of the reference template and the
 other-layout ECGs, plus pictures rendered here (`synth_ecg`, the training seeds), against the non-ECG
 pictures. Members are trained with seeds seed, seed+1, ... and averaged like the diagnosis ensemble; a
-finished member is reused. With `scene_epochs`, each member is then tuned with part of its pictures pasted
-into photos of the train split (`augment.photographed`; `--scenes-only` does it to an installed detector): a
-candidate that was not adopted (it made ordinary photos score like ECGs; docs/experiments.md, "The detector
-learns sheets in scenes"), kept so that its verdict can be rerun. The threshold is chosen on the validation
-split, so the test split stays untouched for `ecg-app model evaluate`.
+finished member is reused. The threshold is chosen on the validation split, so the test split stays
+untouched for `ecg-app model evaluate`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +31,7 @@ from ecg_app.serving.ecg_detector import (  # noqa: E402
 )
 from ecg_app.store.images import fit  # noqa: E402
 from ecg_app.training import dataset  # noqa: E402
-from ecg_app.training.augment import augment, photographed  # noqa: E402
+from ecg_app.training.augment import augment  # noqa: E402
 from ecg_app.training.keras_networks import KerasNetworks  # noqa: E402
 from ecg_app.training.model_files import record_in_model_info  # noqa: E402
 from ecg_app.training.synth_charts import chart_seeds, render_chart  # noqa: E402
@@ -52,15 +48,8 @@ WORKING_SIDE = 512  # training pictures are shrunk to this long side once: augme
 BATCH_SIZE = 32
 NEGATIVE_SOURCES = ("non_ecg", "chart")  # what the detector learns to call "not an ECG"
 CHART_DRAWS = 96  # chart draws per epoch when there are charts: the non-ECG side's other 320 are photos etc.
-SCENE_FOLDER = "photos"  # the train split's non-ECG pictures under this folder are the scenes
-# The photos a tuned member sees: landscape or portrait frames (at the working size), the picture covering
-# 45-90% of the frame's tighter side, its corners moved by up to 6%: wider than the benchmark's composites.
-SCENE_FRAMES = ((384, 512), (512, 384))
-SCENE_COVER = (0.45, 0.9)
-SCENE_SLANT = 0.06
-SCENE_FIELDS = ("scene_epochs", "scene_share", "scene_learning_rate")  # the tuning stage's settings
 # What `model.json` records of how the detector was trained (`--threshold-only` keeps it).
-TRAINING_RECORD = ("file", "members", "config", "train_seconds", "scene_train_seconds")
+TRAINING_RECORD = ("file", "members", "config", "train_seconds")
 
 
 @dataclass(frozen=True)
@@ -73,17 +62,10 @@ class DetectorConfig:
     learning_rate: float = 2e-3
     # Draws per epoch: as many non-ECGs as ECGs, the ECG side spread over its three sources.
     draws: tuple[tuple[str, int], ...] = (("template", 128), ("other", 64), ("render", 128), ("non_ecg", 320))
-    # Tuning in scenes, after the epochs above (not adopted: 0): this many epochs, this share of the draws
-    # (ECGs and non-ECGs alike) pasted into a train-split photo, from this learning rate (cosine decay).
-    scene_epochs: int = 0
-    scene_share: float = 0.4
-    scene_learning_rate: float = 5e-4
 
-    def member_settings(self, seed: int, tuned: bool = False) -> dict:
-        """What one member is fitted with (its `member.json`). An untuned member's settings leave the tuning
-        ones out, so that a member fitted before tuning existed is reused."""
-        left_out = ("members",) if tuned else ("members", *SCENE_FIELDS)
-        return {**{k: v for k, v in asdict(self).items() if k not in left_out}, "seed": seed}
+    def member_settings(self, seed: int) -> dict:
+        """What one member is fitted with (its `member.json`)."""
+        return {**{k: v for k, v in asdict(self).items() if k != "members"}, "seed": seed}
 
 
 def _source(sample: dataset.Sample) -> str:
@@ -93,22 +75,12 @@ def _source(sample: dataset.Sample) -> str:
 
 
 class DetectorBatches(keras.utils.PyDataset):
-    """Each epoch draws a fixed number of pictures per source (with replacement) and augments each afresh;
-    given `scenes`, a `config.scene_share` of them is then pasted into one (`photographed`)."""
+    """Each epoch draws a fixed number of pictures per source (with replacement) and augments each
+    afresh."""
 
-    def __init__(
-        self,
-        images: list[np.ndarray],
-        sources: list[str],
-        config: DetectorConfig,
-        seed: int,
-        scenes: Sequence[np.ndarray] = (),
-        **kw,
-    ):
+    def __init__(self, images: list[np.ndarray], sources: list[str], config: DetectorConfig, seed: int, **kw):
         super().__init__(**kw)
         self.images = images
-        self.scenes = list(scenes)
-        self.scene_share = config.scene_share if self.scenes else 0.0
         wanted = (*config.draws, ("chart", CHART_DRAWS))
         groups = {name: [i for i, s in enumerate(sources) if s == name] for name, _ in wanted}
         # A source without pictures (no other-layout ECGs, no charts) is skipped; both kinds are required.
@@ -128,22 +100,13 @@ class DetectorBatches(keras.utils.PyDataset):
         order = self.rng.permutation(sum(n for _, n in self.draws))
         self.picks, self.targets = np.concatenate(picks)[order], np.concatenate(targets)[order]
         self.seeds = self.rng.integers(0, 2**32, size=len(order))
-        # Drawn only when tuning in scenes, so that the untuned members' draws are what they always were.
-        self.in_scene = (
-            self.rng.random(len(order)) < self.scene_share if self.scene_share else np.zeros(len(order), bool)
-        )
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.picks) / BATCH_SIZE))
 
     def _picture(self, k: int) -> np.ndarray:
         rng = np.random.default_rng(self.seeds[k])
-        image = augment(self.images[self.picks[k]], rng)
-        if self.in_scene[k]:
-            scene = self.scenes[rng.integers(len(self.scenes))]
-            frame = SCENE_FRAMES[rng.integers(len(SCENE_FRAMES))]
-            image = photographed(image, scene, rng, frame, SCENE_COVER, SCENE_SLANT)
-        return detector_input(image)
+        return detector_input(augment(self.images[self.picks[k]], rng))
 
     def __getitem__(self, index: int):
         part = range(index * BATCH_SIZE, min((index + 1) * BATCH_SIZE, len(self.picks)))
@@ -176,12 +139,11 @@ def _fit_member(images, sources, config: DetectorConfig, seed: int, path: Path) 
 
 @dataclass
 class TrainingPictures:
-    """The train split's pictures at the working size, with renders and charts, and the scenes."""
+    """The train split's pictures at the working size, with renders and charts."""
 
     samples: list[dataset.Sample]
     images: list[np.ndarray]
     sources: list[str]
-    scenes: list[np.ndarray]
 
 
 def _training_pictures(model_dir: Path, roots: dict[str, Path], config: DetectorConfig) -> TrainingPictures:
@@ -189,49 +151,11 @@ def _training_pictures(model_dir: Path, roots: dict[str, Path], config: Detector
     train, images = dataset.load_images([s for s in samples if s.split == "train"])
     images = [fit(image, WORKING_SIDE) for image in images]
     sources = [_source(s) for s in train]
-    scenes = [
-        image
-        for image, s in zip(images, train, strict=True)
-        if s.label == NON_ECG and SCENE_FOLDER in s.path.parts
-    ]
     images += [fit(render_ecg(seed), WORKING_SIDE) for seed in synthetic_seeds(config.renders)]
     sources += ["render"] * config.renders
     images += [fit(render_chart(seed), WORKING_SIDE) for seed in chart_seeds(config.charts)]
     sources += ["chart"] * config.charts
-    return TrainingPictures(samples, images, sources, scenes)
-
-
-def _tune_in_scenes(
-    untuned: dict[int, keras.Model], model_dir: Path, pictures: TrainingPictures, config: DetectorConfig
-) -> tuple[list[dict], list[keras.Model]]:
-    """Each member (by seed) tuned for `config.scene_epochs` with part of its draws pasted into scenes;
-    a finished tuned member is reused."""
-    if not pictures.scenes:
-        raise ValueError(f"tuning in scenes needs train-split non-ECG pictures under {SCENE_FOLDER}/")
-
-    def tune(seed: int, path: Path) -> dict:
-        keras.utils.set_random_seed(seed)
-        batches = DetectorBatches(
-            pictures.images,
-            pictures.sources,
-            config,
-            seed,
-            pictures.scenes,
-            workers=2,
-            use_multiprocessing=False,
-        )
-        return {
-            "seed": seed,
-            **_train(untuned[seed], batches, config.scene_epochs, config.scene_learning_rate, path),
-        }
-
-    return fit_or_reuse_members(
-        list(untuned),
-        lambda seed: model_dir / MEMBERS_DIR / f"detector-seed-{seed}-scenes" / DETECTOR_FILE,
-        lambda seed: config.member_settings(seed, tuned=True),
-        tune,
-        label="detector member, tuned in scenes",
-    )
+    return TrainingPictures(samples, images, sources)
 
 
 def _install(model_dir: Path, members: list[keras.Model]) -> keras.Model:
@@ -243,9 +167,8 @@ def _install(model_dir: Path, members: list[keras.Model]) -> keras.Model:
 
 
 def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig = DetectorConfig()) -> dict:
-    """Train (or reuse) the members, tune them in scenes when `config.scene_epochs` asks, save the averaged
-    `ecg_detector.keras`, choose its threshold on the validation split and record both in `model.json`;
-    returns that record."""
+    """Train (or reuse) the members, save the averaged `ecg_detector.keras`, choose its threshold on the
+    validation split and record both in `model.json`; returns that record."""
     model_dir = Path(model_dir)
     pictures = _training_pictures(model_dir, roots, config)
     seeds = [config.seed + k for k in range(config.members)]
@@ -256,52 +179,17 @@ def fit_detector(model_dir: Path, roots: dict[str, Path], config: DetectorConfig
         lambda seed, path: _fit_member(pictures.images, pictures.sources, config, seed, path),
         label="detector member",
     )
-    tuned = []
-    if config.scene_epochs:
-        tuned, members = _tune_in_scenes(dict(zip(seeds, members, strict=True)), model_dir, pictures, config)
-    trained = _training_record(config, [r["train_seconds"] for r in records], tuned)
+    trained = _training_record(config, [r["train_seconds"] for r in records])
     return _record_threshold(model_dir, pictures.samples, _install(model_dir, members), trained)
 
 
-def _training_record(config: DetectorConfig, train_seconds: list[float], tuned: list[dict]) -> dict:
-    record = {
+def _training_record(config: DetectorConfig, train_seconds: list[float]) -> dict:
+    return {
         "file": DETECTOR_FILE,
         "members": config.members,
         "config": asdict(config),
         "train_seconds": train_seconds,
     }
-    if tuned:
-        record["scene_train_seconds"] = [r["train_seconds"] for r in tuned]
-    return record
-
-
-def installed_config(classifier: Classifier, **scene_settings) -> DetectorConfig:
-    """The installed detector's training settings (from `model.json`), with `scene_settings` replacing
-    its tuning settings."""
-    stored = {**classifier.info["ecg_detector"]["config"], **scene_settings}
-    return DetectorConfig(**{**stored, "draws": tuple(tuple(d) for d in stored["draws"])})
-
-
-def tune_installed_in_scenes(classifier: Classifier, roots: dict[str, Path], config: DetectorConfig) -> dict:
-    """Tune the installed detector's members in scenes (`_tune_in_scenes`) without training them again,
-    re-average them and choose the threshold again: how a detector trained before tuning existed gets it
-    (its members are not shipped, but the averaged model holds them). `config`: `installed_config`."""
-    installed = classifier.info["ecg_detector"]
-    if installed["config"].get("scene_epochs"):
-        raise ValueError("the installed ECG detector is tuned in scenes already")
-    detector = KerasNetworks(classifier.model_dir).network("detector")
-    seeds = [config.seed + k for k in range(config.members)]
-    untuned = (
-        [detector] if len(seeds) == 1 else [detector.get_layer(f"member_{k}") for k in range(len(seeds))]
-    )
-    pictures = _training_pictures(classifier.model_dir, roots, config)
-    tuned, members = _tune_in_scenes(
-        dict(zip(seeds, untuned, strict=True)), classifier.model_dir, pictures, config
-    )
-    trained = _training_record(config, installed["train_seconds"], tuned)
-    return _record_threshold(
-        classifier.model_dir, pictures.samples, _install(classifier.model_dir, members), trained
-    )
 
 
 def rechoose_threshold(classifier: Classifier, roots: dict[str, Path]) -> dict:

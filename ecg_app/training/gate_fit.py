@@ -41,8 +41,8 @@ def is_ecg(samples: Sequence[dataset.Sample]) -> np.ndarray:
 def fit_gate(model_dir: Path, roots: dict[str, Path], k: int = 5) -> dict:
     """Fit, save `ecg_gate.npz` and record the gate in `model.json`; returns that record.
 
-    References are real training ECGs only: rendered ECGs (`train --synthetic-ecgs`) were tried as extra
-    references and put the threshold among the non-ECG pictures (a faint rendered trace looks like an
+    References are real training ECGs only: rendered ECGs (a candidate, docs/experiments.md) were tried as
+    extra references and put the threshold among the non-ECG pictures (a faint rendered trace looks like an
     almost empty page), letting half the validation non-ECGs through."""
     from ecg_app.training.model_files import record_in_model_info
 

@@ -31,7 +31,7 @@ from ecg_app.serving.calibration import choose_review_threshold, fit_temperature
 from ecg_app.serving.classifier import MODEL_INFO_FILE  # noqa: E402
 from ecg_app.serving.preprocess import INPUT_SHAPE, preprocess  # noqa: E402
 from ecg_app.training import dataset  # noqa: E402
-from ecg_app.training.augment import augment, erase  # noqa: E402
+from ecg_app.training.augment import augment  # noqa: E402
 from ecg_app.training.distribute import (  # noqa: E402
     Placement,
     output_dir,
@@ -42,7 +42,6 @@ from ecg_app.training.gate_fit import fit_gate  # noqa: E402
 from ecg_app.training.keras_networks import PAGE_FILE as MODEL_FILE  # noqa: E402
 from ecg_app.training.model_files import write_json_atomic  # noqa: E402
 from ecg_app.training.networks import make_model  # noqa: E402
-from ecg_app.training.synth_ecg import SYNTHETIC_SOURCE, render_ecg, synthetic_seeds  # noqa: E402
 
 
 @dataclass
@@ -62,14 +61,6 @@ class TrainConfig:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     distribute: bool = False  # tf.distribute: all local GPUs, or the workers named in TF_CONFIG
-    synthetic_ecgs: int = (
-        0  # ECGs of many layouts rendered here (ecg_app.training.synth_ecg), trained as OtherECG
-    )
-    # >0: an exponential moving average of the weights (this momentum per step) is what gets validated and
-    # kept, smoothing the step-to-step noise of training on a few dozen images per class. 0: raw weights.
-    weight_average: float = 0.0
-    # Chance per training image that one lead-sized rectangle of its ink map is blanked (augment.erase).
-    erase_probability: float = 0.0
 
 
 def set_cross_entropy(y_mask, y_prob):
@@ -85,17 +76,16 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
         super().__init__(**kwargs)
         self.images = images
         self.targets = np.stack([s.target for s in samples])
-        # Rendered ECGs are a group of their own, so they add to the real other-layout ECGs, not replace them.
-        self.groups: dict[tuple[str, bool], list[int]] = {}
+        self.groups: dict[str, list[int]] = {}
         for i, s in enumerate(samples):
-            self.groups.setdefault((s.label, s.source == SYNTHETIC_SOURCE), []).append(i)
+            self.groups.setdefault(s.label, []).append(i)
         self.config = config
         self.rng = np.random.default_rng(config.seed)
         self.on_epoch_end()
 
     def on_epoch_end(self) -> None:
         order = []
-        for (label, _), indices in sorted(self.groups.items()):
+        for label, indices in sorted(self.groups.items()):
             n = (
                 self.config.samples_per_class // 4
                 if label == dataset.OTHER_ECG
@@ -115,10 +105,7 @@ class BalancedAugmentedBatches(keras.utils.PyDataset):
         seeds = self.sample_seeds[start : start + self.config.batch_size]
         rngs = [np.random.default_rng(seed) for seed in seeds]
         batch = np.stack(
-            [
-                erase(preprocess(augment(self.images[i], rng)), rng, self.config.erase_probability)
-                for i, rng in zip(picks, rngs, strict=True)
-            ]
+            [preprocess(augment(self.images[i], rng)) for i, rng in zip(picks, rngs, strict=True)]
         )
         return batch, self.targets[picks]
 
@@ -196,19 +183,6 @@ def labelled_arrays(samples: list[dataset.Sample], images: list[np.ndarray]) -> 
     return x, np.array([CLASSES.index(samples[i].label) for i in keep])
 
 
-def synthetic_samples(n: int) -> list[dataset.Sample]:
-    """Training-only samples for `synthetic_ecgs(n)`: "some ECG" like the other-layout folder. They are
-    never written to split.csv, so validation and test stay real images."""
-    return [
-        dataset.Sample(Path(f"synthetic/{seed}.png"), dataset.OTHER_ECG, SYNTHETIC_SOURCE, split="train")
-        for seed in synthetic_seeds(n)
-    ]
-
-
-def synthetic_ecgs(n: int) -> list[np.ndarray]:
-    return [render_ecg(seed) for seed in synthetic_seeds(n)]
-
-
 def data_roots(config: TrainConfig) -> dict[str, Path]:
     roots = {"mendeley": config.data_dir, "non_ecg": config.non_ecg_dir, "other_ecg": config.other_ecg_dir}
     return {k: Path(v) for k, v in roots.items() if v is not None}
@@ -233,21 +207,12 @@ def fit_member(
     with placement.strategy.scope() if placement else nullcontext():
         model = make_model(config.arch, INPUT_SHAPE)
         schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, config.epochs * len(batches))
-        averaging = config.weight_average > 0
-        optimizer = keras.optimizers.AdamW(
-            schedule,
-            weight_decay=1e-4,
-            use_ema=averaging,
-            ema_momentum=config.weight_average if averaging else 0.99,
-        )
-        model.compile(optimizer=optimizer, loss=set_cross_entropy)
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4), loss=set_cross_entropy)
     patch_keras_for_multi_worker(model, placement)
     model_path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = ValidationCheckpoint(x_val, y_val, model_path)
-    # With a weight average, the checkpoint validates and saves the averaged weights (swapped in first).
-    callbacks = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if averaging else []
     try:
-        history = model.fit(batches, epochs=config.epochs, callbacks=[*callbacks, checkpoint], verbose=2)
+        history = model.fit(batches, epochs=config.epochs, callbacks=[checkpoint], verbose=2)
         curves = {"loss": [float(v) for v in history.history["loss"]]}
     except KeyboardInterrupt:
         if checkpoint.best_epoch < 0:
@@ -272,12 +237,12 @@ _MEMBER_KEYS = (
     "samples_per_class",
     "learning_rate",
     "seed",
-    "synthetic_ecgs",
-    "weight_average",
-    "erase_probability",
 )
 # What members recorded before a setting existed were trained with.
-_MEMBER_DEFAULTS = {"synthetic_ecgs": 0, "weight_average": 0.0, "erase_probability": 0.0, "charts": 0}
+_MEMBER_DEFAULTS = {"charts": 0}
+# Settings of candidates that were not adopted and left the package (docs/experiments.md): a member
+# recorded with one of them at this value was trained as without it.
+_RETIRED_SETTINGS = {"synthetic_ecgs": 0, "weight_average": 0.0, "erase_probability": 0.0}
 
 
 def member_settings(config: TrainConfig) -> dict:
@@ -310,13 +275,19 @@ def _as_stored(settings: dict) -> dict:
 def finished_member(record_path: Path, settings: dict) -> dict | None:
     """The record at `record_path` when the network beside it was fitted with `settings`, else None.
 
-    Records written before a training setting existed lack it; they get its default (`_MEMBER_DEFAULTS`)."""
+    Records written before a training setting existed lack it; they get its default (`_MEMBER_DEFAULTS`).
+    Records of a retired setting at its off value (`_RETIRED_SETTINGS`) were trained as without it."""
     if not record_path.is_file():
         return None
     finished = json.loads(record_path.read_text())
     wanted = _as_stored(settings)
     defaults = {key: v for key, v in _MEMBER_DEFAULTS.items() if key in wanted}  # only the record's kind's
-    return finished if {**defaults, **finished["settings"]} == wanted else None
+    recorded = {
+        key: value
+        for key, value in finished["settings"].items()
+        if not (key in _RETIRED_SETTINGS and key not in wanted and value == _RETIRED_SETTINGS[key])
+    }
+    return finished if {**defaults, **recorded} == wanted else None
 
 
 def fit_or_reuse_members(
@@ -388,8 +359,6 @@ def train(config: TrainConfig) -> dict:
     val_idx = [i for i, s in enumerate(samples) if s.split == "val"]
     x_val, y_val = labelled_arrays([samples[i] for i in val_idx], [images[i] for i in val_idx])
     train_samples, train_images = [samples[i] for i in train_idx], [images[i] for i in train_idx]
-    train_samples += synthetic_samples(config.synthetic_ecgs)
-    train_images += synthetic_ecgs(config.synthetic_ecgs)
 
     model_path = out_dir / MODEL_FILE
     if config.ensemble > 1:
