@@ -48,9 +48,9 @@ def worker(tree: Path, files: dict[str, list[str]]) -> dict[str, list[float]]:
     from ecg_app.config import Settings
     from ecg_app.store import open_store
 
-    try:  # the package laid out by concern; older commits had one flat folder
+    if (tree / "ecg_app" / "serving").is_dir():  # laid out by concern; older commits had one folder
         from ecg_app.serving.classifier import get_classifier
-    except ImportError:
+    else:
         from ecg_app.classifier import get_classifier
 
     classifier = get_classifier(REPO / "model")

@@ -35,10 +35,11 @@ FULL_SIZE = (2213, 1572)
 PER_IMAGE = """
 import json, statistics, sys, time
 sys.path.insert(0, sys.argv[1])
-try:  # the package laid out by concern; older commits had one flat folder
+from pathlib import Path
+if (Path(sys.argv[1]) / "ecg_app" / "serving").is_dir():  # laid out by concern; older commits: one folder
     from ecg_app.serving.classifier import Classifier
     from ecg_app.serving.intake import load_image
-except ImportError:
+else:
     from ecg_app.classifier import Classifier
     from ecg_app.intake import load_image
 images = [load_image(path) for path in sys.argv[4:]]
