@@ -44,11 +44,9 @@ $(VENV)/.installed-run: pyproject.toml
 	$(PY) -m pip install -q -e .
 	touch $@
 
-$(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+$(VENV)/.installed: $(VENV)/.installed-run
 	$(PY) -m pip install -q -e '.[train,test]'
-	touch $@ $(VENV)/.installed-run
+	touch $@
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check ecg_app tests benchmarks migrations

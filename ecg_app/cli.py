@@ -522,7 +522,7 @@ def _cmd_history_image(args: argparse.Namespace) -> int:
 
 def _cmd_history_compare(args: argparse.Namespace) -> int:
     from ecg_app.clinical.comparison import compare
-    from ecg_app.clinical.measurements import FIELDS, shown
+    from ecg_app.clinical.measurements import LABELS, shown
     from ecg_app.store import open_store
 
     with open_store() as store:
@@ -547,9 +547,8 @@ def _cmd_history_compare(args: argparse.Namespace) -> int:
     for label, change in result.probability_changes().items():
         then, now = a.probabilities[label], b.probabilities[label]
         rows.append((f"P({label})", f"{then:.1%}", f"{now:.1%}", f"{change:+.1%}"))
-    names = {name: label for name, label, *_ in FIELDS}
     for name, (then, now, change) in result.measurement_changes().items():
-        rows.append((names[name], shown(name, then), shown(name, now), shown(name, change, signed=True)))
+        rows.append((LABELS[name], shown(name, then), shown(name, now), shown(name, change, signed=True)))
     for row in rows:
         print(f"{row[0]:22s}{row[1]:18s}{row[2]:18s}{row[3]}".rstrip())
     return 0

@@ -140,6 +140,8 @@ FIELDS: tuple[tuple[str, str, str, str], ...] = (
     ("qtc_fridericia_ms", "QTc (Fridericia)", "ms", "<= 450 men, <= 470 women"),
     ("qrs_axis_deg", "QRS axis", "deg", "-30 to 90"),
 )
+LABELS: dict[str, str] = {name: label for name, label, _, _ in FIELDS}
+_UNITS: dict[str, str] = {name: unit for name, _, unit, _ in FIELDS}
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ def shown(name: str, value: float | None, signed: bool = False) -> str:
     """
     if value is None:
         return "—"
-    unit = next(u for field_name, _, u, _ in FIELDS if field_name == name)
+    unit = _UNITS[name]
     digits = 2 if name == "rr_irregularity" else 0
     value = round(value, digits) or 0.0  # no "-0"
     text = f"{value:{'+' if signed else ''}.{digits}f}"

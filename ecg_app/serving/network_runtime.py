@@ -50,9 +50,6 @@ class Networks(ABC):
     """The served networks behind one interface: the page network, the lead digitiser and curve readers
     (when the model has a diagnosis network) and the ECG detector (when it has one)."""
 
-    has_diagnosis: bool
-    has_detector: bool
-
     @abstractmethod
     def page(self, ink: np.ndarray) -> PageOutputs: ...
 
@@ -127,8 +124,6 @@ class OnnxNetworks(Networks):
         self._ort = onnxruntime
         self.model_dir = Path(model_dir)
         self.graphs = {name: entry["file"] for name, entry in info[ONNX_KEY].items()}
-        self.has_diagnosis = "reader" in self.graphs
-        self.has_detector = "detector" in self.graphs
         self._sessions: dict[str, object] = {}
         self._heads: list[dict[str, np.ndarray]] | None = None
         self._lock = threading.Lock()
@@ -152,16 +147,16 @@ class OnnxNetworks(Networks):
 
     def heads(self) -> list[dict[str, np.ndarray]]:
         if self._heads is None:
+            heads: dict[str, dict[str, np.ndarray]] = {}  # "member_K/name" keys, written in member order
             with np.load(self.model_dir / PAGE_HEADS) as stored:
-                members = sorted({key.split("/")[0] for key in stored.files})
-                self._heads = [
-                    {key.split("/")[1]: stored[key] for key in stored.files if key.startswith(f"{m}/")}
-                    for m in members
-                ]
+                for key in stored.files:
+                    member, name = key.split("/")
+                    heads.setdefault(member, {})[name] = stored[key]
+            self._heads = list(heads.values())
         return self._heads
 
     def angle_and_curves(self, ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        angles, curves = self._run("curves", ink)
+        angles, curves = self._run("curves", ink)  # the graph's two outputs
         return angles, curves
 
     def read(self, curves: np.ndarray) -> np.ndarray:

@@ -7,6 +7,7 @@ runtimes answer `network_runtime.Networks` from one definition.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -15,9 +16,10 @@ import numpy as np
 
 from ecg_app.serving.ecg_detector import DETECTOR_FILE
 from ecg_app.serving.lead_diagnosis import DIAGNOSIS_FILE
-from ecg_app.serving.network_runtime import LAST_CONV, Networks, PageOutputs, onnx_is_current
+from ecg_app.serving.network_runtime import LAST_CONV, Networks, OnnxNetworks, PageOutputs, onnx_is_current
 
 PAGE_FILE = "ecg_cnn.keras"
+FILES = {"page": PAGE_FILE, "diagnosis": DIAGNOSIS_FILE, "detector": DETECTOR_FILE}  # by network
 CELLS_BRANCH = "cells"  # the page-cell branch read from them (`networks._default`)
 
 
@@ -133,22 +135,20 @@ class KerasNetworks(Networks):
         self._given = {"page": page, "diagnosis": diagnosis, "detector": detector}
         self._built: dict[str, object] = {}
         self._lock = threading.RLock()
-        files = {"diagnosis": DIAGNOSIS_FILE, "detector": DETECTOR_FILE}
         self.has_diagnosis, self.has_detector = (
             self._given[name] is not None
-            or (self.model_dir is not None and (self.model_dir / files[name]).is_file())
+            or (self.model_dir is not None and (self.model_dir / FILES[name]).is_file())
             for name in ("diagnosis", "detector")
         )
 
     def network(self, name: str):
         """The saved network `name` (page, diagnosis or detector), loaded once."""
-        files = {"page": PAGE_FILE, "diagnosis": DIAGNOSIS_FILE, "detector": DETECTOR_FILE}
         if self._given[name] is None:
             with self._lock:
                 if self._given[name] is None:
                     if self.model_dir is None:
                         raise ValueError(f"no {name} network was given")
-                    self._given[name] = load(self.model_dir / files[name])
+                    self._given[name] = load(self.model_dir / FILES[name])
         return self._given[name]
 
     def _derived(self, name: str, build):
@@ -184,9 +184,10 @@ class KerasNetworks(Networks):
 def fitted_classifier(model_dir: Path | str):
     """The classifier of a model directory as training sees it: on its ONNX export when that is current
     (what the app serves), else on its Keras networks (fitted since, not yet exported)."""
-    from ecg_app.serving.classifier import Classifier
+    from ecg_app.serving.classifier import MODEL_INFO_FILE, Classifier
 
-    classifier = Classifier(model_dir)
-    if onnx_is_current(classifier.model_dir, classifier.info):
-        return classifier
-    return Classifier(model_dir, networks=KerasNetworks(model_dir))
+    model_dir = Path(model_dir)
+    info = json.loads((model_dir / MODEL_INFO_FILE).read_text(encoding="utf-8"))
+    current = onnx_is_current(model_dir, info)  # hashed once here, not again by the classifier
+    networks = OnnxNetworks(model_dir, info) if current else KerasNetworks(model_dir)
+    return Classifier(model_dir, networks=networks)

@@ -57,10 +57,9 @@ def export_model_dir(model_dir: Path) -> dict:
     page = networks.network("page")
     _export(keras_networks.served_page(page), INPUT_SHAPE, model_dir / PAGE_GRAPH)
     entry("page", PAGE_GRAPH, keras_networks.PAGE_FILE)
-    heads = keras_networks.page_heads(page)
     np.savez(
         model_dir / PAGE_HEADS,
-        **{f"member_{k}/{name}": value for k, head in enumerate(heads) for name, value in head.items()},
+        **{f"member_{k}/{name}": v for k, head in enumerate(networks.heads()) for name, v in head.items()},
     )
     entry("heads", PAGE_HEADS, keras_networks.PAGE_FILE)
     if networks.has_diagnosis:

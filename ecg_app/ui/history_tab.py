@@ -18,7 +18,7 @@ import pandas as pd
 from ecg_app.analysis import EXPLANATION_TITLE
 from ecg_app.clinical.comparison import Comparison, compare
 from ecg_app.clinical.guidance import RISK_LEVELS
-from ecg_app.clinical.measurements import FIELDS, shown
+from ecg_app.clinical.measurements import LABELS, shown
 from ecg_app.labels import CLASSES, DISPLAY_NAMES
 from ecg_app.store import AnalysisFilter, Page, StoredAnalysis, warnings_to_json
 from ecg_app.store.repository import patient_key
@@ -137,9 +137,8 @@ def comparison_measurements_html(result: Comparison) -> str:
     changes = result.measurement_changes()
     if all(then is None and now is None for then, now, _ in changes.values()):
         return '<p class="ecg-notes" id="compare-measurements">Neither ECG was measured.</p>'
-    labels = {name: label for name, label, *_ in FIELDS}
     rows = "".join(
-        f"<tr><th>{escape(labels[name])}</th><td>{shown(name, then)}</td><td>{shown(name, now)}</td>"
+        f"<tr><th>{escape(LABELS[name])}</th><td>{shown(name, then)}</td><td>{shown(name, now)}</td>"
         f"<td>{shown(name, change, signed=True)}</td></tr>"
         for name, (then, now, change) in changes.items()
     )
