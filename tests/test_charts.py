@@ -149,6 +149,25 @@ def test_performance_tab_shows_the_measurements_validation(tmp_path):
     assert shown["visible"]
     assert "| as uploaded | 390/393 | 1.530" in shown["value"] and "0.952 (0.929–0.969)" in shown["value"]
     assert "| clean | 50/60, 12.500 | 50/60, 12.500 | 50/60, 12.500 | – |" in shown["value"]
+    assert "Other layouts" not in shown["value"]  # older files have no such section
+
+
+def test_performance_tab_shows_the_other_layouts_rate_figures(tmp_path):
+    (tmp_path / "metrics.json").write_text('{"model_version": "v1", "test": {"n": 10}}')
+    rate = {"n": 90, "measured": 20, "mae_bpm": 1.25, "within_5_of_measured": 0.95}
+    (tmp_path / "measurements.json").write_text(
+        json.dumps(
+            {
+                "printouts_without_the_template": {**rate, "n": 393, "measured": 350},
+                "other_layout_renders": {"12lead_6x2": rate},
+                "other_layouts": {"n": 39, "measured": 9},
+            }
+        )
+    )
+    shown = performance_tab.performance_outputs(tmp_path)[-1]["value"]
+    assert "| Mendeley printouts read as an unknown layout | 350/393 | 1.250 | 0.950 |" in shown
+    assert "| rendered, 12lead_6x2 | 20/90 | 1.250 | 0.950 |" in shown
+    assert "| pictures of other layouts in the data (no reference rate) | 9/39 | – | – |" in shown
 
 
 def test_performance_tab_shows_the_recipes_out_of_fold_figures_beside_the_test_splits(tmp_path):

@@ -3,7 +3,8 @@
 Why: the networks read the page as a picture; a clinician reads numbers off the trace. On the
 reference template the bottom row band is a 10-second rhythm strip and the three rows above it print
 the twelve leads over the same 10 seconds, four leads of 2.5 s each per row. A page askew, in
-perspective or photographed is first squared to the template by its pink frame (`square_to_frame`).
+perspective or photographed is first squared to the template by its pink frame (`square_to_frame`),
+a blurred one sharpened first. Pages of other layouts are read by `grid_rate`.
 Each row is digitised column by column (`row_trace`); the strip's width gives the seconds (10 s on
 every printout of the template) and its calibration pulse the millivolts (1 mV = 10 mm). Beats are
 voted by several of neurokit2's QRS detectors (Makowski et al. 2021) and kept only when a lead above
@@ -16,13 +17,11 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-
 import cv2
 import numpy as np
-from scipy.ndimage import maximum_filter1d, minimum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
+from ecg_app.clinical.grid_rate import measure_rate
 from ecg_app.clinical.measurements import (
     MEASURED,
     NOT_MEASURED,
@@ -33,54 +32,36 @@ from ecg_app.clinical.measurements import (
     qtc_bazett,
     qtc_fridericia,
 )
+from ecg_app.clinical.trace_reading import (
+    FS,
+    GAIN_MM_MV,
+    PAPER_SPEED_MM_S,
+    band_curve,
+    confirmed_share,
+    detect_beats,
+    ink,
+    longest_runs,
+    resample,
+)
 from ecg_app.serving.deidentify import frame_hull
 from ecg_app.serving.lead_geometry import ROW_CENTRES
 from ecg_app.serving.preprocess import crop_box
 from ecg_app.serving.trace_area import BORDER_BOX, border_sides, register
 
-FS = 500.0  # Hz: the rate the digitised strip is resampled to for the detector
-PAPER_SPEED_MM_S = 25.0
-GAIN_MM_MV = 10.0
-INK_THRESHOLD = 0.35
 # The template's traces run from here to there (shares of the trace area's width): 10 seconds.
 STRIP_SPAN = (48 / 1054, 1025 / 1054)
 STRIP_SECONDS = 10.0
 STRIP_ROW = 3
 TEMPLATE_ASPECT = 786 / 1106  # the template page's height to width
-# neurokit2 QRS detectors voted on the strip; a beat counts where at least VOTES of them put one within
-# VOTE_TOLERANCE_S. Each alone missed or doubled beats on some printouts (docs/experiments.md).
-DETECTORS: tuple[str, ...] = ("neurokit", "kalidas2017", "hamilton2002", "pantompkins1985", "rodrigues2021")
-VOTES = 3
-VOTE_TOLERANCE_S = 0.05
-REFRACTORY_S = 0.2  # no two beats closer (300 bpm)
+MAX_FRAME_HEIGHT = 0.95  # share of the picture's height
+SHARPEN_AMOUNT, SHARPEN_SIGMA = 1.5, 2.0  # the unsharp mask tried when no frame is found
 LABEL_S = 0.15  # the strip's first seconds, where the lead's name is printed over the trace
 MIN_BEATS = 3
-CONFIRM_GAIN = 4.0  # a QRS in a lead above: its slope this many times the row's median slope
 MIN_CONFIRMED = 0.5  # share of the strip's beats some row above must show
 AXIS_AGREEMENT_DEG = 20.0  # the axis from I and aVF and the one from I, II and III agree this well
 RATE_LIMITS_BPM = (25.0, 250.0)
 # Plausible adult ranges: a value outside is a misread edge, not a finding.
 INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
-_PEAK_REACH = 3  # px: a stroke's tip is the highest (lowest) ink this far either side
-
-
-def _longest_runs(mask: np.ndarray) -> np.ndarray:
-    """Per column, the longest vertical run of True."""
-    best = np.zeros(mask.shape[1], np.int32)
-    run = np.zeros(mask.shape[1], np.int32)
-    for row in mask:
-        run = np.where(row, run + 1, 0)
-        np.maximum(best, run, out=best)
-    return best
-
-
-def _ink(region: np.ndarray) -> np.ndarray:
-    """Dark trace pixels of an RGB region: its brightest channel against the local background, so the
-    pink grid (bright in red) and uneven light drop out."""
-    # Pairwise maxima: the same as region.max(axis=2), many times faster (as in preprocess.ink_map).
-    bright = np.maximum(np.maximum(region[:, :, 0], region[:, :, 1]), region[:, :, 2]).astype(np.float32)
-    background = cv2.morphologyEx(bright, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_RECT, (9, 9)))
-    return 1.0 - bright / np.maximum(background, 1.0) > INK_THRESHOLD
 
 
 def _row_band(height: int, row: int) -> tuple[int, int]:
@@ -104,92 +85,24 @@ def strip_area(page: np.ndarray) -> tuple[np.ndarray, float] | None:
 
 
 def row_trace(area: np.ndarray, row: int) -> np.ndarray | None:
-    """One row of the trace area as a curve: per pixel column from the strip's start to its end, the
-    height (px, up positive, from the row's median level) of the line's middle, and at the tip of a
-    stroke (a QRS spike, a few px wide but tens high) of its tip, so a spike keeps its height with a
-    single column at its top; None when under half the columns have ink. Columns the whole band high
-    (the template's lead separators) and columns without ink are filled in from their neighbours."""
+    """One row of the trace area as a curve (`trace_reading.band_curve`), per pixel column from the
+    strip's start to its end; None when under half the columns have ink."""
     first, last = _row_band(area.shape[0], row)
     start, end = (round(share * area.shape[1]) for share in STRIP_SPAN)
-    mask = _ink(area[first:last, start : end + 1])
-    mask[:, _longest_runs(mask) > 0.8 * mask.shape[0]] = False
-    has = mask.any(axis=0)
-    if has.mean() < 0.5:
-        return None
-    columns = np.arange(mask.shape[1])
-    top = np.interp(columns, columns[has], np.argmax(mask, axis=0)[has])
-    bottom = np.interp(columns, columns[has], mask.shape[0] - 1 - np.argmax(mask[::-1], axis=0)[has])
-    middle = (top + bottom) / 2
-    level = float(np.median(middle))
-    span = bottom - top
-    steep = span > 2 * np.median(span) + 1  # a stroke, not the line's own thickness
-    reach = 2 * _PEAK_REACH + 1
-    peak_up = steep & (top == minimum_filter1d(top, reach, mode="nearest"))
-    peak_down = steep & (bottom == maximum_filter1d(bottom, reach, mode="nearest"))
-    up, down = level - top, bottom - level
-    heights = level - middle
-    heights = np.where(peak_down & ~(peak_up & (up >= down)), -down, heights)
-    return np.where(peak_up & ~(peak_down & (down > up)), up, heights)
+    return band_curve(ink(area[first:last, start : end + 1]))
 
 
 def pulse_height(area: np.ndarray) -> float | None:
     """Height in px of the rhythm strip's calibration pulse (1 mV), less one trace thickness; None
     when no pulse stands before the strip."""
     first, last = _row_band(area.shape[0], STRIP_ROW)
-    region = _ink(area[first:last, : round(STRIP_SPAN[0] * area.shape[1]) - 1])
-    runs = _longest_runs(region)
+    region = ink(area[first:last, : round(STRIP_SPAN[0] * area.shape[1]) - 1])
+    runs = longest_runs(region)
     if runs.max(initial=0) < 5:
         return None
     inked = region.any(axis=0)
     thickness = float(np.median(region.sum(axis=0)[inked & (runs < runs.max() / 2)])) if inked.any() else 1.0
     return float(runs.max() - thickness)
-
-
-def _resample(trace: np.ndarray, px_per_s: float) -> np.ndarray:
-    t = np.arange(trace.size) / px_per_s
-    return np.interp(np.arange(0.0, t[-1], 1 / FS), t, trace)
-
-
-def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
-    """R-peak times (s) on which at least `VOTES` of the `DETECTORS` agree: each detector's peaks,
-    grouped when within `VOTE_TOLERANCE_S` of each other, the group's median time for each group that
-    enough detectors share, one per `REFRACTORY_S`. A vote, because each detector alone doubled beats at
-    tall T waves or lost small QRS complexes on some printouts where the others did not."""
-    import neurokit2 as nk  # here: importing it (pandas, matplotlib) takes seconds; `predict` may not measure
-
-    # Mirrored a second either side: the cleaning filter and the detectors' own windows ring at a
-    # signal's ends (a false beat 0.3 s in on most strips); beats found in the mirror are dropped.
-    pad = min(round(FS), signal_mv.size - 1)
-    clean = nk.ecg_clean(np.pad(signal_mv, pad, mode="reflect"), sampling_rate=FS)
-    found = []
-    for k, method in enumerate(DETECTORS):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                info = nk.ecg_findpeaks(clean, sampling_rate=FS, method=method)  # ecg_peaks less its table
-        except Exception:  # a detector that fails on this strip simply casts no vote
-            continue
-        found += [((i - pad) / FS, k) for i in info["ECG_R_Peaks"] if pad <= i < pad + signal_mv.size]
-    found.sort()
-    groups: list[list[tuple[float, int]]] = []
-    for time, k in found:
-        if groups and time - groups[-1][0][0] <= VOTE_TOLERANCE_S:
-            groups[-1].append((time, k))
-        else:
-            groups.append([(time, k)])
-    voted = [(float(np.median([t for t, _ in g])), len({k for _, k in g})) for g in groups]
-    beats: list[tuple[float, int]] = []
-    for time, votes in voted:
-        if votes < VOTES:
-            continue
-        # Two groups within the refractory period are one beat marked at its R and at its S by different
-        # detectors: keep the one more of them agree on.
-        if beats and time - beats[-1][0] < REFRACTORY_S:
-            if votes > beats[-1][1]:
-                beats[-1] = (time, votes)
-            continue
-        beats.append((time, votes))
-    return np.array([time for time, _ in beats])
 
 
 BEAT_SPAN_S = (-0.35, 0.65)  # the window cut around each R peak for the median beat
@@ -340,6 +253,10 @@ def square_to_frame(page: np.ndarray) -> np.ndarray | None:
     hull = frame_hull(page)
     if hull is None:
         return None
+    # The template's frame leaves the header above it (79% of the page high; 91% turned 5 degrees): a
+    # "frame" the picture's whole height is the outline of a page-wide grid of another layout.
+    if cv2.boundingRect(hull)[3] > MAX_FRAME_HEIGHT * page.shape[0]:
+        return None
     # Turned askew (whose frame corners may lie outside the picture): turned level by the hull's angle.
     angle = (cv2.minAreaRect(hull)[2] + 45) % 90 - 45
     height, width = page.shape[:2]
@@ -364,24 +281,6 @@ def square_to_frame(page: np.ndarray) -> np.ndarray | None:
         flags=cv2.INTER_LINEAR,
         borderValue=(255, 255, 255),
     )
-
-
-def confirmed_share(traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float) -> float:
-    """The largest share, over the rows of leads above the strip (`row_trace`s, recorded at the same
-    time), of the strip's beats at which that row has a QRS: its trace's slope, smoothed over 30 ms,
-    peaks within 60 ms of the beat at over `CONFIRM_GAIN` times its median. A strip whose "beats" no
-    other lead shows is noise or a misread, not a rhythm."""
-    best = 0.0
-    smooth, reach = max(1, round(0.03 * px_per_s)), round(0.06 * px_per_s)
-    columns = np.round(beats * px_per_s).astype(int)
-    for trace in traces:
-        if trace is None:
-            continue
-        energy = uniform_filter1d(np.abs(np.gradient(trace)), smooth)
-        floor = CONFIRM_GAIN * np.median(energy)
-        seen = [energy[max(0, x - reach) : x + reach + 1].max(initial=0.0) > floor for x in columns]
-        best = max(best, float(np.mean(seen)))
-    return best
 
 
 def net_qrs(trace: np.ndarray, beats: np.ndarray, px_per_s: float, cell: int) -> float | None:
@@ -436,12 +335,23 @@ def qrs_axis(traces: list[np.ndarray | None], beats: np.ndarray, px_per_s: float
     return direct if abs((direct - derived + 180) % 360 - 180) <= AXIS_AGREEMENT_DEG else None
 
 
+def sharpened(page: np.ndarray) -> np.ndarray:
+    """The page through an unsharp mask (the page plus `SHARPEN_AMOUNT` times its difference from a
+    Gaussian blur of `SHARPEN_SIGMA` px): blur fades the template's thin pink frame below the colour
+    test that finds it (a sigma 1.5 px blur: 0 of 393 printouts measured) and thins the traces' ink."""
+    soft = cv2.GaussianBlur(page, (0, 0), SHARPEN_SIGMA)
+    return cv2.addWeighted(page, 1 + SHARPEN_AMOUNT, soft, -SHARPEN_AMOUNT, 0)
+
+
 def measure(page: np.ndarray) -> Measurements:
-    """Measurements of a page as the networks read it (`preprocess.page_as_read`); "not measured" with
-    the reason where its layout is not the reference template or its beats cannot be found."""
+    """Measurements of a page as the networks read it (`preprocess.page_as_read`): everything on the
+    reference template, the rate and its regularity on pages of other layouts (`grid_rate`); "not
+    measured" with the reason where its beats cannot be found."""
     found = strip_area(page)
+    if found is None:  # a blurred picture's pale frame, found again once sharpened
+        found = strip_area(sharpened(page))
     if found is None:
-        return not_measured("the printout's layout was not recognised (only the 12-lead template is read)")
+        return measure_rate(page)
     area, px_per_s = found
     px_per_mm = px_per_s / PAPER_SPEED_MM_S
     trace = row_trace(area, STRIP_ROW)
@@ -451,7 +361,7 @@ def measure(page: np.ndarray) -> Measurements:
     # A pulse far off 10 mm (at the time scale's millimetre) is not one: use the paper's own scale.
     if pulse is None or abs(pulse / (GAIN_MM_MV * px_per_mm) - 1) > 0.15:
         pulse = GAIN_MM_MV * px_per_mm
-    signal = _resample(trace / pulse, px_per_s)
+    signal = resample(trace / pulse, px_per_s)
     beats = detect_beats(signal)
     beats = beats[beats >= LABEL_S]  # the lead's name printed over the strip's start is no beat
     strip = RhythmStrip(seconds=np.arange(signal.size) / FS, millivolts=signal, beats=beats)

@@ -7,14 +7,16 @@ close-ups on differently coloured papers, as clean images, scans or phone photos
 with numpy + OpenCV from a seed (no global random state, no downloads), so a training run can make as
 many as it wants and reproduce each one.
 
-Public API: `ecg_signal` (one lead's waveform), `render_ecg` (one picture), `pick_family` (the layout
-family `render_ecg(seed)` draws) and `FAMILIES`.
+Public API: `ecg_signal` (one lead's waveform), `render_ecg` (one picture), `render_with_rate` (the
+same picture and the rate it shows, for validating `grid_rate`), `pick_family` (the layout family
+`render_ecg(seed)` draws) and `FAMILIES`.
 """
 
 from __future__ import annotations
 
 import string
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import cv2
@@ -412,6 +414,10 @@ def _page_size(rng: np.random.Generator, portrait: bool, aspect: tuple[float, fl
     return (short_side, long_side) if portrait else (long_side, short_side)
 
 
+# What `_draw_paper_ecg` drew, when `render_with_rate` listens: (beat times, seconds shown, paper).
+_DRAWN: ContextVar[list[tuple[np.ndarray, float, Paper]] | None] = ContextVar("_DRAWN", default=None)
+
+
 def _draw_paper_ecg(
     rng: np.random.Generator,
     rows: list[list[str]],
@@ -445,6 +451,9 @@ def _draw_paper_ecg(
     fs = float(np.clip(2 * px_per_s, 250, 500))  # about 2 samples per pixel: enough, and fast to draw
     heart_rate = rng.uniform(45, 130)
     rhythm = make_rhythm(rng, seconds, heart_rate)
+    drawn = _DRAWN.get()
+    if drawn is not None and signal_for is None:
+        drawn.append((rhythm.times, seconds, paper))
     if signal_for is None:
         signals: dict[str, np.ndarray] = {}
 
@@ -813,3 +822,30 @@ def render_ecg(seed: int, family: str | None = None) -> np.ndarray:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
     rng = np.random.default_rng([seed, 2])
     return _capture(_RENDERERS[family](rng), rng, family)
+
+
+@dataclass(frozen=True)
+class DrawnRate:
+    """The rate a rendered printout shows: 60 / the median RR of the beats drawn within its seconds
+    (how `grid_rate` reads a rate), and its paper's grid ("lines", "dots", "major_only", "none")."""
+
+    heart_rate_bpm: float
+    grid: str
+
+
+def render_with_rate(seed: int, family: str) -> tuple[np.ndarray, DrawnRate | None]:
+    """`render_ecg(seed, family)` and the rate it shows; None for a page without beats (a ventricular
+    fibrillation strip) or a family not drawn on paper. The picture is the same as `render_ecg`'s."""
+    drawn: list[tuple[np.ndarray, float, Paper]] = []
+    token = _DRAWN.set(drawn)
+    try:
+        image = render_ecg(seed, family)
+    finally:
+        _DRAWN.reset(token)
+    if not drawn:
+        return image, None
+    times, seconds, paper = drawn[0]
+    shown = times[(times >= 0) & (times <= seconds)]
+    if shown.size < 2:
+        return image, None
+    return image, DrawnRate(heart_rate_bpm=60.0 / float(np.median(np.diff(shown))), grid=paper.grid)

@@ -273,7 +273,7 @@ MEASUREMENTS_FILE = "measurements.json"
 
 def measurement_markdown(model_dir: Path) -> str:
     """The measurements' validation (model/measurements.json, from benchmarks/validate_measurements.py)
-    as two tables, or "" when the file is missing."""
+    as tables, or "" when the file is missing."""
     try:
         figures = json.loads((Path(model_dir) / MEASUREMENTS_FILE).read_text())
     except (OSError, ValueError):
@@ -302,6 +302,30 @@ def measurement_markdown(model_dir: Path) -> str:
         keys = ("pr_ms", "qrs_ms", "qt_ms", "qrs_axis_deg")
         cells = [f"{f[k]['measured']}/{f[k]['n']}, {_fmt(f[k]['mae'])}" if k in f else "–" for k in keys]
         lines.append(f"| {name} | {' | '.join(cells)} |")
+    layouts = {
+        "Mendeley printouts read as an unknown layout": figures.get("printouts_without_the_template"),
+        **{f"rendered, {name}": f for name, f in (figures.get("other_layout_renders") or {}).items()},
+    }
+    if any(layouts.values()):
+        lines += [
+            "",
+            "Other layouts: heart rate only, timed by the printed grid (reported only where its 1 mm and"
+            " 5 mm lines are both seen), against the printed or the drawn rate:",
+            "",
+            "| pages | measured | mean abs. error (bpm) | within 5 bpm, of those measured |",
+            "|---|---|---|---|",
+        ]
+        for name, f in layouts.items():
+            if not f:
+                continue
+            mae, within = f.get("mae_bpm"), f.get("within_5_of_measured")
+            lines.append(f"| {name} | {f['measured']}/{f['n']} | {_fmt(mae)} | {_fmt(within)} |")
+        real = figures.get("other_layouts")
+        if real:
+            lines.append(
+                "| pictures of other layouts in the data (no reference rate)"
+                f" | {real['measured']}/{real['n']} | – | – |"
+            )
     axis = figures.get("qrs_axis_consistency")
     if axis:
         lines += [
