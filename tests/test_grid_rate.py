@@ -46,6 +46,19 @@ def test_the_grid_pitch_is_read_to_a_percent(px_per_mm):
     assert grid_rate.grid_px_per_mm(_grid_page(px_per_mm)) == pytest.approx(px_per_mm, rel=0.01)
 
 
+@pytest.mark.parametrize("px_per_mm", [3.6, 4.44, 5.3])
+def test_a_grid_drawn_on_whole_pixels_is_not_read_at_twice_its_pitch(px_per_mm):
+    """Lines rounded to whole pixels, 4 and 5 px apart in turn, repeat best every two lines: read as
+    an 8.9 px grid, a rendered page's rate came out at half its own."""
+    page = np.full((700, 1000, 3), 255, np.uint8)
+    for step, colour in ((px_per_mm, (245, 200, 200)), (5 * px_per_mm, (225, 110, 110))):
+        for x in np.arange(2.0, 999, step):
+            page[:, round(x)] = colour
+        for y in np.arange(2.0, 699, step):
+            page[round(y), :] = colour
+    assert grid_rate.grid_px_per_mm(page) == pytest.approx(px_per_mm, rel=0.01)
+
+
 def test_a_grid_without_its_five_to_one_pattern_or_not_square_gives_no_scale():
     """Major lines alone could be 1 mm or 5 mm apart: a rate five times off. A grid stretched across
     the page is no ECG paper seen straight."""
@@ -120,3 +133,15 @@ def test_a_picture_without_a_grid_says_why_it_is_not_measured():
     m = measure(page_as_read(load_image((EXAMPLES_DIR / "coffee.jpg").read_bytes())))
     assert m.quality == NOT_MEASURED and m.heart_rate_bpm is None
     assert "no ECG grid" in m.not_measured_reason
+
+
+def test_the_other_layout_that_prints_the_machines_rate_is_read_within_5_bpm_of_it(shared_data):
+    """schr_sample6: a phone photo of a 6 x 2 page whose header prints the machine's own measurements
+    (tests/data/other_layout_printed_measurements.csv). Its top and bottom rows run into the printed
+    text; a row between them is read."""
+    printed = Path(__file__).parent / "data" / "other_layout_printed_measurements.csv"
+    row = next(csv.DictReader(printed.open()))
+    image = load_image((shared_data / "other-layout-ecg" / row["file"]).read_bytes())
+    m = measure(page_as_read(image))
+    assert m.heart_rate_bpm == pytest.approx(float(row["heart_rate_bpm"]), abs=5)
+    assert m.quality == PARTIAL

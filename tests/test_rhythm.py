@@ -124,6 +124,16 @@ def test_the_qrs_axis_of_rendered_printouts_and_its_two_readings_agree():
         assert m.qrs_axis_deg == pytest.approx(truth.qrs_axis_deg, abs=15)
 
 
+@pytest.mark.parametrize(("seed", "turn"), [(1, -100.0), (2, -60.0), (3, 40.0)])
+def test_an_axis_turned_left_or_right_is_read_where_it_was_drawn(seed, turn):
+    """Left axis deviation (about -50 degrees), a borderline one (about -10) and a right-leaning one
+    (about +90): the reading follows the drawn axis, not the +45 degrees the simulated leads start at."""
+    page, truth = render_printout(seed, axis_turn=turn)
+    m = measure(page_as_read(page))
+    assert abs(truth.qrs_axis_deg - 45) > 40
+    assert m.qrs_axis_deg == pytest.approx(truth.qrs_axis_deg, abs=15)
+
+
 def test_an_axis_whose_two_readings_disagree_is_not_reported():
     """Lead III (first cell of the third row) turned upside down: I, II and III no longer obey
     Einthoven's law, so the axis derived from them disagrees with I and aVF and none is reported."""

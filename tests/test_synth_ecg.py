@@ -98,3 +98,16 @@ def test_each_family_renders_a_picture_not_noise(family):
 def test_unknown_family_is_rejected():
     with pytest.raises(ValueError, match="family"):
         render_ecg(0, family="holter_3d")
+
+
+def test_a_turned_axis_keeps_einthovens_law_and_turns_the_axis():
+    from dataclasses import replace
+
+    from ecg_app.training.synth_ecg import _sinus_waves, qrs_axis
+
+    rhythm = make_rhythm(np.random.default_rng(0), 10, 70, regime="sinus")
+    turned = replace(rhythm, axis_turn=-90.0)
+    t = np.arange(-0.1, 0.1, 1e-3)
+    qrs = {lead: _sinus_waves(lead, turned, t)["QRS"] for lead in ("I", "II", "III")}
+    assert np.allclose(qrs["I"] + qrs["III"], qrs["II"], atol=1e-9)
+    assert (qrs_axis(turned) - qrs_axis(rhythm) + 180) % 360 - 180 == pytest.approx(-90.0, abs=5)

@@ -6,10 +6,11 @@ and 5 mm major lines at 25 mm/s, so 5 mm is 0.2 s whatever the picture's size. T
 read from the autocorrelation of the page's column darkness (`grid_px_per_mm`), and accepted only when
 its 5:1 pattern of minor and major lines is seen: a grid seen without it (faint minor lines, or none)
 leaves the millimetre ambiguous by a factor of five, and the page unmeasured. Rows of trace are found as
-the page's horizontal lines of ink (`trace_rows`); the longest row, the bottom one among equals (where
-machines print the rhythm strip), is read for beats (`trace_reading`), confirmed by another row over the
-same seconds where there is one. Only the rate and the RR irregularity are reported: where the leads
-and the calibration are is not known, so no intervals and no axis.
+the page's horizontal lines of ink (`trace_rows`); the longest rows are tried from the bottom up (where
+machines print the rhythm strip) and the first that reads cleanly gives the beats (`trace_reading`),
+confirmed by another row over the same seconds where there is one. Only the rate and the RR
+irregularity are reported: where the leads and the calibration are is not known, so no intervals and
+no axis.
 
 Example:
     >>> m = measure_rate(page_as_read(rgb))
@@ -41,6 +42,8 @@ SQUARE_TOLERANCE = 0.04  # the grid's pitch across and down the page agree this 
 MIN_MINOR_PX = 2.5  # finer minor lines than this are not resolved: only the major lines are seen
 PEAK_PROMINENCE = 0.02  # of the autocorrelation (1 at lag 0)
 PATTERN_MARGIN = 0.05  # minor-line peaks stand this far above the troughs between them (on average)
+HALF_MARGIN = 0.1  # a period whose halfway points come this close to its peaks is two periods
+MAX_MULTIPLES = 20
 MAJOR_MARGIN = 0.05  # every fifth line's peak stands this far above the fourth and sixth
 INK_THRESHOLDS = (0.35, 0.45, 0.55, 0.65, 0.75)
 MAX_INK_SHARE = 0.06
@@ -48,6 +51,7 @@ MIN_SPECK_MM = 1.5  # ink this small across is no trace
 MIN_ROW_GAP_MM = 8.0  # two rows of trace are at least this far apart
 MIN_STRIP_S = 3.0  # a row shorter than this is too short for a rate
 EQUAL_SHARE = 0.95  # rows at least this share of the longest are its equals
+MAX_TRIED = 6  # of them, from the bottom up
 GAP_S = 0.12  # a row's trace may break this long (a lead's label, a separator) and go on
 LABEL_S = 0.15  # a row's first seconds, where a lead's name may be printed over the trace
 MIN_BEATS = 4
@@ -101,6 +105,17 @@ def _pitch(profile: np.ndarray) -> float | None:
     while 2 * multiple * period < reach:
         multiple *= 2
         period = _refined_peak(ac, multiple * period, max(2.0 * UPSAMPLE, 0.3 * period)) / multiple
+    # Lines at half that period (a minor pitch between whole pixels, drawn alternately 4 and 5 px
+    # apart, repeats best every two lines): the autocorrelation halfway between F's multiples is then
+    # as high as at them, where a true period has its troughs.
+    count = int(min(MAX_MULTIPLES, reach / period))
+    multiples = period * np.arange(1, count + 1)
+    halfway = np.interp(multiples - period / 2, np.arange(ac.size), ac).mean()
+    if (
+        period / 2 >= 3 * UPSAMPLE
+        and halfway > np.interp(multiples, np.arange(ac.size), ac).mean() - HALF_MARGIN
+    ):
+        period /= 2
     if period / MINOR_PER_MAJOR >= MIN_MINOR_PX * UPSAMPLE:
         minors = np.array(
             [_near_max(ac, period * k / MINOR_PER_MAJOR, UPSAMPLE) for k in range(1, MINOR_PER_MAJOR)]
@@ -201,9 +216,24 @@ def stray_strokes(signal_mv: np.ndarray, beats: np.ndarray) -> float:
     return np.count_nonzero(np.diff(steep.astype(np.int8)) == 1) / (signal_mv.size / FS)
 
 
+def _read_row(mask: np.ndarray, row: tuple[int, int, int, int], px_per_mm: float) -> RhythmStrip | None:
+    """One row of trace as a strip in millivolts with its beats (those after `LABEL_S`)."""
+    first, last, start, stop = row
+    curve = band_curve(mask[first:last, start:stop])
+    if curve is None:
+        return None
+    signal = resample(curve / (GAIN_MM_MV * px_per_mm), PAPER_SPEED_MM_S * px_per_mm)
+    beats = detect_beats(signal)
+    return RhythmStrip(seconds=np.arange(signal.size) / FS, millivolts=signal, beats=beats[beats >= LABEL_S])
+
+
 def measure_rate(page: np.ndarray) -> Measurements:
     """Rate and RR irregularity of a page of any layout (see the module's notes); "not measured" with
-    the reason where no grid gives the time scale or no row gives enough beats."""
+    the reason where no grid gives the time scale or no row gives enough beats.
+
+    The rows as long as the longest (within `EQUAL_SHARE`) are tried from the bottom up, at most
+    `MAX_TRIED`: the first with `MIN_BEATS` beats and no more than `MAX_STRAY_PER_S` stray strokes is
+    read (the top and bottom rows of a page often run into its printed text)."""
     px_per_mm = grid_px_per_mm(page)
     if px_per_mm is None:
         return not_measured(
@@ -217,46 +247,45 @@ def measure_rate(page: np.ndarray) -> Measurements:
         extent = _extent(mask[first:last], round(GAP_S * px_per_s))
         if extent is not None and (extent[1] - extent[0]) / px_per_s >= MIN_STRIP_S:
             rows.append((first, last, *extent))
-    if not rows:
-        return not_measured("no row of trace long enough for a rate was found on the grid")
-    longest = max(stop - start for _, _, start, stop in rows)
-    first, last, start, stop = max(
-        (row for row in rows if row[3] - row[2] >= EQUAL_SHARE * longest), key=lambda row: row[0]
-    )
-    curve = band_curve(mask[first:last, start:stop])
-    if curve is None:
-        return not_measured("no row of trace long enough for a rate was found on the grid")
-    signal = resample(curve / (GAIN_MM_MV * px_per_mm), px_per_s)
-    beats = detect_beats(signal)
-    beats = beats[beats >= LABEL_S]
-    strip = RhythmStrip(seconds=np.arange(signal.size) / FS, millivolts=signal, beats=beats)
-    if beats.size < MIN_BEATS:
-        return Measurements(
-            quality=NOT_MEASURED,
-            not_measured_reason="fewer than 4 beats were found on the longest row",
-            strip=strip,
-        )
-    rr = np.diff(beats)
+    longest = max((stop - start for _, _, start, stop in rows), default=0)
+    candidates = sorted((r for r in rows if r[3] - r[2] >= EQUAL_SHARE * longest), key=lambda r: -r[0])
+    reason, shown = "no row of trace long enough for a rate was found on the grid", None
+    for row in candidates[:MAX_TRIED]:
+        strip = _read_row(mask, row, px_per_mm)
+        if strip is None:
+            continue
+        if strip.beats.size < MIN_BEATS:
+            found = "fewer than 4 beats were found on the longest rows"
+        elif stray_strokes(strip.millivolts, strip.beats) > MAX_STRAY_PER_S:
+            found = "the longest rows are mixed with other marks (text, lines) read as trace"
+        else:
+            return _rate_of(strip, row, rows, mask, px_per_s)
+        if shown is None:  # what the bottom row read, shown with the reason
+            reason, shown = found, strip
+    return Measurements(quality=NOT_MEASURED, not_measured_reason=reason, strip=shown)
+
+
+def _rate_of(
+    strip: RhythmStrip, row: tuple[int, int, int, int], rows: list, mask: np.ndarray, px_per_s: float
+) -> Measurements:
+    """The rate of a row read cleanly, confirmed by another row over the same seconds where one exists."""
+    first, _, start, stop = row
+    rr = np.diff(strip.beats)
     rate = 60.0 / float(np.median(rr))
     if not RATE_LIMITS_BPM[0] <= rate <= RATE_LIMITS_BPM[1]:
         return Measurements(
             quality=NOT_MEASURED, not_measured_reason=f"implausible heart rate ({rate:.0f} bpm)", strip=strip
         )
+    reach = 0.05 * (stop - start)
     others = [
         band_curve(mask[a:b, start:stop])
         for a, b, s, e in rows
-        if a != first and s <= start + 0.05 * (stop - start) and e >= stop - 0.05 * (stop - start)
+        if a != first and s <= start + reach and e >= stop - reach
     ]
-    if others and confirmed_share(others, beats, px_per_s) < MIN_CONFIRMED:
+    if others and confirmed_share(others, strip.beats, px_per_s) < MIN_CONFIRMED:
         return Measurements(
             quality=NOT_MEASURED,
             not_measured_reason="the beats found on the longest row are not seen in the rows beside it",
-            strip=strip,
-        )
-    if stray_strokes(signal, beats) > MAX_STRAY_PER_S:
-        return Measurements(
-            quality=NOT_MEASURED,
-            not_measured_reason="the longest row is mixed with other marks (text, lines) read as trace",
             strip=strip,
         )
     return Measurements(

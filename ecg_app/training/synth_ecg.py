@@ -83,6 +83,7 @@ class Rhythm:
     inverted_t: frozenset[str] = field(default_factory=frozenset)
     st_leads: frozenset[str] = field(default_factory=frozenset)
     st_shift: float = 0.0  # mV added between S and T in `st_leads` (elevation or depression)
+    axis_turn: float = 0.0  # degrees the QRS's frontal vector is turned (`_turned_qrs`); 0 as drawn
 
 
 def make_rhythm(
@@ -141,10 +142,28 @@ def _gaussian(t: np.ndarray, centre: float, width: float, amplitude: float) -> n
     return amplitude * np.exp(-0.5 * ((t - centre) / width) ** 2)
 
 
+# Hexaxial angles of the limb leads (degrees, aVF at +90).
+_LIMB_ANGLES = {"I": 0.0, "II": 60.0, "III": 120.0, "aVR": -150.0, "aVL": -30.0, "aVF": 90.0}
+
+
+def _turned_qrs(lead: str, gain: np.ndarray, turn: float) -> np.ndarray:
+    """A limb lead's Q, R and S amplitudes with the frontal QRS vector turned by `turn` degrees: each
+    wave's vector is read from I (its x) and aVF (its y), turned, and projected on the lead's axis
+    (the hexaxial reference system), so the six limb leads keep Einthoven's law (I + III = II)."""
+    x = np.array(_LEAD_WAVES["I"])[1:4] * gain[1:4]
+    y = np.array(_LEAD_WAVES["aVF"])[1:4] * gain[1:4]
+    angle = np.radians(turn)
+    x, y = x * np.cos(angle) - y * np.sin(angle), x * np.sin(angle) + y * np.cos(angle)
+    phi = np.radians(_LIMB_ANGLES[lead])
+    return x * np.cos(phi) + y * np.sin(phi)
+
+
 def _sinus_waves(lead: str, rhythm: Rhythm, t: np.ndarray) -> dict[str, np.ndarray]:
     """A sinus (or atrial) beat's waves apart, at times `t` around the R peak: "P" (absent in
     fibrillation), "QRS", "ST" (a shift in the leads of `rhythm.st_leads`) and "T"."""
     p, q, r, s, tw = np.array(_LEAD_WAVES[lead]) * rhythm.wave_gain
+    if rhythm.axis_turn and lead in _LIMB_ANGLES:
+        q, r, s = _turned_qrs(lead, rhythm.wave_gain, rhythm.axis_turn)
     if lead in rhythm.inverted_t:
         tw = -abs(tw) * 0.8
     w = rhythm.qrs_width
@@ -186,8 +205,8 @@ def qrs_axis(rhythm: Rhythm) -> float:
 def wave_bounds(lead: str, rhythm: Rhythm, threshold_mv: float = 0.03) -> dict[str, float]:
     """Where a sinus beat's waves show on paper, in seconds from the R peak: the first and last time
     each wave's own deflection reaches `threshold_mv` (about a pixel at 10 mm/mV on a 1100 px page).
-    Keys "p_onset", "qrs_onset", "qrs_offset", "t_offset" (p_onset NaN without a P wave): the ground
-    truth of PR, QRS and QT for a rendered ECG whose timings are known.
+    Keys "p_onset", "qrs_onset", "qrs_offset", "t_offset" (NaN for a wave the lead does not show, e.g.
+    no P wave): the ground truth of PR, QRS and QT for a rendered ECG whose timings are known.
 
     >>> rhythm = make_rhythm(np.random.default_rng(0), 10, 60, regime="sinus")
     >>> bounds = wave_bounds("II", rhythm)
@@ -198,11 +217,18 @@ def wave_bounds(lead: str, rhythm: Rhythm, threshold_mv: float = 0.03) -> dict[s
     t = np.arange(int(_TEMPLATE_SPAN[0] * fs), int(_TEMPLATE_SPAN[1] * fs)) / fs
     waves = _sinus_waves(lead, rhythm, t)
     seen = {name: t[np.abs(wave) >= threshold_mv] for name, wave in waves.items()}
+
+    def first(name: str) -> float:
+        return float(seen[name][0]) if seen[name].size else float("nan")
+
+    def last(name: str) -> float:
+        return float(seen[name][-1]) if seen[name].size else float("nan")
+
     return {
-        "p_onset": float(seen["P"][0]) if seen["P"].size else float("nan"),
-        "qrs_onset": float(seen["QRS"][0]),
-        "qrs_offset": float(seen["QRS"][-1]),
-        "t_offset": float(seen["T"][-1]),
+        "p_onset": first("P"),
+        "qrs_onset": first("QRS"),
+        "qrs_offset": last("QRS"),
+        "t_offset": last("T"),
     }
 
 
@@ -414,8 +440,9 @@ def _page_size(rng: np.random.Generator, portrait: bool, aspect: tuple[float, fl
     return (short_side, long_side) if portrait else (long_side, short_side)
 
 
-# What `_draw_paper_ecg` drew, when `render_with_rate` listens: (beat times, seconds shown, paper).
-_DRAWN: ContextVar[list[tuple[np.ndarray, float, Paper]] | None] = ContextVar("_DRAWN", default=None)
+# What `_draw_paper_ecg` drew, when `render_with_rate` listens: (beat times, seconds shown, paper,
+# pixels per millimetre).
+_DRAWN: ContextVar[list[tuple[np.ndarray, float, Paper, float]] | None] = ContextVar("_DRAWN", default=None)
 
 
 def _draw_paper_ecg(
@@ -453,7 +480,7 @@ def _draw_paper_ecg(
     rhythm = make_rhythm(rng, seconds, heart_rate)
     drawn = _DRAWN.get()
     if drawn is not None and signal_for is None:
-        drawn.append((rhythm.times, seconds, paper))
+        drawn.append((rhythm.times, seconds, paper, px_per_mm))
     if signal_for is None:
         signals: dict[str, np.ndarray] = {}
 
@@ -827,16 +854,18 @@ def render_ecg(seed: int, family: str | None = None) -> np.ndarray:
 @dataclass(frozen=True)
 class DrawnRate:
     """The rate a rendered printout shows: 60 / the median RR of the beats drawn within its seconds
-    (how `grid_rate` reads a rate), and its paper's grid ("lines", "dots", "major_only", "none")."""
+    (how `grid_rate` reads a rate), its paper's grid ("lines", "dots", "major_only", "none") and the
+    grid's pixels per millimetre as drawn (before the picture was scanned or photographed)."""
 
     heart_rate_bpm: float
     grid: str
+    px_per_mm: float
 
 
 def render_with_rate(seed: int, family: str) -> tuple[np.ndarray, DrawnRate | None]:
     """`render_ecg(seed, family)` and the rate it shows; None for a page without beats (a ventricular
     fibrillation strip) or a family not drawn on paper. The picture is the same as `render_ecg`'s."""
-    drawn: list[tuple[np.ndarray, float, Paper]] = []
+    drawn: list[tuple[np.ndarray, float, Paper, float]] = []
     token = _DRAWN.set(drawn)
     try:
         image = render_ecg(seed, family)
@@ -844,8 +873,9 @@ def render_with_rate(seed: int, family: str) -> tuple[np.ndarray, DrawnRate | No
         _DRAWN.reset(token)
     if not drawn:
         return image, None
-    times, seconds, paper = drawn[0]
+    times, seconds, paper, px_per_mm = drawn[0]
     shown = times[(times >= 0) & (times <= seconds)]
     if shown.size < 2:
         return image, None
-    return image, DrawnRate(heart_rate_bpm=60.0 / float(np.median(np.diff(shown))), grid=paper.grid)
+    rate = 60.0 / float(np.median(np.diff(shown)))
+    return image, DrawnRate(heart_rate_bpm=rate, grid=paper.grid, px_per_mm=px_per_mm)

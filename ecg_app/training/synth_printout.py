@@ -9,12 +9,13 @@ on the template's geometry (pink frame, 3 x 4 leads over 10 s and a lead II rhyt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from ecg_app.clinical.rhythm import GAIN_MM_MV, PAPER_SPEED_MM_S, STRIP_SECONDS, STRIP_SPAN
+from ecg_app.clinical.rhythm import STRIP_SECONDS, STRIP_SPAN
+from ecg_app.clinical.trace_reading import GAIN_MM_MV, PAPER_SPEED_MM_S
 from ecg_app.serving.lead_geometry import ROW_CENTRES
 from ecg_app.serving.preprocess import crop_box
 from ecg_app.serving.trace_area import BORDER_BOX
@@ -39,12 +40,15 @@ class Truth:
     qrs_axis_deg: float
 
 
-def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndarray, Truth]:
-    """(RGB page, truth) of a sinus-rhythm 12-lead printout drawn from `seed`."""
+def render_printout(
+    seed: int, heart_rate: float | None = None, axis_turn: float = 0.0
+) -> tuple[np.ndarray, Truth]:
+    """(RGB page, truth) of a sinus-rhythm 12-lead printout drawn from `seed`; `axis_turn` turns the
+    QRS axis (near +45 degrees as drawn) by that many degrees in the limb leads."""
     rng = np.random.default_rng(seed)
     width, height = PAGE_SIZE
     heart_rate = float(rng.uniform(50, 120)) if heart_rate is None else heart_rate
-    rhythm = make_rhythm(rng, 10.0, heart_rate, regime="sinus")
+    rhythm = replace(make_rhythm(rng, 10.0, heart_rate, regime="sinus"), axis_turn=axis_turn)
     page = np.full((height, width, 3), 255, np.uint8)
     top, bottom, left, right = crop_box(height, width)
     px_per_s = (STRIP_SPAN[1] - STRIP_SPAN[0]) * (right - left) / STRIP_SECONDS
@@ -75,7 +79,11 @@ def render_printout(seed: int, heart_rate: float | None = None) -> tuple[np.ndar
             ys = baseline - samples * px_per_mv
             points = np.round(np.stack([xs, ys], axis=1) * 4).astype(np.int32)
             cv2.polylines(page, [points], False, (0, 0, 0), 1, cv2.LINE_AA, 2)
+    # Where lead II shows its waves; a lead II turned near perpendicular to the QRS shows none: then the
+    # timings as drawn before the turn.
     bounds = wave_bounds("II", rhythm)
+    if np.isnan(bounds["qrs_onset"]):
+        bounds = wave_bounds("II", replace(rhythm, axis_turn=0.0))
     beats = rhythm.times[(rhythm.times >= 0) & (rhythm.times <= 10)]
     truth = Truth(
         heart_rate_bpm=float(60 / np.diff(beats).mean()),

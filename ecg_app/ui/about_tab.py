@@ -60,7 +60,11 @@ recognises that the picture is not an ECG. For each result it shows the class pr
 level and general guidance (suggested tests, monitoring, lifestyle advice), keeps a history of analyses
 and produces a PDF report.
 
-**What it does not do.** It does not measure intervals, read rhythm strips beat by beat or use the
+**Measurements.** Heart rate, rhythm regularity, PR, QRS, QT/QTc and the QRS axis are read off the
+trace of the known template; on other layouts only the heart rate, where the printed grid gives the
+time scale. A number the trace does not support is shown as not measured, with the reason.
+
+**What it does not do.** It does not interpret rhythms beat by beat (no arrhythmia names) or use the
 patient's symptoms and history. It was trained on printouts from one hospital, one ECG machine and one
 print template, so other layouts, poor photos and rare conditions are less reliable. A result is a
 second look for education and research, **never a diagnosis**: a qualified clinician must read every ECG.
