@@ -31,7 +31,18 @@ def test_the_vote_finds_every_beat_of_a_simulated_lead_ii():
     found = detect_beats(signal.astype(float))
     truth = rhythm.times[(rhythm.times > 0.1) & (rhythm.times < 9.9)]
     assert len(found) == pytest.approx(len(truth), abs=1)
-    assert all(np.abs(found - t).min() < 0.02 for t in truth)
+    # Within 40 ms: the vote is the median of marks from the QRS's upstroke (neurokit) to past its peak
+    # (Pan-Tompkins), here 34 ms after the R peak.
+    assert all(np.abs(found - t).min() < 0.04 for t in truth)
+
+
+def test_detectors_marking_one_wide_qrs_far_apart_still_vote_for_one_beat(shared_data):
+    """PMI(41): the five detectors mark each QRS up to 170 ms apart (from its upstroke to its S wave).
+    Grouped around each group's first mark, no group had three votes and every other beat was lost
+    (read 40 bpm for the 80 printed); grouped mark to mark, every beat counts."""
+    path = next((shared_data / "mendeley-ecg").rglob("PMI(41).jpg"))
+    m = measure(page_as_read(load_image(path.read_bytes())))
+    assert m.heart_rate_bpm == pytest.approx(PRINTED["PMI(41).jpg"], abs=5)
 
 
 def test_rate_and_intervals_of_rendered_printouts_match_their_timings():

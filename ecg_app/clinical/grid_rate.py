@@ -43,7 +43,7 @@ MIN_MINOR_PX = 2.5  # finer minor lines than this are not resolved: only the maj
 PEAK_PROMINENCE = 0.02  # of the autocorrelation (1 at lag 0)
 PATTERN_MARGIN = 0.05  # minor-line peaks stand this far above the troughs between them (on average)
 HALF_MARGIN = 0.1  # a period whose halfway points come this close to its peaks is two periods
-MAX_MULTIPLES = 20
+MAX_MULTIPLES = 20  # of a period, compared with the points halfway between them
 MAJOR_MARGIN = 0.05  # every fifth line's peak stands this far above the fourth and sixth
 INK_THRESHOLDS = (0.35, 0.45, 0.55, 0.65, 0.75)
 MAX_INK_SHARE = 0.06
@@ -141,10 +141,12 @@ def grid_px_per_mm(rgb: np.ndarray) -> float | None:
 
     The column darkness (its median down each column: grid lines run the page's height, traces do not)
     repeats with the grid. Its fundamental period F is the first autocorrelation peak at least half as
-    high as the highest. F is a major square (5 mm) when the autocorrelation at F/5, 2F/5 ... stands
-    above the troughs between them, or a minor one (1 mm) when every fifth line is darker (a higher
-    peak at 5F than at 4F and 6F). F is measured to a fraction of a pixel at its 2nd, 4th, 8th ...
-    multiple up to a third of the page, so a pixel's rounding is spread over many squares.
+    high as the highest, measured to a fraction of a pixel at its 2nd, 4th, 8th ... multiple up to a
+    third of the page (a pixel's rounding spread over many squares), and halved when the
+    autocorrelation halfway between its multiples is as high as at them (lines on whole pixels, 4 and
+    5 px apart in turn, repeat best every two). F is a major square (5 mm) when the autocorrelation at
+    F/5, 2F/5 ... stands above the troughs between them, or a minor one (1 mm) when every fifth line is
+    darker (a higher peak at 5F than at 4F and 6F).
     """
     gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255
     darkness_map = np.clip(cv2.dilate(gray, np.ones((15, 15), np.uint8)) - gray, 0, 1)
@@ -169,7 +171,7 @@ def trace_ink(rgb: np.ndarray, px_per_mm: float) -> np.ndarray:
     lines = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((1, max(3, width // 4)), np.uint8))
     lines |= cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((max(3, height // 4), 1), np.uint8))
     mask &= 1 - lines
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     sizes = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
     keep = sizes >= MIN_SPECK_MM * px_per_mm
     keep[0] = False

@@ -93,8 +93,10 @@ def resample(trace: np.ndarray, px_per_s: float) -> np.ndarray:
 
 def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
     """R-peak times (s) on which at least `VOTES` of the `DETECTORS` agree: each detector's peaks,
-    grouped when within `VOTE_TOLERANCE_S` of each other, the group's median time for each group that
-    enough detectors share, one per `REFRACTORY_S`. A vote, because each detector alone doubled beats at
+    grouped while each is within `VOTE_TOLERANCE_S` of the one before (on a wide or notched QRS the
+    detectors' marks spread over up to 170 ms), the group's median time for each group that enough
+    detectors share (within about 40 ms of the R peak: some detectors mark the upstroke, others the S
+    wave), one per `REFRACTORY_S`. A vote, because each detector alone doubled beats at
     tall T waves or lost small QRS complexes on some printouts where the others did not."""
     import neurokit2 as nk  # here: importing it (pandas, matplotlib) takes seconds; `predict` may not measure
 
@@ -113,8 +115,8 @@ def detect_beats(signal_mv: np.ndarray) -> np.ndarray:
         found += [((i - pad) / FS, k) for i in info["ECG_R_Peaks"] if pad <= i < pad + signal_mv.size]
     found.sort()
     groups: list[list[tuple[float, int]]] = []
-    for time, k in found:
-        if groups and time - groups[-1][0][0] <= VOTE_TOLERANCE_S:
+    for time, k in found:  # single linkage: within the tolerance of the group's latest detection
+        if groups and time - groups[-1][-1][0] <= VOTE_TOLERANCE_S:
             groups[-1].append((time, k))
         else:
             groups.append([(time, k)])
