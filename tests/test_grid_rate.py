@@ -73,9 +73,9 @@ def test_a_grid_without_its_five_to_one_pattern_or_not_square_gives_no_scale():
     [("12lead_3x4", 29), ("12lead_6x2", 8), ("12lead_column", 2), ("rhythm_strip", 4), ("rhythm_strip", 26)],
 )
 def test_rendered_pages_of_other_layouts_read_the_rate_drawn(family, seed):
-    """Pages measured while the method was tuned (seeds 0-29, where 2 of the 23 measured were misread:
-    beats lost; the figures on fresh seeds come from benchmarks/validate_measurements.py): the rate
-    through `measure`, with only what can be read."""
+    """Pages among those the method was tuned on (seeds 0-29; the figures on fresh seeds, misreads
+    included, come from benchmarks/validate_measurements.py): the rate through `measure`, with only
+    what can be read."""
     image, truth = render_with_rate(seed, family)
     m = measure(page_as_read(image))
     assert m.heart_rate_bpm == pytest.approx(truth.heart_rate_bpm, abs=3)
