@@ -79,8 +79,8 @@ def test_rendered_pages_of_other_layouts_read_the_rate_drawn(family, seed):
     image, truth = render_with_rate(seed, family)
     m = measure(page_as_read(image))
     assert m.heart_rate_bpm == pytest.approx(truth.heart_rate_bpm, abs=3)
-    assert m.quality == PARTIAL and m.rr_irregularity is not None
-    assert m.pr_ms is None and m.qt_ms is None and m.qrs_axis_deg is None
+    assert m.quality == PARTIAL
+    assert m.rr_irregularity is None and m.pr_ms is None and m.qt_ms is None and m.qrs_axis_deg is None
     assert "reference 12-lead template" in m.not_measured_reason
     assert m.strip is not None and m.strip.beats.size >= 4
 

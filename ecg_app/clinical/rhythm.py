@@ -345,7 +345,7 @@ def sharpened(page: np.ndarray) -> np.ndarray:
 
 def measure(page: np.ndarray) -> Measurements:
     """Measurements of a page as the networks read it (`preprocess.page_as_read`): everything on the
-    reference template, the rate and its regularity on pages of other layouts (`grid_rate`); "not
+    reference template, the heart rate alone on pages of other layouts (`grid_rate`); "not
     measured" with the reason where its beats cannot be found."""
     found = strip_area(page)
     if found is None:  # a blurred picture's pale frame, found again once sharpened
