@@ -11,7 +11,8 @@ import pytest
 
 import ecg_app
 from ecg_app.clinical.measurements import MEASURED, NOT_MEASURED, PARTIAL
-from ecg_app.clinical.rhythm import FS, detect_beats, measure
+from ecg_app.clinical.rhythm import measure
+from ecg_app.clinical.trace_reading import FS, detect_beats
 from ecg_app.serving.intake import load_image
 from ecg_app.serving.preprocess import crop_box, page_as_read
 from ecg_app.training.synth_ecg import ecg_signal, make_rhythm

@@ -29,7 +29,10 @@ from ecg_app.clinical.measurements import NOT_MEASURED, PARTIAL, Measurements, R
 from ecg_app.clinical.trace_reading import (
     FS,
     GAIN_MM_MV,
+    LABEL_S,
+    MIN_CONFIRMED,
     PAPER_SPEED_MM_S,
+    RATE_LIMITS_BPM,
     band_curve,
     confirmed_share,
     darkness,
@@ -54,10 +57,7 @@ MIN_STRIP_S = 3.0  # a row shorter than this is too short for a rate
 EQUAL_SHARE = 0.95  # rows at least this share of the longest are its equals
 MAX_TRIED = 6  # of them, from the bottom up
 GAP_S = 0.12  # a row's trace may break this long (a lead's label, a separator) and go on
-LABEL_S = 0.15  # a row's first seconds, where a lead's name may be printed over the trace
-MIN_BEATS = 4
-MIN_CONFIRMED = 0.5  # share of the row's beats another row over the same seconds must show
-RATE_LIMITS_BPM = (25.0, 250.0)
+MIN_BEATS = 4  # one more than on the template: no lead above confirms a lone strip
 STEEP_MV_S = 80.0  # a slope this steep is a QRS, or a mark that is not trace
 MAX_STRAY_PER_S = 1.0  # steep strokes away from every beat, per second, on a trace read cleanly
 NOT_READ = "RR irregularity, PR, QRS, QT and the axis (read only on the reference 12-lead template)"
@@ -258,7 +258,7 @@ def measure_rate(page: np.ndarray) -> Measurements:
         if strip is None:
             continue
         if strip.beats.size < MIN_BEATS:
-            found = "fewer than 4 beats were found on the longest rows"
+            found = f"fewer than {MIN_BEATS} beats were found on the longest rows"
         elif stray_strokes(strip.millivolts, strip.beats) > MAX_STRAY_PER_S:
             found = "the longest rows are mixed with other marks (text, lines) read as trace"
         else:

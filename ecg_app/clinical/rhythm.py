@@ -35,7 +35,10 @@ from ecg_app.clinical.measurements import (
 from ecg_app.clinical.trace_reading import (
     FS,
     GAIN_MM_MV,
+    LABEL_S,
+    MIN_CONFIRMED,
     PAPER_SPEED_MM_S,
+    RATE_LIMITS_BPM,
     band_curve,
     confirmed_share,
     detect_beats,
@@ -55,11 +58,8 @@ STRIP_ROW = 3
 TEMPLATE_ASPECT = 786 / 1106  # the template page's height to width
 MAX_FRAME_HEIGHT = 0.95  # share of the picture's height
 SHARPEN_AMOUNT, SHARPEN_SIGMA = 1.5, 2.0  # the unsharp mask tried when no frame is found
-LABEL_S = 0.15  # the strip's first seconds, where the lead's name is printed over the trace
 MIN_BEATS = 3
-MIN_CONFIRMED = 0.5  # share of the strip's beats some row above must show
 AXIS_AGREEMENT_DEG = 20.0  # the axis from I and aVF and the one from I, II and III agree this well
-RATE_LIMITS_BPM = (25.0, 250.0)
 # Plausible adult ranges: a value outside is a misread edge, not a finding.
 INTERVAL_LIMITS_MS = {"pr_ms": (60.0, 400.0), "qrs_ms": (40.0, 220.0), "qt_ms": (200.0, 700.0)}
 
@@ -368,7 +368,7 @@ def measure(page: np.ndarray) -> Measurements:
     if beats.size < MIN_BEATS:
         return Measurements(
             quality=NOT_MEASURED,
-            not_measured_reason="fewer than 3 beats were found on the rhythm strip",
+            not_measured_reason=f"fewer than {MIN_BEATS} beats were found on the rhythm strip",
             strip=strip,
         )
     rr = np.diff(beats)
